@@ -1,0 +1,1 @@
+"""Capture: watermarks, windows and change queries (pure), see :mod:`.window`."""

@@ -1,0 +1,135 @@
+"""Watermark windows: every capture decision, named in one place.
+
+Decisions (DESIGN §4)
+---------------------
+Cursor
+    The composite ``(change_ts, key...)``, compared as a strict SQL row value, so a
+    batch that stops inside a run of rows sharing one timestamp resumes exactly after
+    the last row it loaded: nothing skipped, nothing loaded twice. ``change_ts`` is
+    ``COALESCE(cursor, cursor_fallback)``: a row never changed since creation counts
+    at its creation time. The cursor is stored at the column's native precision.
+Horizon
+    The exclusive upper bound of a window:
+    ``min(source_now - delay, start of the oldest open transaction on the source)``.
+    A row's change timestamp is at least the start of the transaction that wrote it,
+    so no row below the horizon can still appear. The bound is exclusive because an
+    open transaction that started exactly at the horizon may still write rows stamped
+    with it. ``source_now`` is the source's clock, never the pipeline's.
+Bounded batches
+    At most ``batch_rows`` rows per query, in cursor order. A full batch means more
+    rows may wait below the horizon; the watermark then only moves to the last row.
+Caught up to
+    When a batch is not full, every row below the horizon has been read: the table is
+    caught up to the horizon, which is what freshness is measured against.
+Empty windows
+    A horizon at or below the cursor's timestamp (a larger delay, an old transaction)
+    gives an empty window: nothing is read and nothing moves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A position in a table's change order: the last ``(change_ts, key...)`` loaded."""
+
+    change_ts: datetime
+    key: tuple[Any, ...]
+
+    def as_row(self) -> tuple[Any, ...]:
+        return (self.change_ts, *self.key)
+
+
+@dataclass(frozen=True)
+class OpenTransaction:
+    """The oldest open transaction seen on the source, which may hold the horizon back."""
+
+    pid: int
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """The exclusive upper bound of a window and why it sits where it does."""
+
+    at: datetime
+    source_now: datetime
+    held_back_by: OpenTransaction | None = None
+
+    @property
+    def hold_seconds(self) -> float:
+        """How far an open transaction holds the horizon below ``source_now - delay``."""
+        if self.held_back_by is None:
+            return 0.0
+        return max(0.0, (self.source_now - self.held_back_by.started_at).total_seconds())
+
+
+def compute_horizon(
+    *, source_now: datetime, delay: timedelta, oldest_open: OpenTransaction | None
+) -> Horizon:
+    """``min(source_now - delay, oldest open transaction's start)``.
+
+    Examples
+    --------
+    >>> from datetime import datetime, timedelta
+    >>> now = datetime(2026, 1, 1, 12, 0, 10)
+    >>> compute_horizon(source_now=now, delay=timedelta(seconds=2), oldest_open=None).at
+    datetime.datetime(2026, 1, 1, 12, 0, 8)
+    >>> old = OpenTransaction(pid=42, started_at=datetime(2026, 1, 1, 12, 0, 1))
+    >>> h = compute_horizon(source_now=now, delay=timedelta(seconds=2), oldest_open=old)
+    >>> h.at, h.held_back_by.pid
+    (datetime.datetime(2026, 1, 1, 12, 0, 1), 42)
+    """
+    by_delay = source_now - delay
+    if oldest_open is not None and oldest_open.started_at < by_delay:
+        return Horizon(at=oldest_open.started_at, source_now=source_now, held_back_by=oldest_open)
+    return Horizon(at=by_delay, source_now=source_now)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Rows strictly after ``after`` (or from the start) and strictly below ``horizon``."""
+
+    after: Cursor | None
+    horizon: datetime
+    limit: int
+
+    @property
+    def is_empty(self) -> bool:
+        return self.after is not None and self.horizon <= self.after.change_ts
+
+
+@dataclass(frozen=True)
+class Advance:
+    """Where a table's watermark goes after a batch read from ``window``."""
+
+    cursor: Cursor | None
+    caught_up_to: datetime | None
+    more_waiting: bool
+
+
+def advance(window: Window, *, rows_read: int, last_row: Cursor | None) -> Advance:
+    """The watermark after reading ``rows_read`` rows of ``window``, ending at ``last_row``.
+
+    Examples
+    --------
+    >>> from datetime import datetime
+    >>> t = datetime(2026, 1, 1)
+    >>> w = Window(after=None, horizon=datetime(2026, 1, 2), limit=2)
+    >>> advance(w, rows_read=2, last_row=Cursor(t, (5,))).more_waiting
+    True
+    >>> advance(w, rows_read=1, last_row=Cursor(t, (5,))).caught_up_to
+    datetime.datetime(2026, 1, 2, 0, 0)
+    """
+    if window.is_empty:
+        return Advance(cursor=window.after, caught_up_to=None, more_waiting=False)
+    cursor = last_row if rows_read else window.after
+    if rows_read >= window.limit:
+        return Advance(
+            cursor=cursor, caught_up_to=last_row.change_ts if last_row else None, more_waiting=True
+        )
+    return Advance(cursor=cursor, caught_up_to=window.horizon, more_waiting=False)

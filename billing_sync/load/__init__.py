@@ -1,0 +1,1 @@
+"""Loads: the warehouse merge plus watermark in one transaction, then the DuckDB cache."""

@@ -1,0 +1,344 @@
+"""The warehouse: version-guarded merge, watermark and batch log in one transaction.
+
+A batch is COPYed into a temporary table, then merged with
+``INSERT ... ON CONFLICT DO UPDATE ... WHERE target._source_version < excluded._source_version``,
+so a replayed or out-of-order batch changes nothing. The table's watermark, the entity's
+last batch id and the batch log row commit in the same transaction as the rows: a crash
+at any instant leaves either all of them or none.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+
+from billing_sync.capture.window import Advance, Cursor, Window
+from billing_sync.config import SourceCatalog, TableMapping
+from billing_sync.load.ddl import STATE_SCHEMA, EntityColumns, entities_of, entity_columns
+from billing_sync.postgres import redact_url
+
+_STATE_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS billing;
+CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA};
+CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.watermark (
+    system text NOT NULL,
+    source_table text NOT NULL,
+    entity text NOT NULL,
+    cursor_ts timestamp(6),
+    cursor_key jsonb,
+    caught_up_to timestamp(6),
+    last_batch_id bigint,
+    updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (system, source_table)
+);
+CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.entity_state (
+    entity text PRIMARY KEY,
+    last_batch_id bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.batch_log (
+    batch_id bigint PRIMARY KEY,
+    system text NOT NULL,
+    source_table text NOT NULL,
+    entity text NOT NULL,
+    horizon timestamp(6) NOT NULL,
+    cursor_ts timestamp(6),
+    cursor_key jsonb,
+    rows_read integer NOT NULL,
+    inserted integer NOT NULL,
+    updated integer NOT NULL,
+    deleted integer NOT NULL,
+    oldest_change timestamp(6),
+    newest_change timestamp(6),
+    lag_seconds double precision,
+    run_id text,
+    committed_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE SEQUENCE IF NOT EXISTS {STATE_SCHEMA}.batch_id_seq;
+"""
+
+
+class WarehouseUnavailable(RuntimeError):
+    """The warehouse cannot be reached."""
+
+
+class ConcurrentSyncError(RuntimeError):
+    """The watermark moved under this batch: another sync of the same table committed."""
+
+
+@dataclass(frozen=True)
+class Watermark:
+    cursor: Cursor | None
+    caught_up_to: datetime | None
+    last_batch_id: int | None
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    batch_id: int | None
+    previous_entity_batch_id: int
+    inserted: int
+    updated: int
+    deleted: int
+
+
+def encode_key(values: tuple[Any, ...]) -> str:
+    return json.dumps([v.isoformat() if isinstance(v, date) else v for v in values])
+
+
+def decode_key(mapping: TableMapping, raw: list[Any]) -> tuple[Any, ...]:
+    """Key values back from JSON, typed as their catalog columns."""
+    decoded: list[Any] = []
+    for name, value in zip(mapping.key, raw, strict=True):
+        kind = mapping.column(name).type
+        if value is None or kind in ("text", "integer", "bigint", "boolean"):
+            decoded.append(value)
+        elif kind == "date":
+            decoded.append(date.fromisoformat(value))
+        elif kind == "timestamp":
+            decoded.append(datetime.fromisoformat(value))
+        else:
+            decoded.append(value)
+    return tuple(decoded)
+
+
+class Warehouse:
+    """A long-lived connection to the warehouse, reused across micro-batches."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            self.conn = psycopg.connect(
+                url, autocommit=True, application_name="billing-sync-load", connect_timeout=10
+            )
+        except psycopg.OperationalError as error:
+            raise WarehouseUnavailable(
+                f"cannot reach the warehouse at {redact_url(url)}: {error}"
+            ) from error
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def setup(self, catalogs: list[SourceCatalog]) -> None:
+        """Create the bookkeeping tables, entity tables and watermark rows (idempotent)."""
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('billing_sync.setup'))")
+            self.conn.execute(_STATE_DDL)  # type: ignore[arg-type]
+            for columns in entities_of(catalogs).values():
+                self._create_entity(columns)
+            for catalog in catalogs:
+                for mapping in catalog.tables:
+                    self.conn.execute(
+                        f"INSERT INTO {STATE_SCHEMA}.watermark (system, source_table, entity)"
+                        " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                        (catalog.system, mapping.table, mapping.entity),
+                    )
+
+    def _create_entity(self, columns: EntityColumns) -> None:
+        definitions = ",\n    ".join(columns.column_definitions())
+        self.conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {columns.table} (\n    {definitions},\n"  # type: ignore[arg-type]
+            "    PRIMARY KEY (_source_system, _source_key))"
+        )
+        self.conn.execute(
+            f'CREATE INDEX IF NOT EXISTS "{columns.entity}_batch_ix"'  # type: ignore[arg-type]
+            f" ON {columns.table} (_batch_id)"
+        )
+        self.conn.execute(
+            f"INSERT INTO {STATE_SCHEMA}.entity_state (entity) VALUES (%s) ON CONFLICT DO NOTHING",
+            (columns.entity,),
+        )
+
+    def watermark(self, system: str, mapping: TableMapping) -> Watermark:
+        with self.conn.transaction():
+            row = self.conn.execute(
+                f"SELECT cursor_ts, cursor_key, caught_up_to, last_batch_id"
+                f" FROM {STATE_SCHEMA}.watermark WHERE system = %s AND source_table = %s",
+                (system, mapping.table),
+            ).fetchone()
+        if row is None:
+            raise LookupError(f"no watermark row for {system}.{mapping.table}: run setup first")
+        cursor = None if row[0] is None else Cursor(row[0], decode_key(mapping, row[1]))
+        return Watermark(cursor=cursor, caught_up_to=row[2], last_batch_id=row[3])
+
+    def commit_batch(
+        self,
+        *,
+        system: str,
+        mapping: TableMapping,
+        rows: pa.Table,
+        window: Window,
+        advance: Advance,
+        lag_seconds: float | None,
+        run_id: str | None,
+    ) -> CommitResult:
+        """Merge ``rows`` and move the watermark from ``window.after`` to ``advance``, atomically.
+
+        Raises :class:`ConcurrentSyncError` (and commits nothing) when the stored
+        watermark is no longer ``window.after``.
+        """
+        columns = entity_columns(mapping)
+        with self.conn.transaction():
+            self._check_watermark(system, mapping, window.after)
+            previous = self._lock_entity(mapping.entity)
+            batch_id = None
+            inserted = updated = deleted = 0
+            if rows.num_rows:
+                batch_id = int(self._scalar(f"SELECT nextval('{STATE_SCHEMA}.batch_id_seq')"))
+                inserted, updated, deleted = self._merge(columns, rows, batch_id)
+                self.conn.execute(
+                    f"UPDATE {STATE_SCHEMA}.entity_state SET last_batch_id = %s WHERE entity = %s",
+                    (batch_id, mapping.entity),
+                )
+                self._log_batch(system, mapping, rows, window, advance, batch_id,
+                                (inserted, updated, deleted), lag_seconds, run_id)
+            cursor = advance.cursor
+            self.conn.execute(
+                f"UPDATE {STATE_SCHEMA}.watermark SET cursor_ts = %s, cursor_key = %s,"
+                " caught_up_to = COALESCE(%s, caught_up_to),"
+                " last_batch_id = COALESCE(%s, last_batch_id), updated_at = clock_timestamp()"
+                " WHERE system = %s AND source_table = %s",
+                (
+                    cursor.change_ts if cursor else None,
+                    encode_key(cursor.key) if cursor else None,
+                    advance.caught_up_to,
+                    batch_id,
+                    system,
+                    mapping.table,
+                ),
+            )
+        return CommitResult(batch_id, previous, inserted, updated, deleted)
+
+    def _check_watermark(self, system: str, mapping: TableMapping, expected: Cursor | None) -> None:
+        row = self.conn.execute(
+            f"SELECT cursor_ts, cursor_key FROM {STATE_SCHEMA}.watermark"
+            " WHERE system = %s AND source_table = %s FOR UPDATE",
+            (system, mapping.table),
+        ).fetchone()
+        stored = None if row is None or row[0] is None else Cursor(row[0], decode_key(mapping, row[1]))
+        if stored != expected:
+            raise ConcurrentSyncError(
+                f"{system}.{mapping.table}: the watermark moved from {expected} to {stored} while "
+                "this batch ran; another sync of the same table committed first. Nothing was "
+                "written; the next batch starts from the new watermark."
+            )
+
+    def _lock_entity(self, entity: str) -> int:
+        # Serializes writers of one entity, so batch ids of an entity commit in order and
+        # the cache can catch up with "every row whose _batch_id is above mine".
+        return int(
+            self._scalar(
+                f"SELECT last_batch_id FROM {STATE_SCHEMA}.entity_state WHERE entity = %s FOR UPDATE",
+                (entity,),
+            )
+        )
+
+    def _merge(self, columns: EntityColumns, rows: pa.Table, batch_id: int) -> tuple[int, int, int]:
+        loaded = columns.loaded
+        names = ", ".join(f'"{name}"' for name in loaded)
+        self.conn.execute(
+            f"CREATE TEMP TABLE _incoming ON COMMIT DROP AS SELECT {names}"  # type: ignore[arg-type]
+            f" FROM {columns.table} WITH NO DATA"
+        )
+        buffer = io.BytesIO()
+        pa_csv.write_csv(
+            rows.select(loaded),
+            buffer,
+            pa_csv.WriteOptions(include_header=False, quoting_style="needed"),
+        )
+        with self.conn.cursor().copy(
+            f"COPY _incoming ({names}) FROM STDIN (FORMAT csv)"  # type: ignore[arg-type]
+        ) as copy:
+            copy.write(buffer.getbuffer())
+        updates = ", ".join(f'"{name}" = EXCLUDED."{name}"' for name in columns.all)
+        result = self.conn.execute(
+            f"INSERT INTO {columns.table} AS t ({names}, _batch_id)"  # type: ignore[arg-type]
+            f" SELECT {names}, %s FROM _incoming"
+            f" ON CONFLICT (_source_system, _source_key) DO UPDATE SET {updates}"
+            " WHERE t._source_version < EXCLUDED._source_version"
+            " RETURNING (xmax = 0), _is_deleted",
+            (batch_id,),
+        ).fetchall()
+        inserted = sum(1 for is_new, _ in result if is_new)
+        deleted = sum(1 for _, is_deleted in result if is_deleted)
+        return inserted, len(result) - inserted, deleted
+
+    def _log_batch(
+        self,
+        system: str,
+        mapping: TableMapping,
+        rows: pa.Table,
+        window: Window,
+        advance: Advance,
+        batch_id: int,
+        counts: tuple[int, int, int],
+        lag_seconds: float | None,
+        run_id: str | None,
+    ) -> None:
+        versions = rows.column("_source_version")
+        oldest = pc.min(versions).as_py()
+        newest = pc.max(versions).as_py()
+        cursor = advance.cursor
+        self.conn.execute(
+            f"INSERT INTO {STATE_SCHEMA}.batch_log (batch_id, system, source_table, entity,"
+            " horizon, cursor_ts, cursor_key, rows_read, inserted, updated, deleted,"
+            " oldest_change, newest_change, lag_seconds, run_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                batch_id, system, mapping.table, mapping.entity, window.horizon,
+                cursor.change_ts if cursor else None, encode_key(cursor.key) if cursor else None,
+                rows.num_rows, *counts, oldest, newest, lag_seconds, run_id,
+            ),
+        )
+
+    def rows_since(self, columns: EntityColumns, batch_id: int) -> tuple[pa.Table, int]:
+        """Every row of the entity written by a batch after ``batch_id``, and the newest id."""
+        names = ", ".join(f'"{name}"' for name in columns.all)
+        with self.conn.transaction():
+            last = int(self._scalar(
+                f"SELECT last_batch_id FROM {STATE_SCHEMA}.entity_state WHERE entity = %s",
+                (columns.entity,),
+            ))
+            with self.conn.cursor() as cur:
+                cur.execute(
+                    f"SELECT {names} FROM {columns.table}"  # type: ignore[arg-type]
+                    " WHERE _batch_id > %s AND _batch_id <= %s",
+                    (batch_id, last),
+                )
+                records = cur.fetchall()
+        return rows_to_arrow(records, columns), last
+
+    def _scalar(self, text: str, params: tuple[Any, ...] | None = None) -> Any:
+        row = self.conn.execute(text, params).fetchone()  # type: ignore[arg-type]
+        return None if row is None else row[0]
+
+
+def entity_arrow_schema(columns: EntityColumns) -> pa.Schema:
+    from billing_sync.types import arrow_type
+
+    business = [pa.field(name, arrow_type(kind)) for name, kind in columns.business]
+    lineage = [
+        pa.field("_source_system", pa.string()),
+        pa.field("_source_key", pa.string()),
+        pa.field("_source_version", pa.timestamp("us")),
+        pa.field("_row_hash", pa.int64()),
+        pa.field("_is_deleted", pa.bool_()),
+        pa.field("_synced_at", pa.timestamp("us", "UTC")),
+        pa.field("_batch_id", pa.int64()),
+    ]
+    return pa.schema(business + lineage)
+
+
+def rows_to_arrow(records: list[tuple[Any, ...]], columns: EntityColumns) -> pa.Table:
+    schema = entity_arrow_schema(columns)
+    values = list(zip(*records, strict=True)) if records else [()] * len(schema)
+    return pa.Table.from_arrays(
+        [pa.array(column, type=field.type) for column, field in zip(values, schema, strict=True)],
+        schema=schema,
+    )

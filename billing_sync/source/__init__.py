@@ -1,0 +1,1 @@
+"""Connecting to a biller: dialects, read-only sessions, reading Arrow batches."""

@@ -1,0 +1,91 @@
+"""Read-only sessions on the source and reading change batches as Arrow tables."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+
+from billing_sync.capture.query import BoundQuery
+from billing_sync.capture.window import Horizon, OpenTransaction, compute_horizon
+from billing_sync.postgres import redact_url
+from billing_sync.source.dialect import CAPTURE_APPLICATION_NAME, POSTGRES, SourceDialect
+
+
+class SourceUnavailable(RuntimeError):
+    """The source cannot be reached; the message names it without its password."""
+
+
+class SourceSession:
+    """One read-only connection to a source, reused across micro-batches.
+
+    The session is opened with ``default_transaction_read_only`` so that any write
+    through it fails, and each statement runs in its own transaction (autocommit): the
+    horizon query must not see a snapshot of ``pg_stat_activity`` older than the
+    change query that follows it.
+    """
+
+    def __init__(self, url: str, *, dialect: SourceDialect = POSTGRES) -> None:
+        self.dialect = dialect
+        self._url = url
+        try:
+            self._conn = psycopg.connect(
+                url,
+                autocommit=True,
+                application_name=CAPTURE_APPLICATION_NAME,
+                options="-c default_transaction_read_only=on",
+                connect_timeout=10,
+            )
+        except psycopg.OperationalError as error:
+            raise SourceUnavailable(
+                f"cannot reach the source at {redact_url(url)}: {error}"
+            ) from error
+        self.queries = 0
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> SourceSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def horizon(self, *, delay: timedelta, use_transactions: bool = True) -> Horizon:
+        now = self._scalar(self.dialect.now_sql)
+        oldest: OpenTransaction | None = None
+        if use_transactions and self.dialect.oldest_transaction_sql:
+            row = self._one(self.dialect.oldest_transaction_sql)
+            if row is not None:
+                oldest = OpenTransaction(pid=row[0], started_at=row[1])
+        return compute_horizon(source_now=now, delay=delay, oldest_open=oldest)
+
+    def scalar(self, text: str, params: dict[str, Any] | None = None) -> Any:
+        return self._scalar(text, params)
+
+    def read_arrow(self, query: BoundQuery, schema: pa.Schema) -> pa.Table:
+        """Run ``query`` and return its rows as an Arrow table of ``schema``."""
+        self.queries += 1
+        with self._conn.cursor() as cur:
+            cur.execute(query.text, query.params)  # type: ignore[arg-type]
+            rows = cur.fetchall()
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
+        arrays = [
+            pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)
+        ]
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def _scalar(self, text: str, params: dict[str, Any] | None = None) -> Any:
+        row = self._one(text, params)
+        return None if row is None else row[0]
+
+    def _one(self, text: str, params: dict[str, Any] | None = None) -> Any:
+        self.queries += 1
+        return self._conn.execute(text, params).fetchone()  # type: ignore[arg-type]
+
+
+def source_now(session: SourceSession) -> datetime:
+    value: datetime = session.scalar(session.dialect.now_sql)
+    return value

@@ -1,0 +1,251 @@
+"""The engine: ``capture -> transform -> validate -> load``, called by the CLI, Dagster and tests.
+
+One micro-batch reads, for each table of a tier, the rows in its next window, turns
+them into normalized rows, validates them, merges them into the warehouse together
+with the new watermark, and applies them to the DuckDB cache. A failure before the
+warehouse commit leaves the watermark where it was; a busy cache only falls behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+
+from billing_sync.capture.query import CURSOR_ALIAS, build_change_query
+from billing_sync.capture.window import Advance, Cursor, OpenTransaction, Window, advance
+from billing_sync.config import Settings, SourceCatalog, TableMapping, Tier, load_catalog
+from billing_sync.load.cache import Cache, CacheApplied, CacheBusy
+from billing_sync.load.ddl import entities_of, entity_columns
+from billing_sync.load.warehouse import CommitResult, Warehouse
+from billing_sync.postgres import DatabaseUrls, resolve_database_urls
+from billing_sync.source.session import SourceSession
+from billing_sync.transform.normalize import normalize, source_schema
+from billing_sync.validate.report import BatchValidationError
+from billing_sync.validate.runner import Validator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TableBatch:
+    """What one micro-batch did to one table: the figures a materialization carries."""
+
+    system: str
+    table: str
+    entity: str
+    tier: Tier
+    rows_read: int
+    inserted: int
+    updated: int
+    deleted: int
+    batch_id: int | None
+    cursor: Cursor | None
+    caught_up_to: datetime | None
+    more_waiting: bool
+    lag_seconds: float | None
+    held_back_by: OpenTransaction | None
+    hold_seconds: float
+    seconds: float
+    validation_seconds: float
+    cache: CacheApplied | None = None
+    cache_error: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.batch_id is not None
+
+
+@dataclass
+class SyncEngine:
+    """Long-lived connections and state for syncing a set of catalogs."""
+
+    settings: Settings
+    catalogs: list[SourceCatalog]
+    urls: DatabaseUrls
+    run_id: str | None = None
+    validator: Validator = field(default_factory=Validator)
+
+    def __post_init__(self) -> None:
+        self._sources: dict[str, SourceSession] = {}
+        self._warehouse: Warehouse | None = None
+        self.cache = Cache(self.settings.resolved_cache_path)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, run_id: str | None = None) -> SyncEngine:
+        catalogs = [load_catalog(system) for system in settings.systems]
+        return cls(settings, catalogs, resolve_database_urls(settings), run_id=run_id)
+
+    @property
+    def warehouse(self) -> Warehouse:
+        if self._warehouse is None:
+            self._warehouse = Warehouse(self.urls.warehouse)
+        return self._warehouse
+
+    def source(self, system: str) -> SourceSession:
+        # One biller per source database for now; several systems share the URL.
+        if system not in self._sources:
+            self._sources[system] = SourceSession(self.urls.source)
+        return self._sources[system]
+
+    def setup(self) -> None:
+        """Create warehouse and cache tables and watermark rows (idempotent)."""
+        self.warehouse.setup(self.catalogs)
+        self.cache.setup(entities_of(self.catalogs))
+
+    def close(self) -> None:
+        for session in self._sources.values():
+            session.close()
+        self._sources.clear()
+        if self._warehouse is not None:
+            self._warehouse.close()
+            self._warehouse = None
+
+    def __enter__(self) -> SyncEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def tables(self, tier: Tier | None = None) -> Iterator[tuple[SourceCatalog, TableMapping]]:
+        for catalog in self.catalogs:
+            for mapping in catalog.tables:
+                if tier is None or mapping.tier == tier:
+                    yield catalog, mapping
+
+    def sync_once(self, tier: Tier | None = None) -> list[TableBatch]:
+        """One micro-batch over every table of ``tier`` (all tables when ``None``)."""
+        return [self.sync_table(catalog, mapping) for catalog, mapping in self.tables(tier)]
+
+    def sync_table(self, catalog: SourceCatalog, mapping: TableMapping) -> TableBatch:
+        started = time.perf_counter()
+        capture = self.settings.capture
+        source = self.source(catalog.system)
+        watermark = self.warehouse.watermark(catalog.system, mapping)
+        horizon = source.horizon(
+            delay=timedelta(seconds=capture.delay_seconds),
+            use_transactions=capture.use_transaction_horizon,
+        )
+        read_at = time.perf_counter()
+        window = Window(after=watermark.cursor, horizon=horizon.at, limit=capture.batch_rows)
+        raw = self._read(source, catalog, mapping, window)
+        step = advance(window, rows_read=raw.num_rows, last_row=_last_cursor(raw, mapping))
+        frame = normalize(raw, mapping, system=catalog.system, synced_at=datetime.now(UTC))
+        report = self.validator.validate(mapping.entity, frame)
+        if not report.success:
+            raise BatchValidationError(report)
+        rows = frame.to_arrow()
+        lag = _lag_seconds(rows, horizon.source_now, time.perf_counter() - read_at)
+        result = self.warehouse.commit_batch(
+            system=catalog.system, mapping=mapping, rows=rows, window=window, advance=step,
+            lag_seconds=lag, run_id=self.run_id,
+        )
+        cache, cache_error = self._apply_cache(mapping, rows, result)
+        return TableBatch(
+            system=catalog.system, table=mapping.table, entity=mapping.entity, tier=mapping.tier,
+            rows_read=raw.num_rows, inserted=result.inserted, updated=result.updated,
+            deleted=result.deleted, batch_id=result.batch_id, cursor=step.cursor,
+            caught_up_to=step.caught_up_to or watermark.caught_up_to,
+            more_waiting=step.more_waiting, lag_seconds=lag,
+            held_back_by=horizon.held_back_by, hold_seconds=horizon.hold_seconds,
+            seconds=time.perf_counter() - started, validation_seconds=report.seconds,
+            cache=cache, cache_error=cache_error,
+        )
+
+    def _read(
+        self, source: SourceSession, catalog: SourceCatalog, mapping: TableMapping, window: Window
+    ) -> pa.Table:
+        schema = source_schema(mapping)
+        if window.is_empty:
+            return schema.empty_table()
+        query = build_change_query(mapping, schema=catalog.schema_name, window=window)
+        return source.read_arrow(query, schema)
+
+    def _apply_cache(
+        self, mapping: TableMapping, rows: pa.Table, result: CommitResult
+    ) -> tuple[CacheApplied | None, str | None]:
+        if result.batch_id is None:
+            return None, None
+        with_batch = rows.append_column(
+            "_batch_id", pa.array([result.batch_id] * rows.num_rows, pa.int64())
+        )
+        try:
+            applied = self.cache.apply(
+                entity_columns(mapping), with_batch, batch_id=result.batch_id,
+                previous_batch_id=result.previous_entity_batch_id,
+                catch_up=self.warehouse.rows_since,
+            )
+        except CacheBusy as busy:
+            log.warning("%s; it will catch up from the warehouse", busy)
+            return None, str(busy)
+        return applied, None
+
+    def catch_up_cache(self) -> list[CacheApplied]:
+        """Bring every cache entity up to the warehouse (after the cache was busy or lost)."""
+        return [
+            self.cache.catch_up(columns, catch_up=self.warehouse.rows_since)
+            for columns in entities_of(self.catalogs).values()
+        ]
+
+    def run(
+        self,
+        *,
+        tier: Tier | None,
+        batches: int,
+        poll_interval: float,
+        on_batch: Callable[[list[TableBatch]], None] = lambda _: None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> int:
+        """Up to ``batches`` micro-batches, ``poll_interval`` apart unless rows are waiting.
+
+        Returns the number of micro-batches run. The first exception ends the loop.
+        """
+        done = 0
+        while done < batches and not should_stop():
+            started = time.monotonic()
+            results = self.sync_once(tier)
+            done += 1
+            on_batch(results)
+            if any(result.more_waiting for result in results):
+                continue
+            time.sleep(max(0.0, poll_interval - (time.monotonic() - started)))
+        return done
+
+    def drain(self, *, until: datetime, timeout: float = 120.0, tier: Tier | None = None) -> None:
+        """Sync until every table is caught up to source time ``until``; then the cache too."""
+        deadline = time.monotonic() + timeout
+        while True:
+            results = self.sync_once(tier)
+            if all(
+                r.caught_up_to is not None and r.caught_up_to >= until and not r.more_waiting
+                for r in results
+            ):
+                break
+            if time.monotonic() > deadline:
+                behind = [r.table for r in results if not r.caught_up_to or r.caught_up_to < until]
+                raise TimeoutError(f"drain did not reach {until} within {timeout}s: {behind}")
+            if not any(r.more_waiting for r in results):
+                time.sleep(0.2)
+        self.catch_up_cache()
+
+
+def _last_cursor(raw: pa.Table, mapping: TableMapping) -> Cursor | None:
+    if raw.num_rows == 0:
+        return None
+    last = raw.slice(raw.num_rows - 1, 1).to_pylist()[0]
+    return Cursor(last[CURSOR_ALIAS], tuple(last[name] for name in mapping.key))
+
+
+def _lag_seconds(rows: pa.Table, source_now: datetime, elapsed: float) -> float | None:
+    """Seconds from the oldest change in the batch to now, on the source's clock."""
+    if rows.num_rows == 0:
+        return None
+    import pyarrow.compute as pc
+
+    oldest: datetime = pc.min(rows.column("_source_version")).as_py()
+    return (source_now - oldest).total_seconds() + elapsed
+

@@ -1,0 +1,1 @@
+"""Polars transforms: source rows to normalized entities with lineage."""

@@ -1,0 +1,256 @@
+"""Validation suites kept in the repo as YAML, loaded into typed models (DESIGN §6).
+
+One file per normalized entity, ``suites/<entity>.yaml``::
+
+    entity: payment
+    expectations:
+      - {type: expect_column_values_to_not_be_null, column: _source_key}
+      - {type: expect_column_values_to_be_between, column: amount, min_value: 0.01, max_value: 100000}
+
+Each expectation names a Great Expectations expectation type and its keyword arguments,
+flat. This module is pure: it never imports ``great_expectations`` (that costs 3.4 s); it
+knows the types we support and their arguments, so a bad suite fails here, with the file,
+entity and expectation named, before any validation runs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+SUITES_DIR = Path(__file__).parent / "suites"
+
+#: Lineage columns every normalized row carries (DESIGN §5).
+LINEAGE_COLUMNS: tuple[str, ...] = (
+    "_source_system",
+    "_source_key",
+    "_source_version",
+    "_batch_id",
+    "_row_hash",
+    "_is_deleted",
+    "_synced_at",
+)
+#: The column that names a row in reports: the source key columns joined.
+KEY_COLUMN = "_source_key"
+
+
+class SuiteError(ValueError):
+    """A suite file is missing or wrong; the message names the file and entity."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- keyword arguments of the supported expectation types ---------------------------------
+
+Scalar = bool | int | float | str
+
+
+class _ColumnKwargs(_Strict):
+    column: str = Field(min_length=1)
+    mostly: float | None = Field(default=None, ge=0, le=1)
+
+
+class _BetweenKwargs(_ColumnKwargs):
+    min_value: int | float | None = None
+    max_value: int | float | None = None
+    strict_min: bool | None = None
+    strict_max: bool | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> _BetweenKwargs:
+        if self.min_value is None and self.max_value is None:
+            raise ValueError("give min_value, max_value or both")
+        if (
+            self.min_value is not None
+            and self.max_value is not None
+            and self.min_value > self.max_value
+        ):
+            raise ValueError(f"min_value {self.min_value} is above max_value {self.max_value}")
+        return self
+
+
+class _SetKwargs(_ColumnKwargs):
+    value_set: list[Scalar] = Field(min_length=1)
+
+
+class _RegexKwargs(_ColumnKwargs):
+    regex: str = Field(min_length=1)
+
+
+class _LengthKwargs(_ColumnKwargs):
+    min_value: int | None = Field(default=None, ge=0)
+    max_value: int | None = Field(default=None, ge=0)
+
+
+class _ColumnOnlyKwargs(_Strict):
+    column: str = Field(min_length=1)
+
+
+class _ColumnListKwargs(_Strict):
+    column_list: list[str] = Field(min_length=1)
+    mostly: float | None = Field(default=None, ge=0, le=1)
+
+
+class _ColumnSetKwargs(_Strict):
+    column_list: list[str] = Field(min_length=1)
+    exact_match: bool | None = None
+
+
+#: Expectation types a suite may use, with the model of their keyword arguments.
+#: Each name is a Great Expectations 1.x expectation type (checked by the unit tests).
+SUPPORTED_EXPECTATIONS: dict[str, type[_Strict]] = {
+    "expect_column_to_exist": _ColumnOnlyKwargs,
+    "expect_column_values_to_not_be_null": _ColumnKwargs,
+    "expect_column_values_to_be_null": _ColumnKwargs,
+    "expect_column_values_to_be_unique": _ColumnKwargs,
+    "expect_column_values_to_be_between": _BetweenKwargs,
+    "expect_column_values_to_be_in_set": _SetKwargs,
+    "expect_column_values_to_not_be_in_set": _SetKwargs,
+    "expect_column_values_to_match_regex": _RegexKwargs,
+    "expect_column_value_lengths_to_be_between": _LengthKwargs,
+    "expect_compound_columns_to_be_unique": _ColumnListKwargs,
+    "expect_table_columns_to_match_set": _ColumnSetKwargs,
+}
+
+_SPEC_FIELDS = {"type", "kwargs", "description"}
+
+
+class ExpectationSpec(_Strict):
+    """One expectation of a suite: a GX expectation type and its keyword arguments.
+
+    In YAML the arguments sit beside ``type`` (``{type: ..., column: amount, min_value: 0}``);
+    here they are gathered, checked and normalized into ``kwargs``.
+    """
+
+    type: str
+    kwargs: dict[str, Any]
+    description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_kwargs(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "kwargs" not in data:
+            data = dict(data)
+            kwargs = {key: data.pop(key) for key in list(data) if key not in _SPEC_FIELDS}
+            data["kwargs"] = kwargs
+        return data
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in SUPPORTED_EXPECTATIONS:
+            known = ", ".join(sorted(SUPPORTED_EXPECTATIONS))
+            raise ValueError(f"unknown expectation type {value!r}; supported: {known}")
+        return value
+
+    @field_validator("kwargs")
+    @classmethod
+    def _check_kwargs(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        expectation_type = info.data.get("type")
+        if expectation_type is None:  # the type was already rejected
+            return value
+        model = SUPPORTED_EXPECTATIONS[expectation_type]
+        try:
+            checked = model.model_validate(value)
+        except ValidationError as error:
+            details = "; ".join(
+                f"{'.'.join(str(part) for part in item['loc']) or 'kwargs'}: {item['msg']}"
+                for item in error.errors()
+            )
+            raise ValueError(f"bad arguments for {expectation_type}: {details}") from None
+        return checked.model_dump(exclude_none=True)
+
+    @property
+    def column(self) -> str | None:
+        """The column this expectation is about, or None for table-level expectations."""
+        return self.kwargs.get("column")
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column this expectation reads."""
+        if "column" in self.kwargs:
+            return [self.kwargs["column"]]
+        if self.type == "expect_table_columns_to_match_set":
+            return []  # reads the frame's column names, not values
+        return list(self.kwargs.get("column_list", []))
+
+    @property
+    def label(self) -> str:
+        """``type(column)`` as used in messages."""
+        target = self.column or ",".join(self.kwargs.get("column_list", []))
+        return f"{self.type}({target})"
+
+
+class Suite(_Strict):
+    """The expectations one normalized entity's batches must meet."""
+
+    entity: str = Field(pattern=r"^[a-z_][a-z0-9_]*$")
+    expectations: list[ExpectationSpec] = Field(min_length=1)
+    description: str | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        """Columns the suite reads, in first-use order, without repeats."""
+        seen: dict[str, None] = {}
+        for spec in self.expectations:
+            for column in spec.columns:
+                seen.setdefault(column, None)
+        return list(seen)
+
+
+def available_entities(directory: Path = SUITES_DIR) -> list[str]:
+    """Entities that have a suite file in ``directory``."""
+    return sorted(path.stem for path in directory.glob("*.yaml"))
+
+
+def load_suite(entity: str, *, directory: Path = SUITES_DIR) -> Suite:
+    """Read and check ``<directory>/<entity>.yaml``.
+
+    Raises :class:`SuiteError` naming the file and entity when the file is missing,
+    unreadable, names another entity, or holds an unknown expectation type or bad arguments.
+    """
+    if directory == SUITES_DIR:
+        return _load_packaged(entity)
+    return _load(entity, directory)
+
+
+@lru_cache(maxsize=None)
+def _load_packaged(entity: str) -> Suite:
+    return _load(entity, SUITES_DIR)
+
+
+def _load(entity: str, directory: Path) -> Suite:
+    path = directory / f"{entity}.yaml"
+    if not path.is_file():
+        known = ", ".join(available_entities(directory)) or "none"
+        raise SuiteError(
+            f"no validation suite for entity {entity!r}: {path} does not exist "
+            f"(suites exist for: {known})"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise SuiteError(f"cannot read suite {path} for entity {entity!r}: {error}") from error
+    try:
+        suite = Suite.model_validate(raw)
+    except ValidationError as error:
+        raise SuiteError(f"invalid suite {path} for entity {entity!r}:\n{error}") from error
+    if suite.entity != entity:
+        raise SuiteError(
+            f"invalid suite {path}: it declares entity {suite.entity!r}, expected {entity!r}"
+        )
+    return suite

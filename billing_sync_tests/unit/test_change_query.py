@@ -1,0 +1,87 @@
+"""The change query builder: the SQL text, table-driven."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from billing_sync.capture.query import (
+    build_change_query,
+    build_high_watermark_query,
+    quote_ident,
+)
+from billing_sync.capture.window import Cursor, Window
+from billing_sync.config import TableMapping
+
+T = datetime(2026, 11, 25, 12, 0, 0, 123456)
+H = datetime(2026, 11, 25, 12, 0, 5)
+
+
+def mapping(*, key: list[str], fallback: str | None = "CRT_TS") -> TableMapping:
+    columns = [{"source": name, "target": name.lower(), "type": "text"} for name in key]
+    columns.append({"source": "AMOUNT", "target": "amount", "type": "decimal(12,2)"})
+    return TableMapping.model_validate(
+        {"table": "PAYMENT", "entity": "payment", "key": key, "cursor": "CHG_TS",
+         "cursor_fallback": fallback, "columns": columns}
+    )
+
+
+CASES = [
+    pytest.param(
+        mapping(key=["SITE_ID", "PAYMENT_NO"]),
+        None,
+        'SELECT "SITE_ID", "PAYMENT_NO", "AMOUNT", COALESCE("CHG_TS", "CRT_TS") AS "_cursor_ts"'
+        ' FROM "icoms"."PAYMENT"'
+        ' WHERE COALESCE("CHG_TS", "CRT_TS") < %(horizon)s'
+        ' ORDER BY COALESCE("CHG_TS", "CRT_TS"), "SITE_ID", "PAYMENT_NO" LIMIT %(limit)s',
+        {"horizon": H, "limit": 500},
+        id="first batch: no lower bound",
+    ),
+    pytest.param(
+        mapping(key=["SITE_ID", "PAYMENT_NO"]),
+        Cursor(T, ("001", "42")),
+        'SELECT "SITE_ID", "PAYMENT_NO", "AMOUNT", COALESCE("CHG_TS", "CRT_TS") AS "_cursor_ts"'
+        ' FROM "icoms"."PAYMENT"'
+        ' WHERE (COALESCE("CHG_TS", "CRT_TS"), "SITE_ID", "PAYMENT_NO")'
+        " > (%(cursor_ts)s, %(cursor_k0)s, %(cursor_k1)s)"
+        ' AND COALESCE("CHG_TS", "CRT_TS") < %(horizon)s'
+        ' ORDER BY COALESCE("CHG_TS", "CRT_TS"), "SITE_ID", "PAYMENT_NO" LIMIT %(limit)s',
+        {"horizon": H, "limit": 500, "cursor_ts": T, "cursor_k0": "001", "cursor_k1": "42"},
+        id="tuple cursor resumes inside a shared timestamp",
+    ),
+    pytest.param(
+        mapping(key=["ID"], fallback=None),
+        Cursor(T, ("7",)),
+        'SELECT "ID", "AMOUNT", "CHG_TS" AS "_cursor_ts" FROM "icoms"."PAYMENT"'
+        ' WHERE ("CHG_TS", "ID") > (%(cursor_ts)s, %(cursor_k0)s)'
+        ' AND "CHG_TS" < %(horizon)s ORDER BY "CHG_TS", "ID" LIMIT %(limit)s',
+        {"horizon": H, "limit": 500, "cursor_ts": T, "cursor_k0": "7"},
+        id="no creation fallback: the bare cursor column",
+    ),
+]
+
+
+@pytest.mark.parametrize(("table", "after", "text", "params"), CASES)
+def test_change_query_text(
+    table: TableMapping, after: Cursor | None, text: str, params: dict[str, object]
+) -> None:
+    query = build_change_query(table, schema="icoms", window=Window(after, H, 500))
+    assert query.text == text
+    assert query.params == params
+
+
+def test_values_never_become_sql_text() -> None:
+    hostile = "001'); DROP TABLE x; --"
+    query = build_change_query(
+        mapping(key=["SITE_ID"]), schema="icoms", window=Window(Cursor(T, (hostile,)), H, 5)
+    )
+    assert hostile not in query.text
+    assert query.params["cursor_k0"] == hostile
+
+
+def test_identifiers_are_quoted() -> None:
+    assert quote_ident('a"b') == '"a""b"'
+    assert build_high_watermark_query(mapping(key=["ID"]), schema="icoms") == (
+        'SELECT max(COALESCE("CHG_TS", "CRT_TS")) FROM "icoms"."PAYMENT"'
+    )
