@@ -73,7 +73,7 @@ class SyncEngine:
     def __post_init__(self) -> None:
         self._sources: dict[str, SourceSession] = {}
         self._warehouse: Warehouse | None = None
-        self.cache = Cache(self.settings.resolved_cache_path)
+        self.cache = Cache(self.settings.resolved_cache_path, entities_of(self.catalogs))
 
     @classmethod
     def from_settings(cls, settings: Settings, *, run_id: str | None = None) -> SyncEngine:
@@ -95,7 +95,10 @@ class SyncEngine:
     def setup(self) -> None:
         """Create warehouse and cache tables and watermark rows (idempotent)."""
         self.warehouse.setup(self.catalogs)
-        self.cache.setup(entities_of(self.catalogs))
+        try:
+            self.cache.setup()
+        except CacheBusy as busy:
+            log.warning("%s; its tables are created at its next apply", busy)
 
     def close(self) -> None:
         for session in self._sources.values():
@@ -249,3 +252,21 @@ def _lag_seconds(rows: pa.Table, source_now: datetime, elapsed: float) -> float 
     oldest: datetime = pc.min(rows.column("_source_version")).as_py()
     return (source_now - oldest).total_seconds() + elapsed
 
+
+
+def tables_behind(engine: SyncEngine, tier: Tier | None = None) -> list[str]:
+    """Tables whose newest source change is past the warehouse watermark.
+
+    One index read per table on the source; the sensors ask this before starting a run.
+    """
+    from billing_sync.capture.query import build_high_watermark_query
+
+    behind = []
+    for catalog, mapping in engine.tables(tier):
+        newest = engine.source(catalog.system).scalar(
+            build_high_watermark_query(mapping, schema=catalog.schema_name)
+        )
+        watermark = engine.warehouse.watermark(catalog.system, mapping)
+        if newest is not None and (watermark.cursor is None or newest > watermark.cursor.change_ts):
+            behind.append(f"{catalog.system}.{mapping.table}")
+    return behind

@@ -50,12 +50,18 @@ CatchUpSource = Callable[[EntityColumns, int], tuple[pa.Table, int]]
 class Cache:
     """The DuckDB cache file; each call opens and closes it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, entities: dict[str, EntityColumns]) -> None:
         self.path = path
+        self.entities = entities
 
     def _connect(self, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         try:
-            return duckdb.connect(str(self.path), read_only=read_only)
+            if read_only:
+                return duckdb.connect(str(self.path), read_only=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = duckdb.connect(str(self.path))
+            self._ensure_tables(con)
+            return con
         except duckdb.IOException as error:
             if "lock" in str(error).lower():
                 raise CacheBusy(
@@ -63,17 +69,21 @@ class Cache:
                 ) from error
             raise
 
-    def setup(self, entities: dict[str, EntityColumns]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.execute(_STATE_DDL)
-            for columns in entities.values():
-                definitions = ", ".join(columns.column_definitions())
-                con.execute(f"CREATE TABLE IF NOT EXISTS {columns.table} ({definitions})")
-                con.execute(
-                    f"INSERT INTO {STATE_SCHEMA}.cache_state VALUES (?, 0) ON CONFLICT DO NOTHING",
-                    [columns.entity],
-                )
+    def setup(self) -> None:
+        """Create the cache's tables (idempotent); raises :class:`CacheBusy` if held."""
+        with self._connect():
+            pass
+
+    def _ensure_tables(self, con: duckdb.DuckDBPyConnection) -> None:
+        # Every time, not once: a deleted or rebuilt cache file must come back whole.
+        con.execute(_STATE_DDL)
+        for columns in self.entities.values():
+            definitions = ", ".join(columns.column_definitions())
+            con.execute(f"CREATE TABLE IF NOT EXISTS {columns.table} ({definitions})")
+            con.execute(
+                f"INSERT INTO {STATE_SCHEMA}.cache_state VALUES (?, 0) ON CONFLICT DO NOTHING",
+                [columns.entity],
+            )
 
     def apply(
         self,

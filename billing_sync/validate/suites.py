@@ -5,7 +5,8 @@ One file per normalized entity, ``suites/<entity>.yaml``::
     entity: payment
     expectations:
       - {type: expect_column_values_to_not_be_null, column: _source_key}
-      - {type: expect_column_values_to_be_between, column: amount, min_value: 0.01, max_value: 100000}
+      - {type: expect_column_values_to_be_between, column: amount,
+         min_value: 0.01, max_value: 100000}
 
 Each expectation names a Great Expectations expectation type and its keyword arguments,
 flat. This module is pure: it never imports ``great_expectations`` (that costs 3.4 s); it
@@ -15,7 +16,7 @@ entity and expectation named, before any validation runs.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +229,7 @@ def load_suite(entity: str, *, directory: Path = SUITES_DIR) -> Suite:
     return _load(entity, directory)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_packaged(entity: str) -> Suite:
     return _load(entity, SUITES_DIR)
 

@@ -1,0 +1,27 @@
+"""Jobs: one sync job per tier (in-process: no per-step process start) and the checks job."""
+
+
+import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition,
+)
+
+from billing_sync.defs.keys import TIER_TAG
+
+
+def sync_job(tier: str, asset: dg.AssetsDefinition) -> UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        name=f"sync_{tier}_job",
+        selection=dg.AssetSelection.assets(asset).without_checks(),
+        executor_def=dg.in_process_executor,
+        tags={TIER_TAG: tier},
+        description=f"Micro-batches of the {tier} tier's tables, looped inside one run.",
+    )
+
+
+def checks_job(checks: dg.AssetChecksDefinition) -> UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        name="freshness_checks_job",
+        selection=dg.AssetSelection.checks(checks),
+        executor_def=dg.in_process_executor,
+    )

@@ -1,0 +1,56 @@
+"""Per tier, a sensor starts a sync run whenever the source moved and none is in flight."""
+
+
+import json
+
+import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition,
+)
+
+from billing_sync.config import Tier
+from billing_sync.defs.keys import TIER_TAG
+from billing_sync.defs.resources import BillingSyncResource
+from billing_sync.sync import tables_behind
+
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+def tier_run_in_flight(instance: dg.DagsterInstance, tier: Tier) -> str | None:
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(tags={TIER_TAG: tier}, statuses=IN_FLIGHT), limit=1
+    )
+    return runs[0].run_id if runs else None
+
+
+def sync_sensor(tier: Tier, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=f"sync_{tier}_sensor",
+        job=job,
+        minimum_interval_seconds=1,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Starts a {tier}-tier sync run when the source moved and none is in flight.",
+    )
+    def start_sync(
+        context: dg.SensorEvaluationContext, billing_sync: BillingSyncResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        running = tier_run_in_flight(context.instance, tier)
+        if running:
+            return dg.SkipReason(f"{tier} sync run {running} is in flight")
+        with billing_sync.engine() as engine:
+            engine.setup()
+            behind = tables_behind(engine, tier)
+        if not behind:
+            return dg.SkipReason("the source has not moved past the warehouse watermark")
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(tags={TIER_TAG: tier, "billing_sync/behind": ",".join(behind)})],
+            cursor=json.dumps({"behind": behind}),
+        )
+
+    return start_sync

@@ -1,0 +1,1 @@
+"""Parity: comparing source, warehouse and cache."""

@@ -1,0 +1,117 @@
+"""Per-table status: watermark, lag, rows in source, warehouse and cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from billing_sync.capture.query import qualified
+from billing_sync.capture.window import OpenTransaction
+from billing_sync.load.cache import CacheBusy
+from billing_sync.load.ddl import STATE_SCHEMA, entity_columns
+from billing_sync.sync import SyncEngine
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    system: str
+    table: str
+    entity: str
+    tier: str
+    cursor_ts: datetime | None
+    caught_up_to: datetime | None
+    lag_seconds: float | None
+    source_rows: int
+    warehouse_rows: int
+    cache_rows: int | None  # None when the cache file is busy
+    warehouse_batch: int
+    cache_batch: int | None
+    held_back_by: OpenTransaction | None
+
+
+def table_status(engine: SyncEngine) -> list[TableStatus]:
+    """Read-only status of every table; counts are exact (``count(*)``)."""
+    warehouse = engine.warehouse
+    cache_counts, cache_batches = _cache_state(engine)
+    statuses = []
+    for catalog, mapping in engine.tables():
+        source = engine.source(catalog.system)
+        horizon = source.horizon(delay=timedelta(seconds=engine.settings.capture.delay_seconds))
+        watermark = warehouse.watermark(catalog.system, mapping)
+        table = entity_columns(mapping).table
+        with warehouse.conn.transaction():
+            warehouse_rows = warehouse.conn.execute(
+                f"SELECT count(*) FROM {table} WHERE _source_system = %s",  # type: ignore[arg-type]
+                (catalog.system,),
+            ).fetchone()
+            entity_batch = warehouse.conn.execute(
+                f"SELECT last_batch_id FROM {STATE_SCHEMA}.entity_state WHERE entity = %s",
+                (mapping.entity,),
+            ).fetchone()
+        lag = (
+            (horizon.source_now - watermark.caught_up_to).total_seconds()
+            if watermark.caught_up_to
+            else None
+        )
+        statuses.append(
+            TableStatus(
+                system=catalog.system, table=mapping.table, entity=mapping.entity,
+                tier=mapping.tier,
+                cursor_ts=watermark.cursor.change_ts if watermark.cursor else None,
+                caught_up_to=watermark.caught_up_to, lag_seconds=lag,
+                source_rows=int(source.scalar(
+                    f"SELECT count(*) FROM {qualified(catalog.schema_name, mapping.table)}"
+                )),
+                warehouse_rows=int(warehouse_rows[0]) if warehouse_rows else 0,
+                cache_rows=None if cache_counts is None else cache_counts.get(
+                    (catalog.system, mapping.entity), 0
+                ),
+                warehouse_batch=int(entity_batch[0]) if entity_batch else 0,
+                cache_batch=None if cache_batches is None else cache_batches.get(mapping.entity, 0),
+                held_back_by=horizon.held_back_by,
+            )
+        )
+    return statuses
+
+
+def _cache_state(
+    engine: SyncEngine,
+) -> tuple[dict[tuple[str, str], int] | None, dict[str, int] | None]:
+    try:
+        with engine.cache._connect(read_only=True) as con:
+            counts: dict[tuple[str, str], int] = {}
+            for catalog, mapping in engine.tables():
+                table = entity_columns(mapping).table
+                row = con.execute(
+                    f"SELECT count(*) FROM {table} WHERE _source_system = ?", [catalog.system]
+                ).fetchone()
+                counts[(catalog.system, mapping.entity)] = int(row[0]) if row else 0
+            batches = dict(
+                con.execute(f"SELECT entity, last_batch_id FROM {STATE_SCHEMA}.cache_state").fetchall()
+            )
+            return counts, batches
+    except CacheBusy:
+        return None, None
+
+
+def format_status(statuses: list[TableStatus]) -> str:
+    header = (
+        f"{'table':<20} {'tier':<9} {'caught up to':<26} {'lag s':>7} "
+        f"{'source':>9} {'warehouse':>9} {'cache':>9} {'cache batch':>12}"
+    )
+    lines = [header, "-" * len(header)]
+    for s in statuses:
+        cache_rows = "busy" if s.cache_rows is None else str(s.cache_rows)
+        cache_batch = "busy" if s.cache_batch is None else f"{s.cache_batch}/{s.warehouse_batch}"
+        lag = "-" if s.lag_seconds is None else f"{s.lag_seconds:.1f}"
+        lines.append(
+            f"{s.system + '.' + s.table:<20} {s.tier:<9} {s.caught_up_to or '-'!s:<26} {lag:>7} "
+            f"{s.source_rows:>9} {s.warehouse_rows:>9} {cache_rows:>9} {cache_batch:>12}"
+        )
+    holders = {s.held_back_by for s in statuses if s.held_back_by}
+    for holder in holders:
+        lines.append(
+            f"horizon held back by source transaction pid {holder.pid}, open since "
+            f"{holder.started_at}"
+        )
+    return "\n".join(lines)

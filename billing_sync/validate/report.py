@@ -1,0 +1,118 @@
+"""What a validation found, as plain data: no Great Expectations types leak out of here."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ExpectationFailure:
+    """One expectation a batch did not meet.
+
+    ``unexpected_count`` and ``unexpected_percent`` (of all rows in the batch) are None when
+    the expectation is not row-level or could not be evaluated; then ``error`` says why.
+    ``sample_keys`` are up to five distinct ``_source_key`` values of offending rows, in row
+    order (``<row N>`` where the key itself is null); ``sample_values`` are the offending
+    values of those same rows, as in the frame.
+    """
+
+    expectation: str
+    column: str | None
+    unexpected_count: int | None
+    unexpected_percent: float | None
+    sample_keys: list[str] = field(default_factory=list)
+    sample_values: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        target = self.column or ",".join(self.kwargs.get("column_list", []))
+        return f"{self.expectation}({target})"
+
+    def message(self, entity: str, rows: int) -> str:
+        """One human line, e.g. ``payment: expect_..._between(amount) failed for 2 of 500 rows,
+        e.g. keys 001|42, 002|7``."""
+        head = f"{entity}: {self.label}"
+        if self.error is not None:
+            return f"{head} could not be evaluated: {self.error}"
+        if self.unexpected_count is None:
+            return f"{head} failed"
+        text = f"{head} failed for {self.unexpected_count} of {rows} rows"
+        if self.sample_keys:
+            text += f", e.g. keys {', '.join(self.sample_keys)}"
+        return text
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """The outcome of validating one batch of one entity."""
+
+    entity: str
+    success: bool
+    rows: int
+    seconds: float
+    failures: list[ExpectationFailure] = field(default_factory=list)
+    expectations: int = 0  # how many expectations were evaluated (0 for an empty batch)
+
+    def message(self) -> str:
+        """One line per failure; a one-line summary when the batch passed."""
+        if not self.failures and self.rows == 0:
+            return f"{self.entity}: empty batch, nothing to validate"
+        if not self.failures:
+            return f"{self.entity}: {self.rows} rows passed {self.expectations} expectations"
+        return "\n".join(failure.message(self.entity, self.rows) for failure in self.failures)
+
+    def raise_for_failure(self) -> ValidationReport:
+        """Raise :class:`BatchValidationError` unless the batch passed; return self otherwise."""
+        if not self.success:
+            raise BatchValidationError(self)
+        return self
+
+    def as_metadata(self) -> dict[str, Any]:
+        """JSON-safe summary (for asset-check metadata, logs, the batch log)."""
+        return {
+            "entity": self.entity,
+            "success": self.success,
+            "rows": self.rows,
+            "seconds": round(self.seconds, 4),
+            "expectations": self.expectations,
+            "failures": [
+                {
+                    "expectation": failure.expectation,
+                    "column": failure.column,
+                    "unexpected_count": failure.unexpected_count,
+                    "unexpected_percent": failure.unexpected_percent,
+                    "sample_keys": list(failure.sample_keys),
+                    "sample_values": [_json_safe(value) for value in failure.sample_values],
+                    "error": failure.error,
+                }
+                for failure in self.failures
+            ],
+        }
+
+
+class BatchValidationError(Exception):
+    """A batch failed validation; ``str()`` is the report's message, ``.report`` the details."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        super().__init__(report.message())
+        self.report = report
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.report,))
+
+
+def _json_safe(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if value == value else None  # NaN -> None
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.date | dt.datetime | dt.time):
+        return value.isoformat()
+    return str(value)
