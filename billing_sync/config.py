@@ -157,6 +157,11 @@ class Settings(_Strict):
     tiers: dict[Tier, TierSettings] = Field(default_factory=_default_tiers)
 
     @property
+    def pause_file(self) -> Path:
+        """While this file exists, sensors start no sync run and runs end after their batch."""
+        return self.state_dir / "paused"
+
+    @property
     def resolved_cache_path(self) -> Path:
         return self.cache_path or self.state_dir / "cache.duckdb"
 

@@ -92,6 +92,7 @@ def _sync_tier_asset(tier: Tier, specs: list[dg.AssetSpec]) -> dg.AssetsDefiniti
                     else config.poll_interval_seconds
                 ),
                 on_batch=report,
+                should_stop=engine.settings.pause_file.exists,
             )
         context.log.info(f"{tier}: {done} micro-batches")
 

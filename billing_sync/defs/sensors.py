@@ -40,6 +40,8 @@ def sync_sensor(tier: Tier, job: UnresolvedAssetJobDefinition) -> dg.SensorDefin
     def start_sync(
         context: dg.SensorEvaluationContext, billing_sync: BillingSyncResource
     ) -> dg.SensorResult | dg.SkipReason:
+        if billing_sync.settings().pause_file.exists():
+            return dg.SkipReason("billing-sync is paused (billing-sync resume)")
         running = tier_run_in_flight(context.instance, tier)
         if running:
             return dg.SkipReason(f"{tier} sync run {running} is in flight")

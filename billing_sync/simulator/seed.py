@@ -14,11 +14,13 @@ Rows go in with ``COPY``, in chunks of accounts, so memory stays flat for big se
 from __future__ import annotations
 
 import random
+import threading
 from bisect import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from itertools import accumulate
+from queue import Full, Queue
 from typing import Any
 
 import psycopg
@@ -31,7 +33,7 @@ Row = tuple[Any, ...]
 
 DAY_US = 86_400 * 1_000_000
 HISTORY_DAYS = 730
-CHUNK_ACCOUNTS = 20_000
+CHUNK_ACCOUNTS = 2_000
 NULL_CHG_SHARE = 0.3
 """Share of rows, among those never changed after their insert, with ``CHG_TS`` NULL."""
 
@@ -288,6 +290,41 @@ class _Generator:
             yield rows
 
 
+_DONE = object()
+
+
+def _prefetched(chunks: Iterator[dict[str, list[Row]]]) -> Iterator[dict[str, list[Row]]]:
+    """Draw the next chunk in a thread while the server ingests the current one."""
+    queue: Queue[Any] = Queue(maxsize=2)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        queue.put(chunk, timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put(_DONE)
+        except BaseException as error:  # handed to the consumer, re-raised there
+            queue.put(error)
+
+    thread = threading.Thread(target=produce, name="seed-generator", daemon=True)
+    thread.start()
+    try:
+        while (item := queue.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _copy(conn: psycopg.Connection[Any], schema: str, table: str, rows: list[Row]) -> None:
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(schema, table),
@@ -367,7 +404,7 @@ def _fill(
                 raise ValueError(f"{schema}.{table} already holds rows; seed needs empty tables")
         generator = _Generator(random.Random(rng_seed), as_of or _default_as_of(conn))
         counts = dict.fromkeys(TABLES, 0)
-        for rows in generator.chunks(accounts):
+        for rows in _prefetched(generator.chunks(accounts)):
             for table, table_rows in rows.items():
                 _copy(conn, schema, table, table_rows)
                 counts[table] += len(table_rows)

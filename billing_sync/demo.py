@@ -1,0 +1,244 @@
+"""``billing-sync demo``: a simulated biller under a live workload, synced by Dagster.
+
+State lives under the state folder (``.billing-sync/`` by default): the embedded
+PostgreSQL (``postgres/``), the DuckDB cache (``cache.duckdb``) and the Dagster
+instance (``dagster/``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import psycopg
+
+from billing_sync.config import Settings
+from billing_sync.load.ddl import STATE_SCHEMA
+from billing_sync.postgres import DatabaseUrls, resolve_database_urls
+from billing_sync.reconcile.compare import TableParity, compare_table
+from billing_sync.simulator import Workload, create_schema, seed_if_empty
+from billing_sync.sync import SyncEngine
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    accounts: int = 2_000
+    rate: float = 200.0
+    seconds: float | None = None
+    port: int = 3000
+    drain_timeout: float = 90.0
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def prepare(settings: Settings, *, accounts: int) -> DatabaseUrls:
+    """Databases, the simulated biller (seeded once) and the warehouse and cache tables."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    urls = resolve_database_urls(settings)
+    with psycopg.connect(urls.source, autocommit=True) as conn:
+        create_schema(conn)
+        seeded = seed_if_empty(conn, accounts=accounts)
+    if seeded:
+        say(f"seeded the ICOMS-style biller: {seeded}")
+    with SyncEngine.from_settings(settings) as engine:
+        engine.setup()
+    return urls
+
+
+def dagster_environment(settings: Settings, urls: DatabaseUrls) -> dict[str, str]:
+    home = (settings.state_dir / "dagster").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "BILLING_SYNC_STATE_DIR": str(settings.state_dir.resolve()),
+        "BILLING_SYNC_SOURCE_URL": urls.source,
+        "BILLING_SYNC_WAREHOUSE_URL": urls.warehouse,
+        "BILLING_SYNC_CACHE_PATH": str(settings.resolved_cache_path.resolve()),
+    }
+
+
+def start_dagster(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    log = log_path.open("ab")
+    return subprocess.Popen(
+        command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop_process_group(process: subprocess.Popen[bytes], *, timeout: float = 20.0) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def wait_caught_up(warehouse_url: str, *, until: datetime, timeout: float) -> float | None:
+    """Seconds until every table's watermark is caught up to ``until``, or None on timeout."""
+    started = time.monotonic()
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        while time.monotonic() - started < timeout:
+            row = conn.execute(
+                f"SELECT min(caught_up_to) FROM {STATE_SCHEMA}.watermark"
+            ).fetchone()
+            if row and row[0] is not None and row[0] >= until:
+                return time.monotonic() - started
+            time.sleep(0.5)
+    return None
+
+
+def wait_runs_finished(warehouse_url: str, settings: Settings, *, timeout: float) -> None:
+    """After pausing, wait until no batch has committed for a couple of poll intervals."""
+    quiet_for = 3.0
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                f"SELECT coalesce(extract(epoch FROM clock_timestamp() - max(updated_at)), 1e9)"
+                f" FROM {STATE_SCHEMA}.watermark"
+            ).fetchone()
+            if row and float(row[0]) > quiet_for:
+                return
+            time.sleep(0.5)
+
+
+def freshness(warehouse_url: str) -> dict[str, float]:
+    """Lag of the batches Dagster runs committed: oldest change in a batch to its commit."""
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        lags = [
+            float(row[0])
+            for row in conn.execute(
+                f"SELECT lag_seconds FROM {STATE_SCHEMA}.batch_log"
+                " WHERE run_id IS NOT NULL AND lag_seconds IS NOT NULL"
+            ).fetchall()
+        ]
+    if not lags:
+        return {}
+    lags.sort()
+    pick = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))]  # noqa: E731
+    return {
+        "batches": float(len(lags)), "p50": statistics.median(lags), "p95": pick(0.95),
+        "p99": pick(0.99), "max": lags[-1],
+    }
+
+
+def parity(settings: Settings) -> list[TableParity]:
+    with SyncEngine.from_settings(settings) as engine:
+        con = duckdb.connect(str(settings.resolved_cache_path), read_only=True)
+        try:
+            return [
+                compare_table(
+                    session=engine.source(catalog.system), warehouse=engine.warehouse,
+                    cache=con, catalog=catalog, mapping=mapping,
+                )
+                for catalog, mapping in engine.tables()
+            ]
+        finally:
+            con.close()
+
+
+def format_parity(results: list[TableParity]) -> str:
+    lines = [f"{'table':<22} {'source':>9} {'warehouse':>10} {'cache':>9}  parity"]
+    for r in results:
+        verdict = "equal" if r.equal else "; ".join(
+            f"{where}: {', '.join(problems)}" for where, problems in r.differences.items() if problems
+        )
+        lines.append(
+            f"{r.system + '.' + r.table:<22} {r.source_rows:>9} {r.warehouse_rows:>10}"
+            f" {r.cache_rows:>9}  {verdict}"
+        )
+    return "\n".join(lines)
+
+
+def run_demo(settings: Settings, options: DemoOptions) -> int:
+    """Run the demo; headless for ``options.seconds`` when given. Returns the exit code."""
+    settings.pause_file.unlink(missing_ok=True)
+    urls = prepare(settings, accounts=options.accounts)
+    env = dagster_environment(settings, urls)
+    headless = options.seconds is not None
+    module = ["-m", "billing_sync.definitions"]
+    bin_dir = Path(sys.executable).parent
+    command = (
+        [str(bin_dir / "dagster-daemon"), "run", *module]
+        if headless
+        else [str(bin_dir / "dagster"), "dev", *module, "-h", "127.0.0.1", "-p", str(options.port)]
+    )
+    log_path = settings.state_dir / ("dagster-daemon.log" if headless else "dagster-dev.log")
+    workload = Workload(urls.source, rate=options.rate)
+    dagster = start_dagster(command, env, log_path)
+    workload.start()
+    cache = settings.resolved_cache_path.resolve()
+    say(f"workload: {options.rate:.0f} changed rows/s into the ICOMS-style biller")
+    if not headless:
+        say(f"Dagster UI:   http://127.0.0.1:{options.port}  (log: {log_path})")
+    say(f"DuckDB cache: {cache}")
+    say(f"try:          duckdb -readonly {cache} \"SELECT status, count(*), sum(amount) "
+        "FROM billing.payment GROUP BY status\"")
+    say(f"status:       BILLING_SYNC_STATE_DIR={settings.state_dir} billing-sync status")
+    try:
+        deadline = time.monotonic() + (options.seconds or float("inf"))
+        while time.monotonic() < deadline:
+            if dagster.poll() is not None:
+                say(f"Dagster exited with {dagster.returncode}; see {log_path}")
+                return 2
+            time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+            say(f"  {time.strftime('%H:%M:%S')} workload rows changed: {workload.counts()}")
+    except KeyboardInterrupt:
+        say("stopping")
+    finally:
+        workload.stop()
+    if not headless:
+        settings.pause_file.touch()
+        stop_process_group(dagster)
+        return 0
+    return finish_headless(settings, urls, dagster, options)
+
+
+def finish_headless(
+    settings: Settings, urls: DatabaseUrls, dagster: subprocess.Popen[bytes], options: DemoOptions
+) -> int:
+    with psycopg.connect(urls.source, autocommit=True) as conn:
+        row = conn.execute("SELECT clock_timestamp()::timestamp(6)").fetchone()
+    stopped_at: datetime = row[0] if row else datetime.now()
+    say("workload stopped; draining through Dagster")
+    drained = wait_caught_up(urls.warehouse, until=stopped_at, timeout=options.drain_timeout)
+    say(f"Dagster drained in {drained:.1f}s" if drained is not None else
+        f"Dagster did not drain within {options.drain_timeout:.0f}s; finishing in-process")
+    settings.pause_file.touch()
+    wait_runs_finished(urls.warehouse, settings, timeout=30)
+    stop_process_group(dagster)
+    settings.pause_file.unlink(missing_ok=True)
+    with SyncEngine.from_settings(settings) as engine:
+        engine.drain(until=stopped_at, timeout=options.drain_timeout)
+    results = parity(settings)
+    say(format_parity(results))
+    lag = freshness(urls.warehouse)
+    if lag:
+        say(
+            f"freshness (commit in source to visible in warehouse, {lag['batches']:.0f} Dagster "
+            f"batches): p50 {lag['p50']:.2f}s  p95 {lag['p95']:.2f}s  p99 {lag['p99']:.2f}s  "
+            f"max {lag['max']:.2f}s"
+        )
+    else:
+        say("freshness: no batch was committed by a Dagster run")
+    equal = all(result.equal for result in results)
+    say("PARITY: source, warehouse and cache are equal" if equal else "PARITY FAILED")
+    return 0 if equal and lag else 1

@@ -1,0 +1,43 @@
+"""A batch that fails validation does not advance the watermark and names the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from billing_sync.postgres import DatabaseUrls
+from billing_sync.sync import SyncEngine
+from billing_sync.validate.report import BatchValidationError
+from billing_sync_tests.integration.helpers import seeded_source, source_now, test_settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_bad_batch_fails_and_keeps_the_watermark(databases: DatabaseUrls, tmp_path: Path) -> None:
+    seeded_source(databases, accounts=30)
+    settings = test_settings(databases, tmp_path, capture={"delay_seconds": 0})
+    with SyncEngine.from_settings(settings) as engine:
+        engine.setup()
+        engine.drain(until=source_now(databases.source))
+        payment = engine.catalogs[0].by_table["PAYMENT"]
+        before = engine.warehouse.watermark("icoms", payment)
+        with psycopg.connect(databases.source, autocommit=True) as conn:
+            conn.execute(
+                'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = -5, "CHG_TS" = localtimestamp'
+                ' WHERE ("SITE_ID", "PAYMENT_NO") IN'
+                ' (SELECT "SITE_ID", "PAYMENT_NO" FROM "icoms"."PAYMENT" ORDER BY 1, 2 LIMIT 2)'
+            )
+            bad = conn.execute(
+                'SELECT "SITE_ID" || \'|\' || "PAYMENT_NO" FROM "icoms"."PAYMENT"'
+                ' WHERE "AMOUNT" < 0 ORDER BY 1'
+            ).fetchall()
+        with pytest.raises(BatchValidationError) as failure:
+            engine.sync_table(engine.catalogs[0], payment)
+        message = str(failure.value)
+        assert "payment" in message
+        assert "expect_column_values_to_be_between" in message
+        assert "amount" in message
+        assert all(key in message for (key,) in bad)
+        assert engine.warehouse.watermark("icoms", payment) == before
