@@ -73,14 +73,19 @@ SERVICE_BY_CODE: dict[str, ServiceOffer] = {offer.code: offer for offer in SERVI
 _FIRST_NAMES: tuple[str, ...] = (
     "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda",
     "David", "Elizabeth", "Maria", "Carlos", "Ana", "Wei", "Priya", "Ahmed",
+)  # fmt: skip
+_FIRST_NAMES_INTL: tuple[str, ...] = (
     "Zoë", "José", "Renée", "Björn", "Łukasz", "Søren", "François", "Chloé",
     "Nuño", "Tomáš", "Siân", "Håkon", "Andrés", "İlkay",
 )  # fmt: skip
 _LAST_NAMES: tuple[str, ...] = (
     "Smith", "Johnson", "Williams", "Brown", "Jones", "Miller", "Davis", "Wilson",
     "Anderson", "Taylor", "Thomas", "Moore", "Martin", "Lee", "Walker", "Hall",
-    "Müller", "Peña", "O'Brien", "García", "Nguyễn", "Kowalski", "Dubois", "Øvergård",
-    "Çelik", "Schröder", "D'Angelo", "Ångström", "Wójcik", "Núñez",
+    "O'Brien", "D'Angelo",
+)  # fmt: skip
+_LAST_NAMES_INTL: tuple[str, ...] = (
+    "Müller", "Peña", "García", "Nguyễn", "Kowalski", "Dubois", "Øvergård",
+    "Çelik", "Schröder", "Ångström", "Wójcik", "Núñez",
 )  # fmt: skip
 _BUSINESS_SUFFIXES: tuple[str, ...] = (
     "Plumbing LLC", "Dental Group", "Auto Repair", "Café & Bakery", "Holdings Inc",
@@ -111,12 +116,13 @@ def fake_name(rng: random.Random) -> str | None:
         return ""
     if roll < 0.03:
         return None
-    last = rng.choice(_LAST_NAMES)
+    last = rng.choice(_LAST_NAMES_INTL if rng.random() < 0.12 else _LAST_NAMES)
+    first = rng.choice(_FIRST_NAMES_INTL if rng.random() < 0.1 else _FIRST_NAMES)
     if roll < 0.08:
         name = f"{last} {rng.choice(_BUSINESS_SUFFIXES)}"
     elif roll < 0.14:
         # Legacy screens captured upper-case "LAST FIRST".
-        name = f"{last} {rng.choice(_FIRST_NAMES)}".upper()
+        name = f"{last} {first}".upper()
     else:
-        name = f"{rng.choice(_FIRST_NAMES)} {last}"
+        name = f"{first} {last}"
     return name[:NAME_LENGTH]

@@ -14,13 +14,11 @@ Rows go in with ``COPY``, in chunks of accounts, so memory stays flat for big se
 from __future__ import annotations
 
 import random
-import threading
 from bisect import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from itertools import accumulate
-from queue import Full, Queue
 from typing import Any
 
 import psycopg
@@ -33,8 +31,8 @@ Row = tuple[Any, ...]
 
 DAY_US = 86_400 * 1_000_000
 HISTORY_DAYS = 730
-CHUNK_ACCOUNTS = 2_000
-NULL_CHG_SHARE = 0.3
+CHUNK_ACCOUNTS = 10_000
+NULL_CHG_SHARE = 0.33
 """Share of rows, among those never changed after their insert, with ``CHG_TS`` NULL."""
 
 _SITE_CUM = tuple(accumulate(ref.SITE_WEIGHTS))
@@ -79,13 +77,16 @@ class _Generator:
     def __post_init__(self) -> None:
         self.start = self.as_of - timedelta(days=HISTORY_DAYS)
         self.span_us = HISTORY_DAYS * DAY_US
+        midnight = datetime.combine(self.start.date(), datetime.min.time())
+        self._day_offset_us = (self.start - midnight) // timedelta(microseconds=1)
+        self._first_ordinal = self.start.toordinal()
 
     # -- time helpers (microseconds since ``start``) ---------------------------------
     def ts(self, us: int) -> datetime:
         return self.start + timedelta(microseconds=us)
 
     def day_of(self, us: int) -> date:
-        return self.ts(us).date()
+        return date.fromordinal(self._first_ordinal + (us + self._day_offset_us) // DAY_US)
 
     def us_of(self, day: date) -> int:
         return (datetime.combine(day, datetime.min.time()) - self.start) // timedelta(
@@ -244,18 +245,22 @@ class _Generator:
                 self.us_of(dates[number]) if number < len(dates) else min(end_us, self.span_us)
             )
             roll = rng.random()
-            amounts = []
+            amounts: list[int] = []
             if balance > 0 and roll < 0.80:
-                amounts.append(balance)
+                if rng.random() < 0.75 and balance > 200:
+                    part = balance * self.int_in(30, 70) // 100  # paid in two instalments
+                    amounts += [part, balance - part]
+                else:
+                    amounts.append(balance)
             elif balance > 0 and roll < 0.92:
                 amounts.append(balance * self.int_in(40, 90) // 100)
-            if rng.random() < 0.6:
-                amounts.append(self.int_in(1000, 6000))
-            for amount in amounts:
-                paid_us = created_us + self.int_in(2, 25) * DAY_US + self.int_in(0, DAY_US // 2 - 1)
-                if paid_us >= period_end:
-                    continue
-                balance -= self._payment(site, account_no, paid_us, amount, rows)
+            paid = sorted(
+                created_us + self.int_in(2, 25) * DAY_US + self.int_in(0, DAY_US // 2 - 1)
+                for _ in amounts
+            )
+            for amount, paid_us in zip(amounts, paid, strict=True):
+                if paid_us < period_end:
+                    balance -= self._payment(site, account_no, paid_us, amount, rows)
         return balance
 
     def _payment(self, site: str, account_no: str, paid_us: int, amount: int,
@@ -288,41 +293,6 @@ class _Generator:
             for open_us in opened[first : first + CHUNK_ACCOUNTS]:
                 self.account(open_us, rows)
             yield rows
-
-
-_DONE = object()
-
-
-def _prefetched(chunks: Iterator[dict[str, list[Row]]]) -> Iterator[dict[str, list[Row]]]:
-    """Draw the next chunk in a thread while the server ingests the current one."""
-    queue: Queue[Any] = Queue(maxsize=2)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for chunk in chunks:
-                while not stop.is_set():
-                    try:
-                        queue.put(chunk, timeout=0.1)
-                        break
-                    except Full:
-                        continue
-                if stop.is_set():
-                    return
-            queue.put(_DONE)
-        except BaseException as error:  # handed to the consumer, re-raised there
-            queue.put(error)
-
-    thread = threading.Thread(target=produce, name="seed-generator", daemon=True)
-    thread.start()
-    try:
-        while (item := queue.get()) is not _DONE:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _copy(conn: psycopg.Connection[Any], schema: str, table: str, rows: list[Row]) -> None:
@@ -404,7 +374,7 @@ def _fill(
                 raise ValueError(f"{schema}.{table} already holds rows; seed needs empty tables")
         generator = _Generator(random.Random(rng_seed), as_of or _default_as_of(conn))
         counts = dict.fromkeys(TABLES, 0)
-        for rows in _prefetched(generator.chunks(accounts)):
+        for rows in generator.chunks(accounts):
             for table, table_rows in rows.items():
                 _copy(conn, schema, table, table_rows)
                 counts[table] += len(table_rows)

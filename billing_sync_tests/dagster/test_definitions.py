@@ -1,0 +1,38 @@
+"""The code location loads and has the graph, jobs, sensors and checks it promises."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import dagster as dg
+
+from billing_sync.definitions import defs
+
+
+def test_definitions_load_with_the_asset_graph() -> None:
+    definitions = defs()
+    graph = definitions.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    for entity in ("billing_account", "product", "customer_bill", "payment"):
+        assert f"warehouse/{entity}" in keys
+        assert f"cache/{entity}" in keys
+    assert "source/icoms/PAYMENT" in keys
+    payment = graph.get(dg.AssetKey(["warehouse", "payment"]))
+    assert dg.AssetKey(["source", "icoms", "PAYMENT"]) in payment.parent_keys
+    cache = graph.get(dg.AssetKey(["cache", "payment"]))
+    assert dg.AssetKey(["warehouse", "payment"]) in cache.parent_keys
+    assert {s.name for s in definitions.sensors} == {"sync_priority_sensor", "sync_standard_sensor"}
+    checks = {key.name for key in graph.asset_check_keys}
+    assert checks == {"freshness"}
+    definitions.resolve_job_def("sync_priority_job")
+    definitions.resolve_job_def("freshness_checks_job")
+
+
+def test_code_location_import_does_not_import_great_expectations() -> None:
+    code = (
+        "import sys; from billing_sync.definitions import defs; defs();"
+        "print('great_expectations' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

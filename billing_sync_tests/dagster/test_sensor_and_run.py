@@ -1,0 +1,83 @@
+"""Sensors and sync runs on a real DagsterInstance against real PostgreSQL and DuckDB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+
+from billing_sync.defs.keys import TIER_TAG
+from billing_sync.defs.resources import BillingSyncResource
+from billing_sync.definitions import defs
+from billing_sync.postgres import DatabaseUrls
+
+pytestmark = [pytest.mark.dagster, pytest.mark.integration]
+
+
+def _evaluate(sensor_name: str, instance: dg.DagsterInstance, resource: BillingSyncResource):  # type: ignore[no-untyped-def]
+    definitions = defs()
+    sensor = definitions.resolve_sensor_def(sensor_name)
+    context = dg.build_sensor_context(
+        instance=instance, cursor=None, resources={"billing_sync": resource},
+        definitions=definitions,
+    )
+    return sensor(context)
+
+
+def _run(job: str, instance: dg.DagsterInstance, resource: BillingSyncResource) -> dg.ExecuteInProcessResult:
+    definitions = defs()
+    op = job.removesuffix("_job")
+    return definitions.resolve_job_def(job).execute_in_process(
+        instance=instance,
+        resources={"billing_sync": resource},
+        run_config={"ops": {op: {"config": {"batches": 2, "poll_interval_seconds": 0.0}}}},
+        tags={TIER_TAG: op.removeprefix("sync_")},
+    )
+
+
+def test_sensor_requests_a_run_only_when_the_source_moved(
+    settings_file: Path, databases: DatabaseUrls
+) -> None:
+    resource = BillingSyncResource(config_file=str(settings_file))
+    with dg.instance_for_test() as instance:
+        first = _evaluate("sync_priority_sensor", instance, resource)
+        assert isinstance(first, dg.SensorResult) and len(first.run_requests or []) == 1
+        assert first.run_requests[0].tags[TIER_TAG] == "priority"
+
+        assert _run("sync_priority_job", instance, resource).success
+        idle = _evaluate("sync_priority_sensor", instance, resource)
+        assert isinstance(idle, dg.SkipReason)
+
+        with psycopg.connect(databases.source, autocommit=True) as conn:
+            conn.execute(
+                'UPDATE "icoms"."ACCOUNT" SET "AR_BALANCE" = "AR_BALANCE" + 1,'
+                ' "CHG_TS" = localtimestamp WHERE ctid = (SELECT min(ctid) FROM "icoms"."ACCOUNT")'
+            )
+        moved = _evaluate("sync_priority_sensor", instance, resource)
+        assert isinstance(moved, dg.SensorResult) and len(moved.run_requests or []) == 1
+        assert "icoms.ACCOUNT" in moved.run_requests[0].tags["billing_sync/behind"]
+
+
+def test_sync_run_records_a_materialization_per_batch_with_metadata(settings_file: Path) -> None:
+    resource = BillingSyncResource(config_file=str(settings_file))
+    with dg.instance_for_test() as instance:
+        result = _run("sync_priority_job", instance, resource)
+        assert result.success
+        events = instance.fetch_materializations(dg.AssetKey(["warehouse", "payment"]), limit=10)
+        assert events.records, "the first batch changed payments"
+        metadata = events.records[0].asset_materialization.metadata  # type: ignore[union-attr]
+        for name in ("rows_inserted", "rows_updated", "rows_deleted", "lag_seconds", "batch_seconds"):
+            assert name in metadata
+        assert metadata["rows_inserted"].value > 0
+        cache = instance.fetch_materializations(dg.AssetKey(["cache", "payment"]), limit=10)
+        assert cache.records
+
+        checks = defs().resolve_job_def("freshness_checks_job").execute_in_process(
+            instance=instance, resources={"billing_sync": resource}
+        )
+        evaluations = checks.get_asset_check_evaluations()
+        by_asset = {e.asset_key.to_user_string(): e for e in evaluations}
+        assert by_asset["warehouse/payment"].passed
+        assert not by_asset["warehouse/product"].passed  # the standard tier has not run yet
