@@ -82,10 +82,10 @@ def _cache_state(
             counts: dict[tuple[str, str], int] = {}
             for catalog, mapping in engine.tables():
                 table = entity_columns(mapping).table
-                row = con.execute(
+                rows = con.execute(
                     f"SELECT count(*) FROM {table} WHERE _source_system = ?", [catalog.system]
-                ).fetchone()
-                counts[(catalog.system, mapping.entity)] = int(row[0]) if row else 0
+                ).fetchall()
+                counts[(catalog.system, mapping.entity)] = int(rows[0][0])
             batches = dict(
                 con.execute(f"SELECT entity, last_batch_id FROM {STATE_SCHEMA}.cache_state").fetchall()
             )

@@ -126,10 +126,11 @@ class Cache:
 
     @staticmethod
     def _last_applied(con: duckdb.DuckDBPyConnection, entity: str) -> int:
-        row = con.execute(
+        # fetchall: DuckDB refuses new work on a connection with an unfinished result.
+        rows = con.execute(
             f"SELECT last_batch_id FROM {STATE_SCHEMA}.cache_state WHERE entity = ?", [entity]
-        ).fetchone()
-        return int(row[0]) if row else 0
+        ).fetchall()
+        return int(rows[0][0]) if rows else 0
 
     @staticmethod
     def _apply_rows(

@@ -64,9 +64,12 @@ def warehouse_frame(warehouse: Warehouse, system: str, mapping: TableMapping) ->
 
 def cache_frame(con: duckdb.DuckDBPyConnection, system: str, mapping: TableMapping) -> pl.DataFrame:
     columns = entity_columns(mapping)
-    return con.execute(
+    table = con.execute(
         f"SELECT * FROM {columns.table} WHERE _source_system = ?", [system]
-    ).pl()
+    ).to_arrow_table()
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
 def compare_frames(expected: pl.DataFrame, actual: pl.DataFrame, *, sample: int = 5) -> list[str]:

@@ -130,8 +130,9 @@ class _Generator:
         if status == "C":
             end_us = self.between(open_us + DAY_US, self.span_us)
         services = self._services(open_us, end_us, closed=status == "C")
-        balance = self._statements_and_payments(site, account_no, cycle, open_us, end_us,
-                                                services, rows)
+        balance = self._statements_and_payments(
+            site, account_no, cycle, open_us, end_us, services, rows
+        )
         self._service_rows(site, account_no, services, rows)
         creator = self.one((ref.MIGRATION_USER, *ref.CSR_USERS))
         if status == "C":
@@ -164,8 +165,13 @@ class _Generator:
                 start_us = min(max(start_us, previous.start_us + DAY_US), end_us - 1)
                 previous.stop_us = min(previous.stop_us or start_us, start_us)
             rate = offer.rate_cents if rng.random() < 0.8 else offer.rate_cents * 4 // 5
-            service = _Service(offer.code, (previous.occurrence + 1) if previous else 1,
-                               start_us, rate, self.int_in(1, offer.max_quantity))
+            service = _Service(
+                offer.code,
+                (previous.occurrence + 1) if previous else 1,
+                start_us,
+                rate,
+                self.int_in(1, offer.max_quantity),
+            )
             if closed:
                 service.stop_us = max(end_us, start_us)
             elif rng.random() < 0.08:
@@ -174,8 +180,9 @@ class _Generator:
             services.append(service)
         return services
 
-    def _service_rows(self, site: str, account_no: str, services: list[_Service],
-                      rows: dict[str, list[Row]]) -> None:
+    def _service_rows(
+        self, site: str, account_no: str, services: list[_Service], rows: dict[str, list[Row]]
+    ) -> None:
         rng = self.rng
         for service in services:
             user = self.one(ref.CSR_USERS)
@@ -214,8 +221,9 @@ class _Generator:
         """``CRT_TS`` shared by all statements of one run (site, cycle, date)."""
         key = (site, cycle, day)
         if key not in self.statement_runs:
-            self.statement_runs[key] = self.us_of(day) + self.between(3_600_000_000,
-                                                                      4 * 3_600_000_000)
+            self.statement_runs[key] = self.us_of(day) + self.between(
+                3_600_000_000, 4 * 3_600_000_000
+            )
         return self.statement_runs[key]
 
     def _statements_and_payments(
@@ -263,8 +271,9 @@ class _Generator:
                     balance -= self._payment(site, account_no, paid_us, amount, rows)
         return balance
 
-    def _payment(self, site: str, account_no: str, paid_us: int, amount: int,
-                 rows: dict[str, list[Row]]) -> int:
+    def _payment(
+        self, site: str, account_no: str, paid_us: int, amount: int, rows: dict[str, list[Row]]
+    ) -> int:
         """Append one payment; return what it took off the balance (0 if reversed)."""
         rng = self.rng
         number = self.next_payment.get(site, 0) + 1

@@ -15,7 +15,7 @@ from billing_sync.simulator import create_schema, seed
 from billing_sync.sync import SyncEngine
 
 
-def test_settings(urls: DatabaseUrls, state_dir: Path, **overrides: object) -> Settings:
+def settings_for(urls: DatabaseUrls, state_dir: Path, **overrides: object) -> Settings:
     return load_settings(
         env={},
         state_dir=state_dir,

@@ -15,7 +15,7 @@ from billing_sync_tests.integration.helpers import (
     assert_parity,
     seeded_source,
     source_now,
-    test_settings,
+    settings_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -23,12 +23,13 @@ pytestmark = pytest.mark.integration
 
 def test_sync_under_workload_reaches_parity(databases: DatabaseUrls, tmp_path: Path) -> None:
     seeded = seeded_source(databases, accounts=300)
-    settings = test_settings(
+    settings = settings_for(
         databases, tmp_path, capture={"delay_seconds": 0.5, "batch_rows": 700}
     )
     workload = Workload(databases.source, rate=400)
     with SyncEngine.from_settings(settings) as engine:
         engine.setup()
+        engine.validator.warm_up()
         workload.start()
         deadline = time.monotonic() + 6
         try:
@@ -50,7 +51,7 @@ def test_sync_under_workload_reaches_parity(databases: DatabaseUrls, tmp_path: P
 
 def test_a_second_sync_finds_nothing_new(databases: DatabaseUrls, tmp_path: Path) -> None:
     seeded_source(databases, accounts=50)
-    settings = test_settings(databases, tmp_path, capture={"delay_seconds": 0})
+    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0})
     with SyncEngine.from_settings(settings) as engine:
         engine.setup()
         engine.drain(until=source_now(databases.source))
@@ -62,7 +63,7 @@ def test_a_second_sync_finds_nothing_new(databases: DatabaseUrls, tmp_path: Path
 
 def test_writes_through_the_capture_session_fail(databases: DatabaseUrls, tmp_path: Path) -> None:
     seeded_source(databases, accounts=5)
-    settings = test_settings(databases, tmp_path)
+    settings = settings_for(databases, tmp_path)
     with SyncEngine.from_settings(settings) as engine:
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             engine.source("icoms").scalar('DELETE FROM "icoms"."PAYMENT"')

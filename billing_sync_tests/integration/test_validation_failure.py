@@ -10,14 +10,14 @@ import pytest
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.sync import SyncEngine
 from billing_sync.validate.report import BatchValidationError
-from billing_sync_tests.integration.helpers import seeded_source, source_now, test_settings
+from billing_sync_tests.integration.helpers import seeded_source, source_now, settings_for
 
 pytestmark = pytest.mark.integration
 
 
 def test_bad_batch_fails_and_keeps_the_watermark(databases: DatabaseUrls, tmp_path: Path) -> None:
     seeded_source(databases, accounts=30)
-    settings = test_settings(databases, tmp_path, capture={"delay_seconds": 0})
+    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0})
     with SyncEngine.from_settings(settings) as engine:
         engine.setup()
         engine.drain(until=source_now(databases.source))
