@@ -8,7 +8,6 @@ instance (``dagster/``).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -59,9 +58,10 @@ def prepare(settings: Settings, *, accounts: int) -> DatabaseUrls:
 
 
 def dagster_environment(settings: Settings, urls: DatabaseUrls) -> dict[str, str]:
+    from billing_sync.defs.instance import prepare_instance
+
     home = (settings.state_dir / "dagster").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    prepare_instance(home, config=REPO_ROOT / "dagster.yaml")
     return {
         **os.environ,
         "DAGSTER_HOME": str(home),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from bisect import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from itertools import accumulate
@@ -301,7 +301,20 @@ class _Generator:
             rows: dict[str, list[Row]] = {name: [] for name in TABLES}
             for open_us in opened[first : first + CHUNK_ACCOUNTS]:
                 self.account(open_us, rows)
+            for name, table_rows in rows.items():
+                table_rows.sort(key=_change_ts_key(name))
             yield rows
+
+
+def _change_ts_key(table: str) -> Callable[[Row], datetime]:
+    """Sort key ``COALESCE(CHG_TS, CRT_TS)`` of a row of ``table``.
+
+    Rows go in in the order they were last written, as a biller's heap would hold them
+    (new row versions land at its end), so the heap correlates with the capture index.
+    """
+    columns = TABLES[table].column_names
+    created, changed = columns.index("CRT_TS"), columns.index("CHG_TS")
+    return lambda row: row[changed] or row[created]
 
 
 def _copy(conn: psycopg.Connection[Any], schema: str, table: str, rows: list[Row]) -> None:
@@ -382,11 +395,22 @@ def _fill(
             if found and found[0]:
                 raise ValueError(f"{schema}.{table} already holds rows; seed needs empty tables")
         generator = _Generator(random.Random(rng_seed), as_of or _default_as_of(conn))
+        # Bulk load: building the secondary indexes once afterwards is faster than
+        # maintaining them row by row (the primary keys stay, to catch duplicates).
+        for definition in TABLES.values():
+            for index in (
+                definition.capture_index,
+                *(name for name, _ in definition.extra_indexes),
+            ):
+                conn.execute(
+                    sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(schema, index))
+                )
         counts = dict.fromkeys(TABLES, 0)
         for rows in generator.chunks(accounts):
             for table, table_rows in rows.items():
                 _copy(conn, schema, table, table_rows)
                 counts[table] += len(table_rows)
+        create_schema(conn, schema=schema)
         for table in TABLES:
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table)))
     return counts

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +13,9 @@ import dagster as dg
 import psycopg
 import pytest
 
+from dagster._core.instance.ref import InstanceRef
+
+from billing_sync.defs.instance import prepare_instance
 from billing_sync.postgres import DatabaseUrls
 
 pytestmark = [pytest.mark.dagster, pytest.mark.integration, pytest.mark.slow]
@@ -25,8 +27,7 @@ def test_daemon_sensor_starts_a_sync_run_that_succeeds(
     settings_file: Path, databases: DatabaseUrls, tmp_path: Path
 ) -> None:
     home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    prepare_instance(home, config=REPO / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(home), "BILLING_SYNC_CONFIG": str(settings_file)}
     log = (tmp_path / "daemon.log").open("wb")
     daemon = subprocess.Popen(
@@ -34,7 +35,7 @@ def test_daemon_sensor_starts_a_sync_run_that_succeeds(
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
-        with dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(home))) as instance:
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
             succeeded = _wait_for_run(instance, "sync_priority_job", timeout=150)
             assert succeeded is not None, (tmp_path / "daemon.log").read_text()[-3000:]
             assert succeeded.tags.get("dagster/sensor_name") == "sync_priority_sensor"
@@ -63,6 +64,11 @@ def _wait_for_run(instance: dg.DagsterInstance, job: str, *, timeout: float) -> 
             filters=dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.FAILURE]), limit=1
         )
         if failed:
-            pytest.fail(f"run {failed[0].run_id} failed")
+            errors = [
+                str(event.dagster_event.event_specific_data)
+                for event in instance.all_logs(failed[0].run_id)
+                if event.dagster_event and event.dagster_event.is_failure
+            ]
+            pytest.fail(f"run {failed[0].run_id} failed: {errors}")
         time.sleep(1)
     return None
