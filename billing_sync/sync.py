@@ -142,7 +142,11 @@ class SyncEngine:
         if not report.success:
             raise BatchValidationError(report)
         rows = frame.to_arrow()
-        lag = _lag_seconds(rows, horizon.source_now, time.perf_counter() - read_at)
+        lag = (
+            _lag_seconds(rows, horizon.source_now, time.perf_counter() - read_at)
+            if watermark.caught_up_to is not None  # not for the initial load's backlog
+            else None
+        )
         result = self.warehouse.commit_batch(
             system=catalog.system, mapping=mapping, rows=rows, window=window, advance=step,
             lag_seconds=lag, run_id=self.run_id,

@@ -64,8 +64,8 @@ def warehouse_frame(warehouse: Warehouse, system: str, mapping: TableMapping) ->
 
 def cache_frame(con: duckdb.DuckDBPyConnection, system: str, mapping: TableMapping) -> pl.DataFrame:
     columns = entity_columns(mapping)
-    table = con.execute(
-        f"SELECT * FROM {columns.table} WHERE _source_system = ?", [system]
+    table = con.sql(
+        f"SELECT * FROM {columns.table} WHERE _source_system = $system", params={"system": system}
     ).to_arrow_table()
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
