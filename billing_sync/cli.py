@@ -11,10 +11,9 @@ from billing_sync.config import ConfigError, Settings, load_settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, object] = {}
     if args.state_dir:
-        overrides["state_dir"] = args.state_dir
-    return load_settings(path=args.config, **overrides)
+        return load_settings(path=args.config, state_dir=args.state_dir)
+    return load_settings(path=args.config)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -69,18 +68,25 @@ def cmd_pause(args: argparse.Namespace, *, pause: bool) -> int:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="billing-sync", description=__doc__)
     root.add_argument("--config", type=Path, help="settings YAML (default $BILLING_SYNC_CONFIG)")
-    root.add_argument("--state-dir", type=Path,
-                      help="where the embedded PostgreSQL, cache and Dagster state live "
-                           "(default $BILLING_SYNC_STATE_DIR or .billing-sync)")
+    root.add_argument(
+        "--state-dir",
+        type=Path,
+        help="where the embedded PostgreSQL, cache and Dagster state live "
+        "(default $BILLING_SYNC_STATE_DIR or .billing-sync)",
+    )
     root.add_argument("-v", "--verbose", action="store_true")
     sub = root.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="a simulated biller under a live workload, synced by Dagster")
-    demo.add_argument("--seconds", type=float,
-                      help="run headless for N seconds, drain, check parity and exit")
+    demo = sub.add_parser(
+        "demo", help="a simulated biller under a live workload, synced by Dagster"
+    )
+    demo.add_argument(
+        "--seconds", type=float, help="run headless for N seconds, drain, check parity and exit"
+    )
     demo.add_argument("--accounts", type=int, default=2_000, help="seed scale (default 2000)")
-    demo.add_argument("--rate", type=float, default=200.0,
-                      help="workload changed rows per second (default 200)")
+    demo.add_argument(
+        "--rate", type=float, default=200.0, help="workload changed rows per second (default 200)"
+    )
     demo.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
     demo.set_defaults(func=cmd_demo)
 
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as error:  # noqa: BLE001 - one clear line for operators, detail with -v
+    except Exception as error:
         if args.verbose:
             raise
         print(f"billing-sync: {type(error).__name__}: {error}", file=sys.stderr)

@@ -72,10 +72,16 @@ def dagster_environment(settings: Settings, urls: DatabaseUrls) -> dict[str, str
     }
 
 
-def start_dagster(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def start_dagster(
+    command: list[str], env: dict[str, str], log_path: Path
+) -> subprocess.Popen[bytes]:
     log = log_path.open("ab")
     return subprocess.Popen(
-        command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        command,
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 
@@ -96,9 +102,7 @@ def wait_caught_up(warehouse_url: str, *, until: datetime, timeout: float) -> fl
     started = time.monotonic()
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
         while time.monotonic() - started < timeout:
-            row = conn.execute(
-                f"SELECT min(caught_up_to) FROM {STATE_SCHEMA}.watermark"
-            ).fetchone()
+            row = conn.execute(f"SELECT min(caught_up_to) FROM {STATE_SCHEMA}.watermark").fetchone()
             if row and row[0] is not None and row[0] >= until:
                 return time.monotonic() - started
             time.sleep(0.5)
@@ -133,10 +137,16 @@ def freshness(warehouse_url: str) -> dict[str, float]:
     if not lags:
         return {}
     lags.sort()
-    pick = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))]  # noqa: E731
+
+    def quantile(q: float) -> float:
+        return lags[min(len(lags) - 1, int(q * len(lags)))]
+
     return {
-        "batches": float(len(lags)), "p50": statistics.median(lags), "p95": pick(0.95),
-        "p99": pick(0.99), "max": lags[-1],
+        "batches": float(len(lags)),
+        "p50": statistics.median(lags),
+        "p95": quantile(0.95),
+        "p99": quantile(0.99),
+        "max": lags[-1],
     }
 
 
@@ -146,8 +156,11 @@ def parity(settings: Settings) -> list[TableParity]:
         try:
             return [
                 compare_table(
-                    session=engine.source(catalog.system), warehouse=engine.warehouse,
-                    cache=con, catalog=catalog, mapping=mapping,
+                    session=engine.source(catalog.system),
+                    warehouse=engine.warehouse,
+                    cache=con,
+                    catalog=catalog,
+                    mapping=mapping,
                 )
                 for catalog, mapping in engine.tables()
             ]
@@ -158,8 +171,14 @@ def parity(settings: Settings) -> list[TableParity]:
 def format_parity(results: list[TableParity]) -> str:
     lines = [f"{'table':<22} {'source':>9} {'warehouse':>10} {'cache':>9}  parity"]
     for r in results:
-        verdict = "equal" if r.equal else "; ".join(
-            f"{where}: {', '.join(problems)}" for where, problems in r.differences.items() if problems
+        verdict = (
+            "equal"
+            if r.equal
+            else "; ".join(
+                f"{where}: {', '.join(problems)}"
+                for where, problems in r.differences.items()
+                if problems
+            )
         )
         lines.append(
             f"{r.system + '.' + r.table:<22} {r.source_rows:>9} {r.warehouse_rows:>10}"
@@ -190,8 +209,10 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
     if not headless:
         say(f"Dagster UI:   http://127.0.0.1:{options.port}  (log: {log_path})")
     say(f"DuckDB cache: {cache}")
-    say(f"try:          duckdb -readonly {cache} \"SELECT status, count(*), sum(amount) "
-        "FROM billing.payment GROUP BY status\"")
+    say(
+        f'try:          duckdb -readonly {cache} "SELECT status, count(*), sum(amount) '
+        'FROM billing.payment GROUP BY status"'
+    )
     say(f"status:       BILLING_SYNC_STATE_DIR={settings.state_dir} billing-sync status")
     try:
         deadline = time.monotonic() + (options.seconds or float("inf"))
@@ -220,8 +241,11 @@ def finish_headless(
     stopped_at: datetime = row[0] if row else datetime.now()
     say("workload stopped; draining through Dagster")
     drained = wait_caught_up(urls.warehouse, until=stopped_at, timeout=options.drain_timeout)
-    say(f"Dagster drained in {drained:.1f}s" if drained is not None else
-        f"Dagster did not drain within {options.drain_timeout:.0f}s; finishing in-process")
+    say(
+        f"Dagster drained in {drained:.1f}s"
+        if drained is not None
+        else f"Dagster did not drain within {options.drain_timeout:.0f}s; finishing in-process"
+    )
     settings.pause_file.touch()
     wait_runs_finished(urls.warehouse, settings, timeout=30)
     stop_process_group(dagster)

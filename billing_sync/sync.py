@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 
 from billing_sync.capture.query import CURSOR_ALIAS, build_change_query
-from billing_sync.capture.window import Advance, Cursor, OpenTransaction, Window, advance
+from billing_sync.capture.window import Cursor, OpenTransaction, Window, advance
 from billing_sync.config import Settings, SourceCatalog, TableMapping, Tier, load_catalog
 from billing_sync.load.cache import Cache, CacheApplied, CacheBusy
 from billing_sync.load.ddl import entities_of, entity_columns
@@ -148,19 +148,35 @@ class SyncEngine:
             else None
         )
         result = self.warehouse.commit_batch(
-            system=catalog.system, mapping=mapping, rows=rows, window=window, advance=step,
-            lag_seconds=lag, run_id=self.run_id,
+            system=catalog.system,
+            mapping=mapping,
+            rows=rows,
+            window=window,
+            advance=step,
+            lag_seconds=lag,
+            run_id=self.run_id,
         )
         cache, cache_error = self._apply_cache(mapping, rows, result)
         return TableBatch(
-            system=catalog.system, table=mapping.table, entity=mapping.entity, tier=mapping.tier,
-            rows_read=raw.num_rows, inserted=result.inserted, updated=result.updated,
-            deleted=result.deleted, batch_id=result.batch_id, cursor=step.cursor,
+            system=catalog.system,
+            table=mapping.table,
+            entity=mapping.entity,
+            tier=mapping.tier,
+            rows_read=raw.num_rows,
+            inserted=result.inserted,
+            updated=result.updated,
+            deleted=result.deleted,
+            batch_id=result.batch_id,
+            cursor=step.cursor,
             caught_up_to=step.caught_up_to or watermark.caught_up_to,
-            more_waiting=step.more_waiting, lag_seconds=lag,
-            held_back_by=horizon.held_back_by, hold_seconds=horizon.hold_seconds,
-            seconds=time.perf_counter() - started, validation_seconds=report.seconds,
-            cache=cache, cache_error=cache_error,
+            more_waiting=step.more_waiting,
+            lag_seconds=lag,
+            held_back_by=horizon.held_back_by,
+            hold_seconds=horizon.hold_seconds,
+            seconds=time.perf_counter() - started,
+            validation_seconds=report.seconds,
+            cache=cache,
+            cache_error=cache_error,
         )
 
     def _read(
@@ -182,7 +198,9 @@ class SyncEngine:
         )
         try:
             applied = self.cache.apply(
-                entity_columns(mapping), with_batch, batch_id=result.batch_id,
+                entity_columns(mapping),
+                with_batch,
+                batch_id=result.batch_id,
                 previous_batch_id=result.previous_entity_batch_id,
                 catch_up=self.warehouse.rows_since,
             )
@@ -255,7 +273,6 @@ def _lag_seconds(rows: pa.Table, source_now: datetime, elapsed: float) -> float 
 
     oldest: datetime = pc.min(rows.column("_source_version")).as_py()
     return (source_now - oldest).total_seconds() + elapsed
-
 
 
 def tables_behind(engine: SyncEngine, tier: Tier | None = None) -> list[str]:

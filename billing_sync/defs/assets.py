@@ -4,7 +4,6 @@ Each tier has one multi-asset whose run loops over micro-batches; every batch th
 changes an entity is logged as its own materialization (DESIGN §8).
 """
 
-
 import dagster as dg
 
 from billing_sync.config import TIERS, SourceCatalog, Tier
@@ -43,15 +42,23 @@ def _entity_specs(catalogs: list[SourceCatalog], tier: Tier) -> list[dg.AssetSpe
     for entity, deps in sources.items():
         specs.append(
             dg.AssetSpec(
-                warehouse_key(entity), deps=deps, skippable=True, group_name="warehouse",
-                kinds={"postgres"}, tags={"tier": tier},
+                warehouse_key(entity),
+                deps=deps,
+                skippable=True,
+                group_name="warehouse",
+                kinds={"postgres"},
+                tags={"tier": tier},
                 description=f"Normalized {entity} rows in the PostgreSQL warehouse.",
             )
         )
         specs.append(
             dg.AssetSpec(
-                cache_key(entity), deps=[warehouse_key(entity)], skippable=True,
-                group_name="cache", kinds={"duckdb"}, tags={"tier": tier},
+                cache_key(entity),
+                deps=[warehouse_key(entity)],
+                skippable=True,
+                group_name="cache",
+                kinds={"duckdb"},
+                tags={"tier": tier},
                 description=f"{entity} in the DuckDB cache, applied after the warehouse.",
             )
         )
@@ -60,17 +67,15 @@ def _entity_specs(catalogs: list[SourceCatalog], tier: Tier) -> list[dg.AssetSpe
 
 def sync_assets(catalogs: list[SourceCatalog]) -> list[dg.AssetsDefinition]:
     return [
-        _sync_tier_asset(tier, specs)
-        for tier in TIERS
-        if (specs := _entity_specs(catalogs, tier))
+        _sync_tier_asset(tier, specs) for tier in TIERS if (specs := _entity_specs(catalogs, tier))
     ]
 
 
 def _sync_tier_asset(tier: Tier, specs: list[dg.AssetSpec]) -> dg.AssetsDefinition:
     @dg.multi_asset(name=f"sync_{tier}", specs=specs, can_subset=False)
-    def sync_tier(
+    def sync_tier(  # type: ignore[no-untyped-def]
         context: dg.AssetExecutionContext, config: SyncRunConfig, billing_sync: BillingSyncResource
-    ):  # type: ignore[no-untyped-def]  # an annotation here would declare outputs
+    ):  # an annotation here would declare outputs
         """Loop up to ``batches_per_run`` micro-batches over the tier's tables."""
         tier_settings = billing_sync.settings().tier(tier)
 

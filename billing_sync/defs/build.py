@@ -1,6 +1,5 @@
 """Assemble the Definitions from the catalogs named in the settings."""
 
-
 import dagster as dg
 
 from billing_sync.config import load_catalog, load_settings
@@ -15,8 +14,10 @@ def build_definitions() -> dg.Definitions:
     catalogs = [load_catalog(system) for system in load_settings().systems]
     tier_assets = sync_assets(catalogs)
     checks = freshness_checks(catalogs)
-    jobs = {asset.op.name.removeprefix("sync_"): sync_job(asset.op.name.removeprefix("sync_"), asset)
-            for asset in tier_assets}
+    jobs = {
+        asset.op.name.removeprefix("sync_"): sync_job(asset.op.name.removeprefix("sync_"), asset)
+        for asset in tier_assets
+    }
     freshness_job = checks_job(checks)
     return dg.Definitions(
         assets=[*source_specs(catalogs), *tier_assets],
@@ -25,7 +26,9 @@ def build_definitions() -> dg.Definitions:
         sensors=[sync_sensor(tier, job) for tier, job in jobs.items()],  # type: ignore[arg-type]
         schedules=[
             dg.ScheduleDefinition(
-                name="freshness_checks_schedule", job=freshness_job, cron_schedule="* * * * *",
+                name="freshness_checks_schedule",
+                job=freshness_job,
+                cron_schedule="* * * * *",
                 default_status=dg.DefaultScheduleStatus.RUNNING,
             )
         ],

@@ -1,6 +1,5 @@
 """Freshness checks: per entity, against its tier's SLA (DESIGN §8)."""
 
-
 from collections.abc import Iterator
 
 import dagster as dg
@@ -15,7 +14,8 @@ def freshness_checks(catalogs: list[SourceCatalog]) -> dg.AssetChecksDefinition:
     entities = sorted({mapping.entity for catalog in catalogs for mapping in catalog.tables})
     specs = [
         dg.AssetCheckSpec(
-            "freshness", asset=warehouse_key(entity),
+            "freshness",
+            asset=warehouse_key(entity),
             description="Seconds between the source's clock and what the warehouse is caught up "
             "to, against the tier's SLA.",
         )
@@ -40,11 +40,14 @@ def freshness_checks(catalogs: list[SourceCatalog]) -> dg.AssetChecksDefinition:
                 check_name="freshness",
                 passed=lag <= sla,
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={"lag_seconds": lag if lag != float("inf") else -1.0,
-                          "sla_seconds": sla, "slowest_table": table},
-                description=None if lag <= sla else (
-                    f"{table} is {lag:.1f}s behind the source; the {entity} SLA is {sla:.0f}s"
-                ),
+                metadata={
+                    "lag_seconds": lag if lag != float("inf") else -1.0,
+                    "sla_seconds": sla,
+                    "slowest_table": table,
+                },
+                description=None
+                if lag <= sla
+                else (f"{table} is {lag:.1f}s behind the source; the {entity} SLA is {sla:.0f}s"),
             )
 
     return check_freshness

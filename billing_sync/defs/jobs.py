@@ -1,6 +1,5 @@
 """Jobs: one sync job per tier (in-process: no per-step process start) and the checks job."""
 
-
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition,

@@ -1,6 +1,5 @@
 """Asset keys and tags, in one place."""
 
-
 import dagster as dg
 
 TIER_TAG = "billing_sync/tier"

@@ -1,6 +1,5 @@
 """A table batch as Dagster materializations with numeric metadata the UI plots."""
 
-
 from collections.abc import Iterator
 
 import dagster as dg

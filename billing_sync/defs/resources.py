@@ -1,6 +1,5 @@
 """The resource that hands assets, sensors and checks a sync engine."""
 
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path

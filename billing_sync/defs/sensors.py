@@ -1,6 +1,5 @@
 """Per tier, a sensor starts a sync run whenever the source moved and none is in flight."""
 
-
 import json
 
 import dagster as dg
@@ -51,7 +50,9 @@ def sync_sensor(tier: Tier, job: UnresolvedAssetJobDefinition) -> dg.SensorDefin
         if not behind:
             return dg.SkipReason("the source has not moved past the warehouse watermark")
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(tags={TIER_TAG: tier, "billing_sync/behind": ",".join(behind)})],
+            run_requests=[
+                dg.RunRequest(tags={TIER_TAG: tier, "billing_sync/behind": ",".join(behind)})
+            ],
             cursor=json.dumps({"behind": behind}),
         )
 

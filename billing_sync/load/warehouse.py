@@ -129,7 +129,7 @@ class Warehouse:
         """Create the bookkeeping tables, entity tables and watermark rows (idempotent)."""
         with self.conn.transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('billing_sync.setup'))")
-            self.conn.execute(_STATE_DDL)  # type: ignore[arg-type]
+            self.conn.execute(_STATE_DDL)
             for columns in entities_of(catalogs).values():
                 self._create_entity(columns)
             for catalog in catalogs:
@@ -143,12 +143,11 @@ class Warehouse:
     def _create_entity(self, columns: EntityColumns) -> None:
         definitions = ",\n    ".join(columns.column_definitions())
         self.conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {columns.table} (\n    {definitions},\n"  # type: ignore[arg-type]
+            f"CREATE TABLE IF NOT EXISTS {columns.table} (\n    {definitions},\n"
             "    PRIMARY KEY (_source_system, _source_key))"
         )
         self.conn.execute(
-            f'CREATE INDEX IF NOT EXISTS "{columns.entity}_batch_ix"'  # type: ignore[arg-type]
-            f" ON {columns.table} (_batch_id)"
+            f'CREATE INDEX IF NOT EXISTS "{columns.entity}_batch_ix" ON {columns.table} (_batch_id)'
         )
         self.conn.execute(
             f"INSERT INTO {STATE_SCHEMA}.entity_state (entity) VALUES (%s) ON CONFLICT DO NOTHING",
@@ -196,8 +195,17 @@ class Warehouse:
                     f"UPDATE {STATE_SCHEMA}.entity_state SET last_batch_id = %s WHERE entity = %s",
                     (batch_id, mapping.entity),
                 )
-                self._log_batch(system, mapping, rows, window, advance, batch_id,
-                                (inserted, updated, deleted), lag_seconds, run_id)
+                self._log_batch(
+                    system,
+                    mapping,
+                    rows,
+                    window,
+                    advance,
+                    batch_id,
+                    (inserted, updated, deleted),
+                    lag_seconds,
+                    run_id,
+                )
             cursor = advance.cursor
             self.conn.execute(
                 f"UPDATE {STATE_SCHEMA}.watermark SET cursor_ts = %s, cursor_key = %s,"
@@ -221,7 +229,9 @@ class Warehouse:
             " WHERE system = %s AND source_table = %s FOR UPDATE",
             (system, mapping.table),
         ).fetchone()
-        stored = None if row is None or row[0] is None else Cursor(row[0], decode_key(mapping, row[1]))
+        stored = (
+            None if row is None or row[0] is None else Cursor(row[0], decode_key(mapping, row[1]))
+        )
         if stored != expected:
             raise ConcurrentSyncError(
                 f"{system}.{mapping.table}: the watermark moved from {expected} to {stored} while "
@@ -234,7 +244,8 @@ class Warehouse:
         # the cache can catch up with "every row whose _batch_id is above mine".
         return int(
             self._scalar(
-                f"SELECT last_batch_id FROM {STATE_SCHEMA}.entity_state WHERE entity = %s FOR UPDATE",
+                f"SELECT last_batch_id FROM {STATE_SCHEMA}.entity_state"
+                " WHERE entity = %s FOR UPDATE",
                 (entity,),
             )
         )
@@ -243,7 +254,7 @@ class Warehouse:
         loaded = columns.loaded
         names = ", ".join(f'"{name}"' for name in loaded)
         self.conn.execute(
-            f"CREATE TEMP TABLE _incoming ON COMMIT DROP AS SELECT {names}"  # type: ignore[arg-type]
+            f"CREATE TEMP TABLE _incoming ON COMMIT DROP AS SELECT {names}"
             f" FROM {columns.table} WITH NO DATA"
         )
         buffer = io.BytesIO()
@@ -252,13 +263,11 @@ class Warehouse:
             buffer,
             pa_csv.WriteOptions(include_header=False, quoting_style="needed"),
         )
-        with self.conn.cursor().copy(
-            f"COPY _incoming ({names}) FROM STDIN (FORMAT csv)"  # type: ignore[arg-type]
-        ) as copy:
+        with self.conn.cursor().copy(f"COPY _incoming ({names}) FROM STDIN (FORMAT csv)") as copy:
             copy.write(buffer.getbuffer())
         updates = ", ".join(f'"{name}" = EXCLUDED."{name}"' for name in columns.all)
         result = self.conn.execute(
-            f"INSERT INTO {columns.table} AS t ({names}, _batch_id)"  # type: ignore[arg-type]
+            f"INSERT INTO {columns.table} AS t ({names}, _batch_id)"
             f" SELECT {names}, %s FROM _incoming"
             f" ON CONFLICT (_source_system, _source_key) DO UPDATE SET {updates}"
             " WHERE t._source_version < EXCLUDED._source_version"
@@ -291,9 +300,19 @@ class Warehouse:
             " oldest_change, newest_change, lag_seconds, run_id)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
-                batch_id, system, mapping.table, mapping.entity, window.horizon,
-                cursor.change_ts if cursor else None, encode_key(cursor.key) if cursor else None,
-                rows.num_rows, *counts, oldest, newest, lag_seconds, run_id,
+                batch_id,
+                system,
+                mapping.table,
+                mapping.entity,
+                window.horizon,
+                cursor.change_ts if cursor else None,
+                encode_key(cursor.key) if cursor else None,
+                rows.num_rows,
+                *counts,
+                oldest,
+                newest,
+                lag_seconds,
+                run_id,
             ),
         )
 
@@ -301,21 +320,22 @@ class Warehouse:
         """Every row of the entity written by a batch after ``batch_id``, and the newest id."""
         names = ", ".join(f'"{name}"' for name in columns.all)
         with self.conn.transaction():
-            last = int(self._scalar(
-                f"SELECT last_batch_id FROM {STATE_SCHEMA}.entity_state WHERE entity = %s",
-                (columns.entity,),
-            ))
+            last = int(
+                self._scalar(
+                    f"SELECT last_batch_id FROM {STATE_SCHEMA}.entity_state WHERE entity = %s",
+                    (columns.entity,),
+                )
+            )
             with self.conn.cursor() as cur:
                 cur.execute(
-                    f"SELECT {names} FROM {columns.table}"  # type: ignore[arg-type]
-                    " WHERE _batch_id > %s AND _batch_id <= %s",
+                    f"SELECT {names} FROM {columns.table} WHERE _batch_id > %s AND _batch_id <= %s",
                     (batch_id, last),
                 )
                 records = cur.fetchall()
         return rows_to_arrow(records, columns), last
 
     def _scalar(self, text: str, params: tuple[Any, ...] | None = None) -> Any:
-        row = self.conn.execute(text, params).fetchone()  # type: ignore[arg-type]
+        row = self.conn.execute(text, params).fetchone()
         return None if row is None else row[0]
 
 

@@ -37,7 +37,9 @@ class TableParity:
         return not any(self.differences.values())
 
 
-def source_frame(session: SourceSession, catalog: SourceCatalog, mapping: TableMapping) -> pl.DataFrame:
+def source_frame(
+    session: SourceSession, catalog: SourceCatalog, mapping: TableMapping
+) -> pl.DataFrame:
     columns = ", ".join(quote_ident(column.source) for column in mapping.columns)
     text = (
         f"SELECT {columns}, {change_ts_expression(mapping)} AS _cursor_ts"
@@ -53,7 +55,7 @@ def warehouse_frame(warehouse: Warehouse, system: str, mapping: TableMapping) ->
     with warehouse.conn.cursor() as cur:
         names = ", ".join(f'"{name}"' for name in columns.all)
         cur.execute(
-            f"SELECT {names} FROM {columns.table} WHERE _source_system = %s",  # type: ignore[arg-type]
+            f"SELECT {names} FROM {columns.table} WHERE _source_system = %s",
             (system,),
         )
         records = cur.fetchall()

@@ -69,7 +69,7 @@ class SourceSession:
         """Run ``query`` and return its rows as an Arrow table of ``schema``."""
         self.queries += 1
         with self._conn.cursor() as cur:
-            cur.execute(query.text, query.params)  # type: ignore[arg-type]
+            cur.execute(query.text, query.params)
             rows = cur.fetchall()
         columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
         arrays = [
@@ -83,7 +83,7 @@ class SourceSession:
 
     def _one(self, text: str, params: dict[str, Any] | None = None) -> Any:
         self.queries += 1
-        return self._conn.execute(text, params).fetchone()  # type: ignore[arg-type]
+        return self._conn.execute(text, params).fetchone()
 
 
 def source_now(session: SourceSession) -> datetime:

@@ -66,7 +66,9 @@ def normalize(
     business = [column.target for column in mapping.columns]
     key = mapping.target_key
     deleted = (
-        pl.col(renames[mapping.soft_delete.column]).is_in(mapping.soft_delete.values).fill_null(False)
+        pl.col(renames[mapping.soft_delete.column])
+        .is_in(mapping.soft_delete.values)
+        .fill_null(False)
         if mapping.soft_delete
         else pl.lit(False)
     )

@@ -24,8 +24,11 @@ def settings_file(databases: DatabaseUrls, tmp_path: Path) -> Path:
                 "cache_path": str(tmp_path / "state" / "cache.duckdb"),
                 "capture": {"delay_seconds": 0.2, "batch_rows": 5000},
                 "tiers": {
-                    tier: {"batches_per_run": 2, "poll_interval_seconds": 0.2,
-                           "freshness_sla_seconds": sla}
+                    tier: {
+                        "batches_per_run": 2,
+                        "poll_interval_seconds": 0.2,
+                        "freshness_sla_seconds": sla,
+                    }
                     for tier, sla in (("priority", 10), ("standard", 60), ("bulk", 900))
                 },
             }

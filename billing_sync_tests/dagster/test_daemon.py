@@ -12,7 +12,6 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 import pytest
-
 from dagster._core.instance.ref import InstanceRef
 
 from billing_sync.defs.instance import prepare_instance
@@ -31,8 +30,17 @@ def test_daemon_sensor_starts_a_sync_run_that_succeeds(
     env = {**os.environ, "DAGSTER_HOME": str(home), "BILLING_SYNC_CONFIG": str(settings_file)}
     log = (tmp_path / "daemon.log").open("wb")
     daemon = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-m", "billing_sync.definitions"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "dagster-daemon"),
+            "run",
+            "-m",
+            "billing_sync.definitions",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
@@ -52,7 +60,9 @@ def test_daemon_sensor_starts_a_sync_run_that_succeeds(
             os.killpg(daemon.pid, signal.SIGKILL)
 
 
-def _wait_for_run(instance: dg.DagsterInstance, job: str, *, timeout: float) -> dg.DagsterRun | None:
+def _wait_for_run(
+    instance: dg.DagsterInstance, job: str, *, timeout: float
+) -> dg.DagsterRun | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         runs = instance.get_runs(

@@ -8,9 +8,9 @@ import dagster as dg
 import psycopg
 import pytest
 
+from billing_sync.definitions import defs
 from billing_sync.defs.keys import TIER_TAG
 from billing_sync.defs.resources import BillingSyncResource
-from billing_sync.definitions import defs
 from billing_sync.postgres import DatabaseUrls
 
 pytestmark = [pytest.mark.dagster, pytest.mark.integration]
@@ -20,13 +20,17 @@ def _evaluate(sensor_name: str, instance: dg.DagsterInstance, resource: BillingS
     definitions = defs()
     sensor = definitions.resolve_sensor_def(sensor_name)
     context = dg.build_sensor_context(
-        instance=instance, cursor=None, resources={"billing_sync": resource},
+        instance=instance,
+        cursor=None,
+        resources={"billing_sync": resource},
         definitions=definitions,
     )
     return sensor(context)
 
 
-def _run(job: str, instance: dg.DagsterInstance, resource: BillingSyncResource) -> dg.ExecuteInProcessResult:
+def _run(
+    job: str, instance: dg.DagsterInstance, resource: BillingSyncResource
+) -> dg.ExecuteInProcessResult:
     definitions = defs()
     op = job.removesuffix("_job")
     return definitions.resolve_job_def(job).execute_in_process(
@@ -68,14 +72,22 @@ def test_sync_run_records_a_materialization_per_batch_with_metadata(settings_fil
         events = instance.fetch_materializations(dg.AssetKey(["warehouse", "payment"]), limit=10)
         assert events.records, "the first batch changed payments"
         metadata = events.records[0].asset_materialization.metadata  # type: ignore[union-attr]
-        for name in ("rows_inserted", "rows_updated", "rows_deleted", "lag_seconds", "batch_seconds"):
+        for name in (
+            "rows_inserted",
+            "rows_updated",
+            "rows_deleted",
+            "lag_seconds",
+            "batch_seconds",
+        ):
             assert name in metadata
         assert metadata["rows_inserted"].value > 0
         cache = instance.fetch_materializations(dg.AssetKey(["cache", "payment"]), limit=10)
         assert cache.records
 
-        checks = defs().resolve_job_def("freshness_checks_job").execute_in_process(
-            instance=instance, resources={"billing_sync": resource}
+        checks = (
+            defs()
+            .resolve_job_def("freshness_checks_job")
+            .execute_in_process(instance=instance, resources={"billing_sync": resource})
         )
         evaluations = checks.get_asset_check_evaluations()
         by_asset = {e.asset_key.to_user_string(): e for e in evaluations}

@@ -45,8 +45,11 @@ def parity(engine: SyncEngine) -> list[TableParity]:
     try:
         return [
             compare_table(
-                session=engine.source(catalog.system), warehouse=engine.warehouse, cache=con,
-                catalog=catalog, mapping=mapping,
+                session=engine.source(catalog.system),
+                warehouse=engine.warehouse,
+                cache=con,
+                catalog=catalog,
+                mapping=mapping,
             )
             for catalog, mapping in engine.tables()
         ]

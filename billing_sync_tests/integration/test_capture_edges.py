@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
@@ -42,7 +41,7 @@ def test_thousands_of_rows_sharing_one_timestamp_cross_batch_boundaries(
         with psycopg.connect(databases.source) as conn:  # one transaction: one CHG_TS
             touched = conn.execute(
                 'UPDATE "icoms"."PAYMENT" SET "PAY_STATUS" = \'R\', "CHG_TS" = localtimestamp'
-                ' WHERE "PAY_STATUS" = \'P\''
+                " WHERE \"PAY_STATUS\" = 'P'"
             ).rowcount
         assert touched > 500
         payment = engine.catalogs[0].by_table["PAYMENT"]
@@ -83,12 +82,15 @@ def test_a_watermark_moved_by_another_sync_commits_nothing(
         payment = catalog.by_table["PAYMENT"]
         stale = first.warehouse.watermark("icoms", payment)
         second.sync_table(catalog, payment)
-        with pytest.raises(ConcurrentSyncError, match="icoms.PAYMENT"):
+        with pytest.raises(ConcurrentSyncError, match=r"icoms\.PAYMENT"):
             first.warehouse.commit_batch(
-                system="icoms", mapping=payment, rows=pa.table({}),
+                system="icoms",
+                mapping=payment,
+                rows=pa.table({}),
                 window=Window(stale.cursor, source_now(databases.source), 10),
                 advance=Advance(cursor=None, caught_up_to=None, more_waiting=False),
-                lag_seconds=None, run_id=None,
+                lag_seconds=None,
+                run_id=None,
             )
         assert first.warehouse.watermark("icoms", payment) != stale
 
@@ -111,7 +113,8 @@ def test_a_reader_holding_the_cache_never_fails_the_sync_and_it_catches_up(
         engine.drain(until=source_now(databases.source))
         reader = subprocess.Popen(
             [sys.executable, "-c", HOLD_CACHE, str(settings.resolved_cache_path), "3"],
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert reader.stdout is not None and reader.stdout.readline().strip() == "holding"
         with psycopg.connect(databases.source, autocommit=True) as conn:
@@ -119,22 +122,27 @@ def test_a_reader_holding_the_cache_never_fails_the_sync_and_it_catches_up(
                 'UPDATE "icoms"."ACCOUNT" SET "AR_BALANCE" = "AR_BALANCE" + 1,'
                 ' "CHG_TS" = localtimestamp'
             )
-        busy = [b for b in engine.sync_once("priority") if b.table == "ACCOUNT"][0]
+        busy = next(b for b in engine.sync_once("priority") if b.table == "ACCOUNT")
         assert busy.inserted + busy.updated > 0  # the warehouse moved on
-        assert busy.cache is None and busy.cache_error and "held by another process" in busy.cache_error
+        assert (
+            busy.cache is None
+            and busy.cache_error
+            and "held by another process" in busy.cache_error
+        )
         reader.wait(30)
         with psycopg.connect(databases.source, autocommit=True) as conn:
             conn.execute(
                 'UPDATE "icoms"."ACCOUNT" SET "CHG_TS" = localtimestamp'
                 ' WHERE ctid = (SELECT min(ctid) FROM "icoms"."ACCOUNT")'
             )
-        time.sleep(0.01)
-        after = [b for b in engine.sync_once("priority") if b.table == "ACCOUNT"][0]
+        after = next(b for b in engine.sync_once("priority") if b.table == "ACCOUNT")
         assert after.cache is not None and after.cache.caught_up  # from the warehouse
         assert_parity(engine)
 
 
-def test_a_lost_cache_is_rebuilt_from_the_warehouse(databases: DatabaseUrls, tmp_path: Path) -> None:
+def test_a_lost_cache_is_rebuilt_from_the_warehouse(
+    databases: DatabaseUrls, tmp_path: Path
+) -> None:
     seeded_source(databases, accounts=30)
     settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0})
     with SyncEngine.from_settings(settings) as engine:

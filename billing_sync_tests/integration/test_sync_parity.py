@@ -14,8 +14,8 @@ from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import (
     assert_parity,
     seeded_source,
-    source_now,
     settings_for,
+    source_now,
 )
 
 pytestmark = pytest.mark.integration
@@ -23,9 +23,7 @@ pytestmark = pytest.mark.integration
 
 def test_sync_under_workload_reaches_parity(databases: DatabaseUrls, tmp_path: Path) -> None:
     seeded = seeded_source(databases, accounts=300)
-    settings = settings_for(
-        databases, tmp_path, capture={"delay_seconds": 0.5, "batch_rows": 700}
-    )
+    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0.5, "batch_rows": 700})
     workload = Workload(databases.source, rate=400)
     with SyncEngine.from_settings(settings) as engine:
         engine.setup()
@@ -34,7 +32,9 @@ def test_sync_under_workload_reaches_parity(databases: DatabaseUrls, tmp_path: P
         deadline = time.monotonic() + 6
         try:
             batches = engine.run(
-                tier=None, batches=10_000, poll_interval=0.2,
+                tier=None,
+                batches=10_000,
+                poll_interval=0.2,
                 should_stop=lambda: time.monotonic() > deadline,
             )
         finally:
@@ -64,6 +64,8 @@ def test_a_second_sync_finds_nothing_new(databases: DatabaseUrls, tmp_path: Path
 def test_writes_through_the_capture_session_fail(databases: DatabaseUrls, tmp_path: Path) -> None:
     seeded_source(databases, accounts=5)
     settings = settings_for(databases, tmp_path)
-    with SyncEngine.from_settings(settings) as engine:
-        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-            engine.source("icoms").scalar('DELETE FROM "icoms"."PAYMENT"')
+    with (
+        SyncEngine.from_settings(settings) as engine,
+        pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
+    ):
+        engine.source("icoms").scalar('DELETE FROM "icoms"."PAYMENT"')

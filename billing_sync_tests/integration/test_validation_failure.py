@@ -10,7 +10,7 @@ import pytest
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.sync import SyncEngine
 from billing_sync.validate.report import BatchValidationError
-from billing_sync_tests.integration.helpers import seeded_source, source_now, settings_for
+from billing_sync_tests.integration.helpers import seeded_source, settings_for, source_now
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,14 @@ def mapping(*, key: list[str], fallback: str | None = "CRT_TS") -> TableMapping:
     columns = [{"source": name, "target": name.lower(), "type": "text"} for name in key]
     columns.append({"source": "AMOUNT", "target": "amount", "type": "decimal(12,2)"})
     return TableMapping.model_validate(
-        {"table": "PAYMENT", "entity": "payment", "key": key, "cursor": "CHG_TS",
-         "cursor_fallback": fallback, "columns": columns}
+        {
+            "table": "PAYMENT",
+            "entity": "payment",
+            "key": key,
+            "cursor": "CHG_TS",
+            "cursor_fallback": fallback,
+            "columns": columns,
+        }
     )
 
 

@@ -22,18 +22,30 @@ def payment_rows(rows: list[dict[str, object]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=source_schema(PAYMENT))
 
 
-def row(no: int, *, ts: datetime, amount: str = "10.00", rec: str = "A", name_site: str = "001") -> dict[str, object]:
+def row(
+    no: int, *, ts: datetime, amount: str = "10.00", rec: str = "A", name_site: str = "001"
+) -> dict[str, object]:
     return {
-        "SITE_ID": name_site, "PAYMENT_NO": no, "ACCOUNT_NO": "000000042",
-        "PAY_DATE": date(2026, 11, 25), "AMOUNT": Decimal(amount), "PAY_METHOD": "CC",
-        "PAY_STATUS": "P", "CRT_TS": T1, "CHG_TS": ts, "CHG_USER": "", "REC_STATUS": rec,
+        "SITE_ID": name_site,
+        "PAYMENT_NO": no,
+        "ACCOUNT_NO": "000000042",
+        "PAY_DATE": date(2026, 11, 25),
+        "AMOUNT": Decimal(amount),
+        "PAY_METHOD": "CC",
+        "PAY_STATUS": "P",
+        "CRT_TS": T1,
+        "CHG_TS": ts,
+        "CHG_USER": "",
+        "REC_STATUS": rec,
         "_cursor_ts": ts,
     }
 
 
 def test_payment_rows_are_renamed_typed_and_carry_lineage() -> None:
     frame = normalize(
-        payment_rows([row(1, ts=T1), row(2, ts=T2, rec="D")]), PAYMENT, system="icoms",
+        payment_rows([row(1, ts=T1), row(2, ts=T2, rec="D")]),
+        PAYMENT,
+        system="icoms",
         synced_at=SYNCED,
     )
     expected = pl.DataFrame(
@@ -56,9 +68,12 @@ def test_payment_rows_are_renamed_typed_and_carry_lineage() -> None:
             "_synced_at": [SYNCED] * 2,
         },
         schema_overrides={
-            "payment_number": pl.Int64, "amount": pl.Decimal(12, 2),
-            "created_at": pl.Datetime("us"), "changed_at": pl.Datetime("us"),
-            "_source_version": pl.Datetime("us"), "_synced_at": pl.Datetime("us", "UTC"),
+            "payment_number": pl.Int64,
+            "amount": pl.Decimal(12, 2),
+            "created_at": pl.Datetime("us"),
+            "changed_at": pl.Datetime("us"),
+            "_source_version": pl.Datetime("us"),
+            "_synced_at": pl.Datetime("us", "UTC"),
         },
     )
     assert_frame_equal(frame.drop("_row_hash"), expected)
@@ -68,7 +83,9 @@ def test_payment_rows_are_renamed_typed_and_carry_lineage() -> None:
 def test_newest_version_of_a_key_wins() -> None:
     frame = normalize(
         payment_rows([row(1, ts=T2, amount="20.00"), row(1, ts=T1, amount="10.00")]),
-        PAYMENT, system="icoms", synced_at=SYNCED,
+        PAYMENT,
+        system="icoms",
+        synced_at=SYNCED,
     )
     assert frame.select("_source_key", "amount").rows() == [("001|1", Decimal("20.00"))]
 
