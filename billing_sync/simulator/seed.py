@@ -5,10 +5,13 @@ about 6 monthly statements and about 8 payments, over the two years before ``as_
 Balances follow the history (statement charges raise ``AR_BALANCE``, payments lower it,
 reversed payments do not count). Statements of one site, bill cycle and date were
 written by one statement run and share their ``CRT_TS``, as a batch job stamps them.
-About 30% of the rows were never changed after their insert and have ``CHG_TS`` NULL;
-the others have ``as_of > CHG_TS >= CRT_TS``.
+About 30% of the rows have ``CHG_TS`` NULL (never changed since their insert); the
+others have ``as_of > CHG_TS >= CRT_TS``, a quarter of them ``CHG_TS = CRT_TS``.
 
-Rows go in with ``COPY``, in chunks of accounts, so memory stays flat for big seeds.
+Rows go in with ``COPY`` in chunks of :data:`CHUNK_ACCOUNTS` accounts, so memory stays
+flat for big seeds; each chunk in ``COALESCE(CHG_TS, CRT_TS)`` order, as a biller's heap
+holds rows in the order they were last written. The capture indexes are built after
+the load, then the tables are analyzed.
 """
 
 from __future__ import annotations

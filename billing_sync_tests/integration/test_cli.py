@@ -1,0 +1,80 @@
+"""The billing-sync command: sync --once, status, and the headless demo end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from billing_sync.cli import main
+from billing_sync.postgres import DatabaseUrls, stop_embedded_server
+from billing_sync_tests.integration.helpers import seeded_source
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def config(databases: DatabaseUrls, tmp_path: Path) -> Path:
+    seeded_source(databases, accounts=25)
+    path = tmp_path / "settings.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(tmp_path / "state"),
+                "source_url": databases.source,
+                "warehouse_url": databases.warehouse,
+                "capture": {"delay_seconds": 0},
+            }
+        )
+    )
+    return path
+
+
+def test_sync_once_then_status(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(config), "sync", "--once"]) == 0
+    synced = capsys.readouterr().out
+    assert "icoms.PAYMENT" in synced and "ins" in synced
+
+    assert main(["--config", str(config), "status"]) == 0
+    status = capsys.readouterr().out
+    lines = {line.split()[0]: line.split() for line in status.splitlines()[2:] if line.strip()}
+    assert set(lines) >= {"icoms.ACCOUNT", "icoms.PAYMENT", "icoms.CUST_SERVICE", "icoms.STATEMENT"}
+    for name, fields in lines.items():
+        if name.startswith("icoms."):
+            source, warehouse, cache = fields[-4], fields[-3], fields[-2]
+            assert source == warehouse == cache, status
+
+
+def test_a_bad_settings_file_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("capture: {batch_rows: -1}\n")
+    assert main(["--config", str(bad), "status"]) == 2
+    error = capsys.readouterr().err
+    assert str(bad) in error and "batch_rows" in error
+    assert "Traceback" not in error
+
+
+@pytest.mark.slow
+def test_headless_demo_ends_with_parity_and_freshness(tmp_path: Path) -> None:
+    state = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BILLING_SYNC_", "DAGSTER_"))}
+    command = [
+        str(Path(sys.executable).parent / "billing-sync"),
+        "--state-dir", str(state),
+        "demo", "--seconds", "25", "--accounts", "300", "--rate", "150",
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+    finally:
+        stop_embedded_server(state / "postgres")
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "PARITY: source, warehouse and cache are equal" in out
+    assert "freshness (commit in source to visible in warehouse" in out
+    assert "Dagster drained in" in out
