@@ -22,7 +22,12 @@ import psycopg
 
 from billing_sync.config import Settings
 from billing_sync.load.ddl import STATE_SCHEMA
-from billing_sync.postgres import DatabaseUrls, resolve_database_urls
+from billing_sync.postgres import (
+    DatabaseUrls,
+    resolve_database_urls,
+    stop_embedded_server,
+    uses_embedded_server,
+)
 from billing_sync.reconcile.compare import TableParity, compare_table
 from billing_sync.simulator import Workload, create_schema, seed_if_empty
 from billing_sync.sync import SyncEngine
@@ -187,9 +192,20 @@ def format_parity(results: list[TableParity]) -> str:
     return "\n".join(lines)
 
 
+def _interrupt_on_termination() -> None:
+    """Treat SIGTERM and SIGHUP like Ctrl-C, so Dagster and the workload are stopped too."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
+
+
 def run_demo(settings: Settings, options: DemoOptions) -> int:
     """Run the demo; headless for ``options.seconds`` when given. Returns the exit code."""
     settings.pause_file.unlink(missing_ok=True)
+    _interrupt_on_termination()
     urls = prepare(settings, accounts=options.accounts)
     env = dagster_environment(settings, urls)
     headless = options.seconds is not None
@@ -203,7 +219,23 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
     log_path = settings.state_dir / ("dagster-daemon.log" if headless else "dagster-dev.log")
     workload = Workload(urls.source, rate=options.rate)
     dagster = start_dagster(command, env, log_path)
-    workload.start()
+    try:
+        workload.start()
+        announce(settings, options, log_path, headless=headless)
+        if not run_workload(workload, dagster, seconds=options.seconds, log_path=log_path):
+            return 2
+        workload.stop()
+        return finish_headless(settings, urls, dagster, options) if headless else 0
+    finally:
+        workload.stop()
+        settings.pause_file.touch()
+        stop_process_group(dagster)
+        settings.pause_file.unlink(missing_ok=True)
+        if uses_embedded_server(settings):
+            stop_embedded_server(settings.state_dir / "postgres")
+
+
+def announce(settings: Settings, options: DemoOptions, log_path: Path, *, headless: bool) -> None:
     cache = settings.resolved_cache_path.resolve()
     say(f"workload: {options.rate:.0f} changed rows/s into the ICOMS-style biller")
     if not headless:
@@ -213,24 +245,24 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
         f'try:          duckdb -readonly {cache} "SELECT status, count(*), sum(amount) '
         'FROM billing.payment GROUP BY status"'
     )
-    say(f"status:       BILLING_SYNC_STATE_DIR={settings.state_dir} billing-sync status")
+    say(f"status:       billing-sync --state-dir {settings.state_dir} status")
+
+
+def run_workload(
+    workload: Workload, dagster: subprocess.Popen[bytes], *, seconds: float | None, log_path: Path
+) -> bool:
+    """Until ``seconds`` pass (or Ctrl-C); False when Dagster died meanwhile."""
+    deadline = time.monotonic() + (seconds if seconds is not None else float("inf"))
     try:
-        deadline = time.monotonic() + (options.seconds or float("inf"))
         while time.monotonic() < deadline:
             if dagster.poll() is not None:
                 say(f"Dagster exited with {dagster.returncode}; see {log_path}")
-                return 2
+                return False
             time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
             say(f"  {time.strftime('%H:%M:%S')} workload rows changed: {workload.counts()}")
     except KeyboardInterrupt:
         say("stopping")
-    finally:
-        workload.stop()
-    if not headless:
-        settings.pause_file.touch()
-        stop_process_group(dagster)
-        return 0
-    return finish_headless(settings, urls, dagster, options)
+    return True
 
 
 def finish_headless(
@@ -249,7 +281,6 @@ def finish_headless(
     settings.pause_file.touch()
     wait_runs_finished(urls.warehouse, settings, timeout=30)
     stop_process_group(dagster)
-    settings.pause_file.unlink(missing_ok=True)
     with SyncEngine.from_settings(settings) as engine:
         engine.drain(until=stopped_at, timeout=options.drain_timeout)
     results = parity(settings)

