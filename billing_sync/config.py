@@ -123,6 +123,11 @@ class CaptureSettings(_Strict):
     delay_seconds: float = Field(default=1.0, ge=0)
     batch_rows: int = Field(default=20_000, gt=0)
     use_transaction_horizon: bool = True
+    lookback_seconds: float = Field(default=30.0, ge=0)
+    lookback_interval_seconds: float = Field(default=5.0, ge=0)
+    snapshot_rows: int = Field(default=50_000, gt=0)
+    shrink_check_interval_seconds: float = Field(default=300.0, ge=0)
+    max_shrink_fraction: float = Field(default=0.05, ge=0, le=1)
 
 
 class TierSettings(_Strict):

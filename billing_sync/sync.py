@@ -14,21 +14,33 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import polars as pl
 import pyarrow as pa
 
-from billing_sync.capture.query import CURSOR_ALIAS, build_change_query
+from billing_sync.capture.lookback import Lookback
+from billing_sync.capture.query import (
+    CURSOR_ALIAS,
+    build_change_query,
+    build_region_keys_query,
+    build_rows_by_key_query,
+)
+from billing_sync.capture.regression import RegressionGuard
+from billing_sync.capture.snapshot import build_count_query, build_snapshot_query, check_filter
 from billing_sync.capture.window import Cursor, OpenTransaction, Window, advance
 from billing_sync.config import Settings, SourceCatalog, TableMapping, Tier, load_catalog
 from billing_sync.load.cache import Cache, CacheApplied, CacheBusy
 from billing_sync.load.ddl import entities_of, entity_columns
-from billing_sync.load.warehouse import CommitResult, Warehouse
+from billing_sync.load.snapshots import commit_chunk, running_snapshot, start_snapshot
+from billing_sync.load.warehouse import CommitResult, Warehouse, Watermark
 from billing_sync.postgres import DatabaseUrls, resolve_database_urls
 from billing_sync.source.session import SourceSession
-from billing_sync.transform.normalize import normalize, source_schema
-from billing_sync.validate.report import BatchValidationError
+from billing_sync.transform.normalize import normalize, region_schema, source_key, source_schema
+from billing_sync.validate.report import BatchValidationError, ValidationReport
 from billing_sync.validate.runner import Validator
 
 log = logging.getLogger(__name__)
+
+LOOKBACK_ROWS = 500_000  # keys per lookback sweep; a larger region warns
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,9 @@ class TableBatch:
     validation_seconds: float
     cache: CacheApplied | None = None
     cache_error: str | None = None
+    late_rows: int = 0
+    kind: str = "tail"  # tail, initial (first-load snapshot chunk) or backfill
+    snapshot_progress: tuple[int, int | None] | None = None  # rows done, rows in all
 
     @property
     def changed(self) -> bool:
@@ -71,6 +86,11 @@ class SyncEngine:
     validator: Validator = field(default_factory=Validator)
 
     def __post_init__(self) -> None:
+        capture = self.settings.capture
+        self.guard = RegressionGuard(capture)
+        self.lookback = Lookback(
+            timedelta(seconds=capture.lookback_seconds), capture.lookback_interval_seconds
+        )
         self._sources: dict[str, SourceSession] = {}
         self._warehouse: Warehouse | None = None
         self.cache = Cache(self.settings.resolved_cache_path, entities_of(self.catalogs))
@@ -125,28 +145,25 @@ class SyncEngine:
         return [self.sync_table(catalog, mapping) for catalog, mapping in self.tables(tier)]
 
     def sync_table(self, catalog: SourceCatalog, mapping: TableMapping) -> TableBatch:
+        """One micro-batch of one table: the first load's next chunk, or the tail."""
+        watermark = self.warehouse.watermark(catalog.system, mapping)
+        if watermark.cursor is None:
+            return self.snapshot_chunk(catalog, mapping, kind="initial")
         started = time.perf_counter()
         capture = self.settings.capture
         source = self.source(catalog.system)
-        watermark = self.warehouse.watermark(catalog.system, mapping)
         horizon = source.horizon(
             delay=timedelta(seconds=capture.delay_seconds),
             use_transactions=capture.use_transaction_horizon,
         )
         read_at = time.perf_counter()
+        self.guard.check(source, catalog, mapping, watermark, warehouse=self.warehouse)
         window = Window(after=watermark.cursor, horizon=horizon.at, limit=capture.batch_rows)
         raw = self._read(source, catalog, mapping, window)
         step = advance(window, rows_read=raw.num_rows, last_row=_last_cursor(raw, mapping))
-        frame = normalize(raw, mapping, system=catalog.system, synced_at=datetime.now(UTC))
-        report = self.validator.validate(mapping.entity, frame)
-        if not report.success:
-            raise BatchValidationError(report)
-        rows = frame.to_arrow()
-        lag = (
-            _lag_seconds(rows, horizon.source_now, time.perf_counter() - read_at)
-            if watermark.caught_up_to is not None  # not for the initial load's backlog
-            else None
-        )
+        rows, report = self._prepare(raw, catalog, mapping)
+        late = self._late_rows(source, catalog, mapping, watermark)
+        lag = _lag_seconds(rows, horizon.source_now, time.perf_counter() - read_at)
         result = self.warehouse.commit_batch(
             system=catalog.system,
             mapping=mapping,
@@ -155,8 +172,18 @@ class SyncEngine:
             advance=step,
             lag_seconds=lag,
             run_id=self.run_id,
+            late=late,
         )
-        cache, cache_error = self._apply_cache(mapping, rows, result)
+        if result.late_rows:
+            log.warning(
+                "%s.%s: %d late rows (committed below the watermark): the capture delay "
+                "is too small for this source's transactions",
+                catalog.system, mapping.table, result.late_rows,
+            )  # fmt: skip
+        if late is None:
+            cache, cache_error = self._apply_cache(mapping, rows, result)
+        else:  # two batches (late, tail) committed: the cache takes both from the warehouse
+            cache, cache_error = self._catch_up_cache(mapping)
         return TableBatch(
             system=catalog.system,
             table=mapping.table,
@@ -177,7 +204,54 @@ class SyncEngine:
             validation_seconds=report.seconds,
             cache=cache,
             cache_error=cache_error,
+            late_rows=result.late_rows,
         )
+
+    def _prepare(
+        self, raw: pa.Table, catalog: SourceCatalog, mapping: TableMapping
+    ) -> tuple[pa.Table, ValidationReport]:
+        """Normalize and validate source rows; a failing batch raises before any write."""
+        frame = normalize(raw, mapping, system=catalog.system, synced_at=datetime.now(UTC))
+        report = self.validator.validate(mapping.entity, frame)
+        if not report.success:
+            raise BatchValidationError(report)
+        return frame.to_arrow(), report
+
+    def _late_rows(
+        self,
+        source: SourceSession,
+        catalog: SourceCatalog,
+        mapping: TableMapping,
+        watermark: Watermark,
+    ) -> pa.Table | None:
+        """Rows that committed below the watermark since it passed them (the lookback)."""
+        region = self.lookback.due(catalog.system, mapping, watermark)
+        if region is None:
+            return None
+        since, until = region
+        query = build_region_keys_query(
+            mapping, schema=catalog.schema_name, since=since, until=until, limit=LOOKBACK_ROWS
+        )
+        keys = pl.from_arrow(source.read_arrow(query, region_schema(mapping)))
+        assert isinstance(keys, pl.DataFrame)
+        if keys.height >= LOOKBACK_ROWS:
+            log.warning("%s.%s: lookback region capped at %d rows", catalog.system,
+                        mapping.table, LOOKBACK_ROWS)  # fmt: skip
+        versions = keys.select(
+            source_key(mapping.key).alias("_source_key"),
+            pl.col(CURSOR_ALIAS).alias("_source_version"),
+            *mapping.key,
+        )
+        stale = set(self.warehouse.stale_keys(catalog.system, mapping, versions.to_arrow()))
+        self.lookback.swept(catalog.system, mapping, until)
+        if not stale:
+            return None
+        wanted = versions.filter(pl.col("_source_key").is_in(list(stale))).select(mapping.key)
+        query = build_rows_by_key_query(
+            mapping, schema=catalog.schema_name, keys=[tuple(row) for row in wanted.rows()]
+        )
+        rows, _ = self._prepare(source.read_arrow(query, source_schema(mapping)), catalog, mapping)
+        return rows
 
     def _read(
         self, source: SourceSession, catalog: SourceCatalog, mapping: TableMapping, window: Window
@@ -187,6 +261,91 @@ class SyncEngine:
             return schema.empty_table()
         query = build_change_query(mapping, schema=catalog.schema_name, window=window)
         return source.read_arrow(query, schema)
+
+    def _catch_up_cache(self, mapping: TableMapping) -> tuple[CacheApplied | None, str | None]:
+        try:
+            return self.cache.catch_up(
+                entity_columns(mapping), catch_up=self.warehouse.rows_since
+            ), None
+        except CacheBusy as busy:
+            log.warning("%s; it will catch up from the warehouse", busy)
+            return None, str(busy)
+
+    def snapshot_chunk(
+        self,
+        catalog: SourceCatalog,
+        mapping: TableMapping,
+        *,
+        kind: str,
+        where: str | None = None,
+    ) -> TableBatch:
+        """The next primary-key chunk of the table's running snapshot (starting one if
+        none runs). The first load's last chunk hands the table over to the tail."""
+        started = time.perf_counter()
+        capture = self.settings.capture
+        source = self.source(catalog.system)
+        state = running_snapshot(self.warehouse, catalog.system, mapping, kind)
+        if state is None:
+            horizon = source.horizon(
+                delay=timedelta(seconds=capture.delay_seconds),
+                use_transactions=capture.use_transaction_horizon,
+            )
+            where = check_filter(where)
+            total = source.scalar(build_count_query(mapping, schema=catalog.schema_name,
+                                                    where=where))  # fmt: skip
+            state = start_snapshot(
+                self.warehouse, catalog.system, mapping, kind=kind,
+                handover_ts=horizon.at, where_sql=where, rows_total=int(total),
+            )  # fmt: skip
+        query = build_snapshot_query(
+            mapping, schema=catalog.schema_name, after_key=state.last_key,
+            limit=capture.snapshot_rows, where=state.where_sql,
+        )  # fmt: skip
+        raw = source.read_arrow(query, source_schema(mapping))
+        finished = raw.num_rows < capture.snapshot_rows
+        last = _last_cursor(raw, mapping)
+        rows, report = self._prepare(raw, catalog, mapping)
+        result, state = commit_chunk(
+            self.warehouse, system=catalog.system, mapping=mapping, state=state, rows=rows,
+            last_key=last.key if last else None, finished=finished, run_id=self.run_id,
+        )  # fmt: skip
+        cache, cache_error = self._apply_cache(mapping, rows, result)
+        return TableBatch(
+            system=catalog.system, table=mapping.table, entity=mapping.entity,
+            tier=mapping.tier, rows_read=raw.num_rows, inserted=result.inserted,
+            updated=result.updated, deleted=result.deleted, batch_id=result.batch_id,
+            cursor=Cursor(state.handover_ts, ()) if finished and kind == "initial" else None,
+            caught_up_to=state.handover_ts if finished and kind == "initial" else None,
+            more_waiting=not finished, lag_seconds=None, held_back_by=None, hold_seconds=0.0,
+            seconds=time.perf_counter() - started, validation_seconds=report.seconds,
+            cache=cache, cache_error=cache_error, kind=kind,
+            snapshot_progress=(state.rows_done, state.rows_total),
+        )  # fmt: skip
+
+    def backfill(
+        self,
+        catalog: SourceCatalog,
+        mapping: TableMapping,
+        *,
+        where: str | None = None,
+        on_chunk: Callable[[TableBatch], None] = lambda _: None,
+    ) -> int:
+        """Re-load a table (or the rows ``where`` selects) by key ranges, resumably.
+
+        Runs beside the tail: merges are version-guarded, an equal version is replaced.
+        Returns the rows read.
+        """
+        total = 0
+        while True:
+            batch = self.snapshot_chunk(catalog, mapping, kind="backfill", where=where)
+            total += batch.rows_read
+            on_chunk(batch)
+            if not batch.more_waiting:
+                return total
+
+    def rebase(self, catalog: SourceCatalog, mapping: TableMapping) -> None:
+        """Forget the table's watermark: its next sync starts a new snapshot."""
+        self.warehouse.reset_watermark(catalog.system, mapping)
 
     def _apply_cache(
         self, mapping: TableMapping, rows: pa.Table, result: CommitResult

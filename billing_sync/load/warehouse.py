@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.watermark (
     cursor_key jsonb,
     caught_up_to timestamp(6),
     last_batch_id bigint,
+    late_rows bigint NOT NULL DEFAULT 0,
     updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (system, source_table)
 );
@@ -45,16 +46,18 @@ CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.entity_state (
 );
 CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.batch_log (
     batch_id bigint PRIMARY KEY,
+    kind text NOT NULL DEFAULT 'tail',
     system text NOT NULL,
     source_table text NOT NULL,
     entity text NOT NULL,
-    horizon timestamp(6) NOT NULL,
+    horizon timestamp(6),
     cursor_ts timestamp(6),
     cursor_key jsonb,
     rows_read integer NOT NULL,
     inserted integer NOT NULL,
     updated integer NOT NULL,
     deleted integer NOT NULL,
+    late_rows integer NOT NULL DEFAULT 0,
     oldest_change timestamp(6),
     newest_change timestamp(6),
     lag_seconds double precision,
@@ -62,6 +65,27 @@ CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.batch_log (
     committed_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE SEQUENCE IF NOT EXISTS {STATE_SCHEMA}.batch_id_seq;
+CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.snapshot (
+    snapshot_id bigserial PRIMARY KEY,
+    system text NOT NULL,
+    source_table text NOT NULL,
+    kind text NOT NULL,
+    where_sql text,
+    handover_ts timestamp(6) NOT NULL,
+    last_key jsonb,
+    rows_done bigint NOT NULL DEFAULT 0,
+    rows_total bigint,
+    status text NOT NULL DEFAULT 'running',
+    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE UNIQUE INDEX IF NOT EXISTS snapshot_running_ix
+    ON {STATE_SCHEMA}.snapshot (system, source_table, kind) WHERE status = 'running';
+-- Upgrades of state created by earlier versions.
+ALTER TABLE {STATE_SCHEMA}.watermark ADD COLUMN IF NOT EXISTS late_rows bigint NOT NULL DEFAULT 0;
+ALTER TABLE {STATE_SCHEMA}.batch_log ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'tail';
+ALTER TABLE {STATE_SCHEMA}.batch_log ADD COLUMN IF NOT EXISTS late_rows integer NOT NULL DEFAULT 0;
+ALTER TABLE {STATE_SCHEMA}.batch_log ALTER COLUMN horizon DROP NOT NULL;
 """
 
 
@@ -87,6 +111,18 @@ class CommitResult:
     inserted: int
     updated: int
     deleted: int
+    late_rows: int = 0
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """What the batch log records about where a batch came from."""
+
+    kind: str  # tail, late, snapshot, backfill, repair
+    horizon: datetime | None
+    cursor: Cursor | None
+    lag_seconds: float | None
+    run_id: str | None
 
 
 def encode_key(values: tuple[Any, ...]) -> str:
@@ -94,7 +130,9 @@ def encode_key(values: tuple[Any, ...]) -> str:
 
 
 def decode_key(mapping: TableMapping, raw: list[Any]) -> tuple[Any, ...]:
-    """Key values back from JSON, typed as their catalog columns."""
+    """Key values back from JSON, typed as their catalog columns (``[]``: no key)."""
+    if not raw:
+        return ()
     decoded: list[Any] = []
     for name, value in zip(mapping.key, raw, strict=True):
         kind = mapping.column(name).type
@@ -166,6 +204,20 @@ class Warehouse:
         cursor = None if row[0] is None else Cursor(row[0], decode_key(mapping, row[1]))
         return Watermark(cursor=cursor, caught_up_to=row[2], last_batch_id=row[3])
 
+    def reset_watermark(self, system: str, mapping: TableMapping) -> None:
+        """Re-base: the table's next sync starts a new snapshot from the source."""
+        with self.conn.transaction():
+            self.conn.execute(
+                f"UPDATE {STATE_SCHEMA}.watermark SET cursor_ts = NULL, cursor_key = NULL,"
+                " updated_at = clock_timestamp() WHERE system = %s AND source_table = %s",
+                (system, mapping.table),
+            )
+            self.conn.execute(
+                f"UPDATE {STATE_SCHEMA}.snapshot SET status = 'abandoned'"
+                " WHERE system = %s AND source_table = %s AND status = 'running'",
+                (system, mapping.table),
+            )
+
     def commit_batch(
         self,
         *,
@@ -176,52 +228,93 @@ class Warehouse:
         advance: Advance,
         lag_seconds: float | None,
         run_id: str | None,
+        late: pa.Table | None = None,
     ) -> CommitResult:
         """Merge ``rows`` and move the watermark from ``window.after`` to ``advance``, atomically.
 
-        Raises :class:`ConcurrentSyncError` (and commits nothing) when the stored
-        watermark is no longer ``window.after``.
+        ``late`` rows (found below the watermark by the lookback) merge in the same
+        transaction and are counted as late. Raises :class:`ConcurrentSyncError` (and
+        commits nothing) when the stored watermark is no longer ``window.after``.
         """
-        columns = entity_columns(mapping)
         with self.conn.transaction():
             self._check_watermark(system, mapping, window.after)
-            previous = self._lock_entity(mapping.entity)
-            batch_id = None
-            inserted = updated = deleted = 0
-            if rows.num_rows:
-                batch_id = int(self._scalar(f"SELECT nextval('{STATE_SCHEMA}.batch_id_seq')"))
-                inserted, updated, deleted = self._merge(columns, rows, batch_id)
-                self.conn.execute(
-                    f"UPDATE {STATE_SCHEMA}.entity_state SET last_batch_id = %s WHERE entity = %s",
-                    (batch_id, mapping.entity),
+            late_count = 0
+            if late is not None and late.num_rows:
+                late_result = self._write(
+                    system, mapping, late, BatchInfo("late", window.horizon, None, None, run_id)
                 )
-                self._log_batch(
-                    system,
-                    mapping,
-                    rows,
-                    window,
-                    advance,
-                    batch_id,
-                    (inserted, updated, deleted),
-                    lag_seconds,
-                    run_id,
-                )
-            cursor = advance.cursor
-            self.conn.execute(
-                f"UPDATE {STATE_SCHEMA}.watermark SET cursor_ts = %s, cursor_key = %s,"
-                " caught_up_to = COALESCE(%s, caught_up_to),"
-                " last_batch_id = COALESCE(%s, last_batch_id), updated_at = clock_timestamp()"
-                " WHERE system = %s AND source_table = %s",
-                (
-                    cursor.change_ts if cursor else None,
-                    encode_key(cursor.key) if cursor else None,
-                    advance.caught_up_to,
-                    batch_id,
-                    system,
-                    mapping.table,
-                ),
-            )
-        return CommitResult(batch_id, previous, inserted, updated, deleted)
+                late_count = late_result.inserted + late_result.updated
+            info = BatchInfo("tail", window.horizon, advance.cursor, lag_seconds, run_id)
+            result = self._write(system, mapping, rows, info, late_rows=late_count)
+            self._move_watermark(system, mapping, advance.cursor, advance.caught_up_to, result)
+        return result
+
+    def commit_rows(
+        self,
+        *,
+        system: str,
+        mapping: TableMapping,
+        rows: pa.Table,
+        kind: str,
+        replace_equal_versions: bool = False,
+        run_id: str | None = None,
+    ) -> CommitResult:
+        """Merge rows without moving the watermark (repairs, backfills).
+
+        ``replace_equal_versions`` also overwrites a row whose version equals the incoming
+        one (a row changed in the warehouse, a changed mapping), never a newer one.
+        """
+        with self.conn.transaction():
+            info = BatchInfo(kind, None, None, None, run_id)
+            return self._write(system, mapping, rows, info, replace_equal=replace_equal_versions)
+
+    def _write(
+        self,
+        system: str,
+        mapping: TableMapping,
+        rows: pa.Table,
+        info: BatchInfo,
+        *,
+        replace_equal: bool = False,
+        late_rows: int = 0,
+    ) -> CommitResult:
+        """Inside the caller's transaction: lock the entity, merge, log the batch."""
+        previous = self._lock_entity(mapping.entity)
+        if not rows.num_rows:
+            return CommitResult(None, previous, 0, 0, 0, late_rows)
+        batch_id = int(self._scalar(f"SELECT nextval('{STATE_SCHEMA}.batch_id_seq')"))
+        counts = self._merge(entity_columns(mapping), rows, batch_id, replace_equal=replace_equal)
+        self.conn.execute(
+            f"UPDATE {STATE_SCHEMA}.entity_state SET last_batch_id = %s WHERE entity = %s",
+            (batch_id, mapping.entity),
+        )
+        self._log_batch(system, mapping, rows, info, batch_id, counts, late_rows)
+        return CommitResult(batch_id, previous, *counts, late_rows)
+
+    def _move_watermark(
+        self,
+        system: str,
+        mapping: TableMapping,
+        cursor: Cursor | None,
+        caught_up_to: datetime | None,
+        result: CommitResult,
+    ) -> None:
+        self.conn.execute(
+            f"UPDATE {STATE_SCHEMA}.watermark SET cursor_ts = %s, cursor_key = %s,"
+            " caught_up_to = COALESCE(%s, caught_up_to),"
+            " last_batch_id = COALESCE(%s, last_batch_id),"
+            " late_rows = late_rows + %s, updated_at = clock_timestamp()"
+            " WHERE system = %s AND source_table = %s",
+            (
+                cursor.change_ts if cursor else None,
+                encode_key(cursor.key) if cursor else None,
+                caught_up_to,
+                result.batch_id,
+                result.late_rows,
+                system,
+                mapping.table,
+            ),
+        )
 
     def _check_watermark(self, system: str, mapping: TableMapping, expected: Cursor | None) -> None:
         row = self.conn.execute(
@@ -250,11 +343,14 @@ class Warehouse:
             )
         )
 
-    def _merge(self, columns: EntityColumns, rows: pa.Table, batch_id: int) -> tuple[int, int, int]:
+    def _merge(
+        self, columns: EntityColumns, rows: pa.Table, batch_id: int, *, replace_equal: bool
+    ) -> tuple[int, int, int]:
         loaded = columns.loaded
         names = ", ".join(f'"{name}"' for name in loaded)
+        incoming = f"_incoming_{batch_id}"  # two merges may share one transaction
         self.conn.execute(
-            f"CREATE TEMP TABLE _incoming ON COMMIT DROP AS SELECT {names}"
+            f"CREATE TEMP TABLE {incoming} ON COMMIT DROP AS SELECT {names}"
             f" FROM {columns.table} WITH NO DATA"
         )
         buffer = io.BytesIO()
@@ -263,14 +359,15 @@ class Warehouse:
             buffer,
             pa_csv.WriteOptions(include_header=False, quoting_style="needed"),
         )
-        with self.conn.cursor().copy(f"COPY _incoming ({names}) FROM STDIN (FORMAT csv)") as copy:
+        with self.conn.cursor().copy(f"COPY {incoming} ({names}) FROM STDIN (FORMAT csv)") as copy:
             copy.write(buffer.getbuffer())
         updates = ", ".join(f'"{name}" = EXCLUDED."{name}"' for name in columns.all)
+        guard = "<=" if replace_equal else "<"
         result = self.conn.execute(
             f"INSERT INTO {columns.table} AS t ({names}, _batch_id)"
-            f" SELECT {names}, %s FROM _incoming"
+            f" SELECT {names}, %s FROM {incoming}"
             f" ON CONFLICT (_source_system, _source_key) DO UPDATE SET {updates}"
-            " WHERE t._source_version < EXCLUDED._source_version"
+            f" WHERE t._source_version {guard} EXCLUDED._source_version"
             " RETURNING (xmax = 0), _is_deleted",
             (batch_id,),
         ).fetchall()
@@ -283,38 +380,82 @@ class Warehouse:
         system: str,
         mapping: TableMapping,
         rows: pa.Table,
-        window: Window,
-        advance: Advance,
+        info: BatchInfo,
         batch_id: int,
         counts: tuple[int, int, int],
-        lag_seconds: float | None,
-        run_id: str | None,
+        late_rows: int,
     ) -> None:
         versions = rows.column("_source_version")
-        oldest = pc.min(versions).as_py()
-        newest = pc.max(versions).as_py()
-        cursor = advance.cursor
+        cursor = info.cursor
         self.conn.execute(
-            f"INSERT INTO {STATE_SCHEMA}.batch_log (batch_id, system, source_table, entity,"
-            " horizon, cursor_ts, cursor_key, rows_read, inserted, updated, deleted,"
+            f"INSERT INTO {STATE_SCHEMA}.batch_log (batch_id, kind, system, source_table, entity,"
+            " horizon, cursor_ts, cursor_key, rows_read, inserted, updated, deleted, late_rows,"
             " oldest_change, newest_change, lag_seconds, run_id)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 batch_id,
+                info.kind,
                 system,
                 mapping.table,
                 mapping.entity,
-                window.horizon,
+                info.horizon,
                 cursor.change_ts if cursor else None,
                 encode_key(cursor.key) if cursor else None,
                 rows.num_rows,
                 *counts,
-                oldest,
-                newest,
-                lag_seconds,
-                run_id,
+                late_rows,
+                pc.min(versions).as_py(),
+                pc.max(versions).as_py(),
+                info.lag_seconds,
+                info.run_id,
             ),
         )
+
+    def live_rows(self, system: str, mapping: TableMapping) -> int:
+        """Rows of ``system`` in the entity that the source should still hold: all but
+        those verify flagged as deleted in the source (``hard_delete``, if kept)."""
+        columns = entity_columns(mapping)
+        with self.conn.transaction():
+            total = int(
+                self._scalar(
+                    f"SELECT count(*) FROM {columns.table} WHERE _source_system = %s", (system,)
+                )
+            )
+            if self._scalar(f"SELECT to_regclass('{STATE_SCHEMA}.hard_delete')") is None:
+                return total
+            deleted = self._scalar(
+                f"SELECT count(*) FROM {STATE_SCHEMA}.hard_delete"
+                " WHERE system = %s AND source_table = %s",
+                (system, mapping.table),
+            )
+        return total - int(deleted)
+
+    def stale_keys(self, system: str, mapping: TableMapping, versions: pa.Table) -> list[str]:
+        """Of ``versions`` (``_source_key``, ``_source_version``), the keys the warehouse
+        lacks or holds at an older version: rows that committed late."""
+        if versions.num_rows == 0:
+            return []
+        columns = entity_columns(mapping)
+        buffer = io.BytesIO()
+        pa_csv.write_csv(
+            versions.select(["_source_key", "_source_version"]),
+            buffer,
+            pa_csv.WriteOptions(include_header=False, quoting_style="needed"),
+        )
+        with self.conn.transaction():
+            self.conn.execute(
+                "CREATE TEMP TABLE _region (_source_key text, _source_version timestamp(6))"
+                " ON COMMIT DROP"
+            )
+            with self.conn.cursor().copy("COPY _region FROM STDIN (FORMAT csv)") as copy:
+                copy.write(buffer.getbuffer())
+            rows = self.conn.execute(
+                f"SELECT r._source_key FROM _region r LEFT JOIN {columns.table} t"
+                " ON t._source_system = %s AND t._source_key = r._source_key"
+                " WHERE t._source_key IS NULL OR t._source_version < r._source_version",
+                (system,),
+            ).fetchall()
+        return [key for (key,) in rows]
 
     def rows_since(self, columns: EntityColumns, batch_id: int) -> tuple[pa.Table, int]:
         """Every row of the entity written by a batch after ``batch_id``, and the newest id."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,6 +13,8 @@ from billing_sync.capture.query import BoundQuery
 from billing_sync.capture.window import Horizon, OpenTransaction, compute_horizon
 from billing_sync.postgres import redact_url
 from billing_sync.source.dialect import CAPTURE_APPLICATION_NAME, POSTGRES, SourceDialect
+
+log = logging.getLogger(__name__)
 
 
 class SourceUnavailable(RuntimeError):
@@ -43,6 +46,8 @@ class SourceSession:
                 f"cannot reach the source at {redact_url(url)}: {error}"
             ) from error
         self.queries = 0
+        self.horizon_unavailable: str | None = None
+        self._horizon_checked = False
 
     def close(self) -> None:
         self._conn.close()
@@ -54,13 +59,45 @@ class SourceSession:
         self.close()
 
     def horizon(self, *, delay: timedelta, use_transactions: bool = True) -> Horizon:
+        """``min(source_now - delay, oldest open transaction)``; the delay alone when the
+        source does not show its transactions (see :attr:`horizon_unavailable`)."""
         now = self._scalar(self.dialect.now_sql)
         oldest: OpenTransaction | None = None
-        if use_transactions and self.dialect.oldest_transaction_sql:
+        if use_transactions and self._transactions_visible():
+            assert self.dialect.oldest_transaction_sql is not None
             row = self._one(self.dialect.oldest_transaction_sql)
             if row is not None:
                 oldest = OpenTransaction(pid=row[0], started_at=row[1])
         return compute_horizon(source_now=now, delay=delay, oldest_open=oldest)
+
+    def _transactions_visible(self) -> bool:
+        if not self._horizon_checked:
+            self._horizon_checked = True
+            self.horizon_unavailable = self._why_transactions_invisible()
+            if self.horizon_unavailable:
+                log.warning(
+                    "the source's open transactions are not visible (%s): the fixed delay "
+                    "alone bounds capture windows; rows of transactions longer than the "
+                    "delay arrive as late rows or through verify",
+                    self.horizon_unavailable,
+                )
+        return self.horizon_unavailable is None
+
+    def _why_transactions_invisible(self) -> str | None:
+        if self.dialect.oldest_transaction_sql is None:
+            return f"{self.dialect.name} has no open-transaction view configured"
+        if self.dialect is not POSTGRES:
+            return None
+        row = self._one(
+            "SELECT pg_is_in_recovery(),"
+            " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+            " OR pg_has_role(current_user, 'pg_monitor', 'USAGE')"
+        )
+        if row[0]:
+            return "the source is a standby; it cannot see the primary's transactions"
+        if not row[1]:
+            return "the capture user lacks the pg_monitor role"
+        return None
 
     def scalar(self, text: str, params: dict[str, Any] | None = None) -> Any:
         return self._scalar(text, params)

@@ -40,6 +40,12 @@ def source_schema(mapping: TableMapping) -> pa.Schema:
     return pa.schema([*fields, pa.field(CURSOR_ALIAS, pa.timestamp("us"))])
 
 
+def region_schema(mapping: TableMapping) -> pa.Schema:
+    """The Arrow schema of a lookback region query: key columns and change timestamp."""
+    fields = [pa.field(name, arrow_type(mapping.column(name).type)) for name in mapping.key]
+    return pa.schema([*fields, pa.field(CURSOR_ALIAS, pa.timestamp("us"))])
+
+
 def normalize(
     batch: pa.Table, mapping: TableMapping, *, system: str, synced_at: datetime
 ) -> pl.DataFrame:
@@ -76,9 +82,7 @@ def normalize(
         frame.rename(renames)
         .with_columns(
             pl.lit(system, pl.Utf8).alias("_source_system"),
-            pl.concat_str(
-                [pl.col(name).cast(pl.Utf8) for name in key], separator=KEY_SEPARATOR
-            ).alias("_source_key"),
+            source_key(key).alias("_source_key"),
             pl.col(CURSOR_ALIAS).alias("_source_version"),
             row_hash(business).alias("_row_hash"),
             deleted.alias("_is_deleted"),
@@ -88,6 +92,11 @@ def normalize(
         .unique(subset=["_source_system", "_source_key"], keep="last", maintain_order=True)
         .select(*business, *LINEAGE_COLUMNS)
     )
+
+
+def source_key(columns: list[str]) -> pl.Expr:
+    """The key columns as one text value: ``001|000012345``."""
+    return pl.concat_str([pl.col(name).cast(pl.Utf8) for name in columns], separator=KEY_SEPARATOR)
 
 
 def row_hash(columns: list[str]) -> pl.Expr:

@@ -9,6 +9,7 @@ import pytest
 from billing_sync.capture.query import (
     build_change_query,
     build_high_watermark_query,
+    build_rows_by_key_query,
     quote_ident,
 )
 from billing_sync.capture.window import Cursor, Window
@@ -91,3 +92,58 @@ def test_identifiers_are_quoted() -> None:
     assert build_high_watermark_query(mapping(key=["ID"]), schema="icoms") == (
         'SELECT max(COALESCE("CHG_TS", "CRT_TS")) FROM "icoms"."PAYMENT"'
     )
+
+
+def test_oracle_and_db2_expand_the_row_value_comparison() -> None:
+    from billing_sync.source.dialect import DB2, ORACLE
+
+    table = mapping(key=["SITE_ID", "PAYMENT_NO"])
+    for dialect in (ORACLE, DB2):
+        query = build_change_query(
+            table, schema="ICOMS", window=Window(Cursor(T, ("001", "42")), H, 500),
+            style=dialect.style,
+        )
+        assert query.text == (
+            'SELECT "SITE_ID", "PAYMENT_NO", "AMOUNT", COALESCE("CHG_TS", "CRT_TS") AS "_cursor_ts"'
+            ' FROM "ICOMS"."PAYMENT"'
+            ' WHERE COALESCE("CHG_TS", "CRT_TS") >= :cursor_ts AND (COALESCE("CHG_TS", "CRT_TS")'
+            ' > :cursor_ts OR (COALESCE("CHG_TS", "CRT_TS") = :cursor_ts AND ("SITE_ID" > :cursor_k0'
+            ' OR ("SITE_ID" = :cursor_k0 AND ("PAYMENT_NO" > :cursor_k1)))))'
+            ' AND COALESCE("CHG_TS", "CRT_TS") < :horizon'
+            ' ORDER BY COALESCE("CHG_TS", "CRT_TS"), "SITE_ID", "PAYMENT_NO"'
+            " FETCH FIRST :limit ROWS ONLY"
+        )
+
+
+@pytest.mark.parametrize(
+    ("dialect_name", "fragment"),
+    [
+        ("postgresql", "FROM pg_stat_activity"),
+        ("oracle", "FROM v$transaction"),
+        ("db2", "MON_GET_UNIT_OF_WORK"),
+    ],
+)
+def test_each_dialect_reads_its_oldest_open_transaction(dialect_name: str, fragment: str) -> None:
+    from billing_sync.source.dialect import DIALECTS
+
+    dialect = DIALECTS[dialect_name]
+    assert dialect.oldest_transaction_sql is not None
+    assert fragment in dialect.oldest_transaction_sql
+
+
+def test_a_snapshot_handover_cursor_reads_from_its_timestamp_on() -> None:
+    query = build_change_query(
+        mapping(key=["ID"]), schema="icoms", window=Window(Cursor(T, ()), H, 10)
+    )
+    assert 'WHERE COALESCE("CHG_TS", "CRT_TS") >= %(cursor_ts)s AND' in query.text
+    assert query.params == {"cursor_ts": T, "horizon": H, "limit": 10}
+
+
+def test_rows_by_key_binds_every_value() -> None:
+    query = build_rows_by_key_query(
+        mapping(key=["SITE_ID", "PAYMENT_NO"]), schema="icoms", keys=[("001", "1"), ("002", "9")]
+    )
+    assert query.text.endswith(
+        'WHERE ("SITE_ID", "PAYMENT_NO") IN ((%(k0_0)s, %(k1_0)s), (%(k0_1)s, %(k1_1)s))'
+    )
+    assert query.params == {"k0_0": "001", "k1_0": "1", "k0_1": "002", "k1_1": "9"}

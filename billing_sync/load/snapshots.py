@@ -1,0 +1,128 @@
+"""Snapshot progress in the warehouse: each chunk commits with the key it reached."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from billing_sync.capture.window import Cursor
+from billing_sync.config import TableMapping
+from billing_sync.load.ddl import STATE_SCHEMA
+from billing_sync.load.warehouse import (
+    BatchInfo,
+    CommitResult,
+    ConcurrentSyncError,
+    Warehouse,
+    decode_key,
+    encode_key,
+)
+
+
+@dataclass(frozen=True)
+class SnapshotState:
+    snapshot_id: int
+    kind: str  # initial (first load, hands over to the tail) or backfill
+    handover_ts: datetime
+    where_sql: str | None
+    last_key: tuple[Any, ...] | None
+    rows_done: int
+    rows_total: int | None
+
+
+def running_snapshot(
+    warehouse: Warehouse, system: str, mapping: TableMapping, kind: str
+) -> SnapshotState | None:
+    with warehouse.conn.transaction():
+        row = warehouse.conn.execute(
+            f"SELECT snapshot_id, kind, handover_ts, where_sql, last_key, rows_done, rows_total"
+            f" FROM {STATE_SCHEMA}.snapshot WHERE system = %s AND source_table = %s"
+            " AND kind = %s AND status = 'running'",
+            (system, mapping.table, kind),
+        ).fetchone()
+    return None if row is None else _state(mapping, row)
+
+
+def start_snapshot(
+    warehouse: Warehouse,
+    system: str,
+    mapping: TableMapping,
+    *,
+    kind: str,
+    handover_ts: datetime,
+    where_sql: str | None,
+    rows_total: int | None,
+) -> SnapshotState:
+    with warehouse.conn.transaction():
+        row = warehouse.conn.execute(
+            f"INSERT INTO {STATE_SCHEMA}.snapshot"
+            " (system, source_table, kind, where_sql, handover_ts, rows_total)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+            " RETURNING snapshot_id, kind, handover_ts, where_sql, last_key, rows_done, rows_total",
+            (system, mapping.table, kind, where_sql, handover_ts, rows_total),
+        ).fetchone()
+    if row is None:  # another process started one first: join it
+        running = running_snapshot(warehouse, system, mapping, kind)
+        assert running is not None
+        return running
+    return _state(mapping, row)
+
+
+def commit_chunk(
+    warehouse: Warehouse,
+    *,
+    system: str,
+    mapping: TableMapping,
+    state: SnapshotState,
+    rows: pa.Table,
+    last_key: tuple[Any, ...] | None,
+    finished: bool,
+    run_id: str | None,
+) -> tuple[CommitResult, SnapshotState]:
+    """Merge one chunk and record its last key; the last chunk of a first load also sets
+    the table's watermark to the hand-over point. All in one transaction."""
+    conn = warehouse.conn
+    with conn.transaction():
+        stored = conn.execute(
+            f"SELECT last_key FROM {STATE_SCHEMA}.snapshot WHERE snapshot_id = %s FOR UPDATE",
+            (state.snapshot_id,),
+        ).fetchone()
+        stored_key = None if stored is None or stored[0] is None else decode_key(mapping, stored[0])
+        if stored_key != state.last_key:
+            raise ConcurrentSyncError(
+                f"{system}.{mapping.table}: snapshot {state.snapshot_id} moved on elsewhere"
+            )
+        info = BatchInfo(state.kind, None, None, None, run_id)
+        # A backfill re-loads: an equal version is replaced too (a changed mapping).
+        result = warehouse._write(
+            system, mapping, rows, info, replace_equal=state.kind == "backfill"
+        )
+        reached = last_key if last_key is not None else state.last_key
+        conn.execute(
+            f"UPDATE {STATE_SCHEMA}.snapshot SET last_key = %s, rows_done = rows_done + %s,"
+            " status = %s, updated_at = clock_timestamp() WHERE snapshot_id = %s",
+            (
+                encode_key(reached) if reached is not None else None,
+                rows.num_rows,
+                "done" if finished else "running",
+                state.snapshot_id,
+            ),
+        )
+        if finished and state.kind == "initial":
+            warehouse._move_watermark(
+                system, mapping, Cursor(state.handover_ts, ()), state.handover_ts, result
+            )
+    return result, SnapshotState(
+        state.snapshot_id, state.kind, state.handover_ts, state.where_sql, reached,
+        state.rows_done + rows.num_rows, state.rows_total,
+    )  # fmt: skip
+
+
+def _state(mapping: TableMapping, row: tuple[Any, ...]) -> SnapshotState:
+    return SnapshotState(
+        snapshot_id=row[0], kind=row[1], handover_ts=row[2], where_sql=row[3],
+        last_key=None if row[4] is None else decode_key(mapping, row[4]),
+        rows_done=row[5], rows_total=row[6],
+    )  # fmt: skip
