@@ -6,8 +6,12 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from billing_sync.config import ConfigError, Settings, load_settings
+from billing_sync.config import ConfigError, Settings, SourceCatalog, TableMapping, load_settings
+
+if TYPE_CHECKING:
+    from billing_sync.sync import SyncEngine, TableBatch
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -54,6 +58,55 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _table(engine: SyncEngine, name: str) -> tuple[SourceCatalog, TableMapping]:
+    """``SYSTEM.TABLE`` or a bare ``TABLE`` when only one system has it."""
+    system, _, table = name.rpartition(".")
+    found = [
+        (catalog, mapping)
+        for catalog, mapping in engine.tables()
+        if mapping.table.upper() == table.upper() and system in ("", catalog.system)
+    ]
+    if len(found) != 1:
+        known = ", ".join(f"{c.system}.{m.table}" for c, m in engine.tables())
+        raise ConfigError(f"no single table {name!r} in the catalogs; known: {known}")
+    return found[0]
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from billing_sync.progress import Progress
+    from billing_sync.sync import SyncEngine
+
+    with SyncEngine.from_settings(_settings(args)) as engine:
+        engine.setup()
+        catalog, mapping = _table(engine, args.table)
+        progress = Progress(f"backfill {catalog.system}.{mapping.table}", total=None)
+
+        def show(batch: TableBatch) -> None:
+            if batch.snapshot_progress:
+                done, total = batch.snapshot_progress
+                progress.total = total
+                progress.update(done)
+
+        rows = engine.backfill(catalog, mapping, where=args.where, on_chunk=show)
+        progress.finish()
+        print(f"backfilled {rows} rows of {catalog.system}.{mapping.table}")
+    return 0
+
+
+def cmd_rebase(args: argparse.Namespace) -> int:
+    from billing_sync.sync import SyncEngine
+
+    with SyncEngine.from_settings(_settings(args)) as engine:
+        engine.setup()
+        catalog, mapping = _table(engine, args.table)
+        engine.rebase(catalog, mapping)
+        print(
+            f"{catalog.system}.{mapping.table}: watermark cleared; the next sync re-reads the "
+            "table by snapshot and hands over to the tail"
+        )
+    return 0
+
+
 def cmd_pause(args: argparse.Namespace, *, pause: bool) -> int:
     settings = _settings(args)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +150,21 @@ def parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="per table: watermark, lag, rows")
     status.set_defaults(func=cmd_status)
+
+    backfill = sub.add_parser(
+        "backfill", help="re-load a table by primary-key ranges (resumable, beside the tail)"
+    )
+    backfill.add_argument("table", help="SYSTEM.TABLE or TABLE, e.g. icoms.PAYMENT")
+    backfill.add_argument(
+        "--where", help='a filter in the source\'s SQL, e.g. "\\"SITE_ID\\" = \'001\'"'
+    )
+    backfill.set_defaults(func=cmd_backfill)
+
+    rebase = sub.add_parser(
+        "rebase", help="after a source restore: forget the watermark, snapshot again"
+    )
+    rebase.add_argument("table", help="SYSTEM.TABLE or TABLE")
+    rebase.set_defaults(func=cmd_rebase)
 
     pause = sub.add_parser("pause", help="sensors start no run; runs stop after their batch")
     pause.set_defaults(func=lambda a: cmd_pause(a, pause=True))

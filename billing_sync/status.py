@@ -27,6 +27,8 @@ class TableStatus:
     warehouse_batch: int
     cache_batch: int | None
     held_back_by: OpenTransaction | None
+    hold_seconds: float
+    late_rows: int
 
 
 def table_status(engine: SyncEngine) -> list[TableStatus]:
@@ -43,6 +45,11 @@ def table_status(engine: SyncEngine) -> list[TableStatus]:
             warehouse_rows = warehouse.conn.execute(
                 f"SELECT count(*) FROM {table} WHERE _source_system = %s",
                 (catalog.system,),
+            ).fetchone()
+            late = warehouse.conn.execute(
+                f"SELECT late_rows FROM {STATE_SCHEMA}.watermark"
+                " WHERE system = %s AND source_table = %s",
+                (catalog.system, mapping.table),
             ).fetchone()
             entity_batch = warehouse.conn.execute(
                 f"SELECT last_batch_id FROM {STATE_SCHEMA}.entity_state WHERE entity = %s",
@@ -74,6 +81,8 @@ def table_status(engine: SyncEngine) -> list[TableStatus]:
                 warehouse_batch=int(entity_batch[0]) if entity_batch else 0,
                 cache_batch=None if cache_batches is None else cache_batches.get(mapping.entity, 0),
                 held_back_by=horizon.held_back_by,
+                hold_seconds=horizon.hold_seconds,
+                late_rows=int(late[0]) if late else 0,
             )
         )
     return statuses
@@ -104,7 +113,7 @@ def _cache_state(
 def format_status(statuses: list[TableStatus]) -> str:
     header = (
         f"{'table':<20} {'tier':<9} {'caught up to':<26} {'lag s':>7} "
-        f"{'source':>9} {'warehouse':>9} {'cache':>9} {'cache batch':>12}"
+        f"{'source':>9} {'warehouse':>9} {'cache':>9} {'cache batch':>12} {'late':>6}"
     )
     lines = [header, "-" * len(header)]
     for s in statuses:
@@ -114,11 +123,12 @@ def format_status(statuses: list[TableStatus]) -> str:
         lines.append(
             f"{s.system + '.' + s.table:<20} {s.tier:<9} {s.caught_up_to or '-'!s:<26} {lag:>7} "
             f"{s.source_rows:>9} {s.warehouse_rows:>9} {cache_rows:>9} {cache_batch:>12}"
+            f" {s.late_rows:>6}"
         )
-    holders = {s.held_back_by for s in statuses if s.held_back_by}
-    for holder in holders:
+    holders = {(s.held_back_by, s.hold_seconds) for s in statuses if s.held_back_by}
+    for holder, age in holders:
         lines.append(
-            f"horizon held back by source transaction pid {holder.pid}, open since "
-            f"{holder.started_at}"
+            f"horizon held back {age:.0f}s by source transaction pid {holder.pid}, open since "
+            f"{holder.started_at}: freshness waits for it to end"
         )
     return "\n".join(lines)

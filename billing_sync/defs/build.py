@@ -4,6 +4,7 @@ import dagster as dg
 
 from billing_sync.config import load_catalog, load_settings
 from billing_sync.defs.assets import source_specs, sync_assets
+from billing_sync.defs.backfill import backfill_jobs
 from billing_sync.defs.checks import freshness_checks
 from billing_sync.defs.jobs import checks_job, sync_job
 from billing_sync.defs.resources import BillingSyncResource
@@ -22,7 +23,7 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=[*source_specs(catalogs), *tier_assets],
         asset_checks=[checks],
-        jobs=[*jobs.values(), freshness_job],
+        jobs=[*jobs.values(), freshness_job, *backfill_jobs(catalogs)],
         sensors=[sync_sensor(tier, job) for tier, job in jobs.items()],  # type: ignore[arg-type]
         schedules=[
             dg.ScheduleDefinition(

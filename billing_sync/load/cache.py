@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from billing_sync.faults import crash_point
 from billing_sync.load.ddl import STATE_SCHEMA, EntityColumns
 
 _STATE_DDL = f"""
@@ -93,11 +94,14 @@ class Cache:
         batch_id: int,
         previous_batch_id: int,
         catch_up: CatchUpSource,
+        replace_equal_versions: bool = False,
     ) -> CacheApplied:
         """Apply warehouse batch ``batch_id`` (``rows`` carry ``_batch_id``).
 
         ``previous_batch_id`` is the entity's last warehouse batch before this one; when
         the cache is not there, it catches up from the warehouse through ``catch_up``.
+        ``replace_equal_versions`` also replaces a cached row of the same version (the
+        warehouse merged the batch that way: a verify repair).
         """
         with self._connect() as con:
             applied = self._last_applied(con, columns.entity)
@@ -106,8 +110,24 @@ class Cache:
             caught_up = applied != previous_batch_id
             if caught_up:
                 rows, batch_id = catch_up(columns, applied)
-            self._apply_rows(con, columns, rows, batch_id)
+            self._apply_rows(
+                con, columns, rows, batch_id, replace_equal=replace_equal_versions
+            )
             return CacheApplied(columns.entity, batch_id, rows.num_rows, caught_up)
+
+    def delete_keys(self, columns: EntityColumns, *, system: str, keys: list[str]) -> int:
+        """Drop cached rows the warehouse does not hold (verify --repair); the count."""
+        with self._connect() as con:
+            con.register("doomed", pa.table({"_source_key": pa.array(keys, pa.string())}))
+            try:
+                rows = con.execute(
+                    f"DELETE FROM {columns.table} WHERE _source_system = ?"
+                    " AND _source_key IN (SELECT _source_key FROM doomed)",
+                    [system],
+                ).fetchall()
+            finally:
+                con.unregister("doomed")
+            return int(rows[0][0]) if rows else 0
 
     def catch_up(self, columns: EntityColumns, *, catch_up: CatchUpSource) -> CacheApplied:
         """Bring the entity up to the warehouse's last batch."""
@@ -134,7 +154,12 @@ class Cache:
 
     @staticmethod
     def _apply_rows(
-        con: duckdb.DuckDBPyConnection, columns: EntityColumns, rows: pa.Table, batch_id: int
+        con: duckdb.DuckDBPyConnection,
+        columns: EntityColumns,
+        rows: pa.Table,
+        batch_id: int,
+        *,
+        replace_equal: bool = False,
     ) -> None:
         # DELETE then INSERT in one transaction: far cheaper in DuckDB than
         # INSERT OR REPLACE / MERGE (DESIGN §8), and version-guarded like the warehouse.
@@ -146,7 +171,7 @@ class Cache:
             con.execute(
                 f"DELETE FROM {columns.table} AS t USING incoming AS b"
                 " WHERE t._source_system = b._source_system AND t._source_key = b._source_key"
-                " AND t._source_version < b._source_version"
+                f" AND t._source_version {'<=' if replace_equal else '<'} b._source_version"
             )
             con.execute(
                 f"INSERT INTO {columns.table} ({names}) SELECT {names} FROM incoming AS b"
@@ -157,6 +182,7 @@ class Cache:
                 f"UPDATE {STATE_SCHEMA}.cache_state SET last_batch_id = ? WHERE entity = ?",
                 [batch_id, columns.entity],
             )
+            crash_point("during_cache_apply")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

@@ -1,0 +1,20 @@
+"""Crash points for fault-injection tests: ``BILLING_SYNC_CRASH_AT=<point>`` makes the
+process SIGKILL itself when it reaches that point, as a power cut would."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+POINTS = (
+    "after_read",
+    "after_warehouse_commit",
+    "during_cache_apply",
+    "after_cache_apply",
+    "after_snapshot_chunk",
+)
+
+
+def crash_point(point: str) -> None:
+    if os.environ.get("BILLING_SYNC_CRASH_AT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
