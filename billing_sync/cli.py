@@ -107,6 +107,17 @@ def cmd_rebase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from billing_sync.reconcile.verify import run_verify
+    from billing_sync.sync import SyncEngine
+
+    with SyncEngine.from_settings(_settings(args)) as engine:
+        engine.setup()
+        return run_verify(
+            engine, args.tables, repair=args.repair, max_delete_fraction=args.max_delete_fraction
+        )
+
+
 def cmd_pause(args: argparse.Namespace, *, pause: bool) -> int:
     settings = _settings(args)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
@@ -165,6 +176,23 @@ def parser() -> argparse.ArgumentParser:
     )
     rebase.add_argument("table", help="SYSTEM.TABLE or TABLE")
     rebase.set_defaults(func=cmd_rebase)
+
+    verify = sub.add_parser(
+        "verify", help="prove parity: hash source vs warehouse by key ranges, and the cache"
+    )
+    verify.add_argument("tables", nargs="*", metavar="TABLE", help="SYSTEM.TABLE, TABLE or entity")
+    verify.add_argument(
+        "--repair", action="store_true", help="fix what differs; flag hard deletes deleted"
+    )
+    verify.add_argument(
+        "--max-delete-fraction", type=float, default=0.05, metavar="F",
+        help="refuse to flag more than F of a table's rows deleted in one run (default 0.05)",
+    )  # fmt: skip
+    verify.set_defaults(func=cmd_verify)
+
+    from billing_sync.validate.quarantine_cli import add_parser as add_quarantine_parser
+
+    add_quarantine_parser(sub, _settings)
 
     pause = sub.add_parser("pause", help="sensors start no run; runs stop after their batch")
     pause.set_defaults(func=lambda a: cmd_pause(a, pause=True))

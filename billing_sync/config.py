@@ -146,6 +146,28 @@ def _default_tiers() -> dict[Tier, TierSettings]:
     }
 
 
+class AlertSettings(_Strict):
+    """Where alerts go and when conditions count as alerts (DESIGN §8).
+
+    ``webhook_url`` comes from ``BILLING_SYNC_ALERT_WEBHOOK_URL`` (it often carries a
+    token: keep it in the environment); without it alerts are only logged.
+    """
+
+    webhook_url: str | None = None
+    format: Literal["json", "slack"] = "json"
+    timeout_seconds: float = Field(default=5.0, gt=0)
+    horizon_hold_limit_seconds: float = Field(default=120.0, gt=0)
+    quarantine_spike_rows: int = Field(default=20, gt=0)
+    quarantine_spike_window_seconds: float = Field(default=300.0, gt=0)
+    late_rows_window_seconds: float = Field(default=600.0, gt=0)
+
+
+class RetentionSettings(_Strict):
+    """How long finished Dagster runs, their events and released quarantine lines are kept."""
+
+    max_age_hours: float = Field(default=72.0, gt=0)
+
+
 class Settings(_Strict):
     """Everything a sync needs to know, resolved once.
 
@@ -160,6 +182,8 @@ class Settings(_Strict):
     systems: list[str] = ["icoms"]
     capture: CaptureSettings = CaptureSettings()
     tiers: dict[Tier, TierSettings] = Field(default_factory=_default_tiers)
+    alerts: AlertSettings = AlertSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @property
     def pause_file(self) -> Path:
@@ -179,6 +203,10 @@ _ENV_FIELDS = {
     "BILLING_SYNC_SOURCE_URL": "source_url",
     "BILLING_SYNC_WAREHOUSE_URL": "warehouse_url",
     "BILLING_SYNC_CACHE_PATH": "cache_path",
+}
+_ALERT_ENV_FIELDS = {
+    "BILLING_SYNC_ALERT_WEBHOOK_URL": "webhook_url",
+    "BILLING_SYNC_ALERT_FORMAT": "format",
 }
 
 
@@ -200,6 +228,10 @@ def load_settings(
     for variable, field in _ENV_FIELDS.items():
         if env.get(variable):
             raw[field] = env[variable]
+    for variable, name in _ALERT_ENV_FIELDS.items():
+        if env.get(variable):
+            alerts = raw.get("alerts")
+            raw["alerts"] = {**(alerts if isinstance(alerts, dict) else {}), name: env[variable]}
     raw.update(overrides)
     try:
         return Settings.model_validate(raw)

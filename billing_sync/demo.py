@@ -63,12 +63,13 @@ def prepare(settings: Settings, *, accounts: int) -> DatabaseUrls:
 
 
 def dagster_environment(settings: Settings, urls: DatabaseUrls) -> dict[str, str]:
-    from billing_sync.defs.instance import prepare_instance
+    from billing_sync.defs.instance import instance_config, instance_env, prepare_instance
 
     home = (settings.state_dir / "dagster").resolve()
-    prepare_instance(home, config=REPO_ROOT / "dagster.yaml")
+    prepare_instance(home, config=instance_config(REPO_ROOT))  # PostgreSQL if DAGSTER_PG_URL
     return {
         **os.environ,
+        **instance_env(),
         "DAGSTER_HOME": str(home),
         "BILLING_SYNC_STATE_DIR": str(settings.state_dir.resolve()),
         "BILLING_SYNC_SOURCE_URL": urls.source,

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from billing_sync.capture.lookback import Lookback
 from billing_sync.capture.query import (
@@ -28,6 +29,7 @@ from billing_sync.capture.regression import RegressionGuard
 from billing_sync.capture.snapshot import build_count_query, build_snapshot_query, check_filter
 from billing_sync.capture.window import Cursor, OpenTransaction, Window, advance
 from billing_sync.config import Settings, SourceCatalog, TableMapping, Tier, load_catalog
+from billing_sync.faults import crash_point
 from billing_sync.load.cache import Cache, CacheApplied, CacheBusy
 from billing_sync.load.ddl import entities_of, entity_columns
 from billing_sync.load.snapshots import commit_chunk, running_snapshot, start_snapshot
@@ -35,6 +37,8 @@ from billing_sync.load.warehouse import CommitResult, Warehouse, Watermark
 from billing_sync.postgres import DatabaseUrls, resolve_database_urls
 from billing_sync.source.session import SourceSession
 from billing_sync.transform.normalize import normalize, region_schema, source_key, source_schema
+from billing_sync.validate import quarantine
+from billing_sync.validate.quarantine import Screened
 from billing_sync.validate.report import BatchValidationError, ValidationReport
 from billing_sync.validate.runner import Validator
 
@@ -69,6 +73,9 @@ class TableBatch:
     late_rows: int = 0
     kind: str = "tail"  # tail, initial (first-load snapshot chunk) or backfill
     snapshot_progress: tuple[int, int | None] | None = None  # rows done, rows in all
+    quarantined: int = 0  # rows of this batch kept in quarantine (pending orphans included)
+    released: int = 0  # rows released from quarantine into this batch
+    validation: ValidationReport | None = None  # the suite's and parent rules' failures
 
     @property
     def changed(self) -> bool:
@@ -160,10 +167,11 @@ class SyncEngine:
         self.guard.check(source, catalog, mapping, watermark, warehouse=self.warehouse)
         window = Window(after=watermark.cursor, horizon=horizon.at, limit=capture.batch_rows)
         raw = self._read(source, catalog, mapping, window)
+        crash_point("after_read")
         step = advance(window, rows_read=raw.num_rows, last_row=_last_cursor(raw, mapping))
-        rows, report = self._prepare(raw, catalog, mapping)
-        late = self._late_rows(source, catalog, mapping, watermark)
-        lag = _lag_seconds(rows, horizon.source_now, time.perf_counter() - read_at)
+        rows, screened = self._prepare(raw, catalog, mapping)
+        late, late_screened = self._late_rows(source, catalog, mapping, watermark) or (None, None)
+        lag = _lag_seconds(screened.good_arrow, horizon.source_now, time.perf_counter() - read_at)
         result = self.warehouse.commit_batch(
             system=catalog.system,
             mapping=mapping,
@@ -173,7 +181,10 @@ class SyncEngine:
             lag_seconds=lag,
             run_id=self.run_id,
             late=late,
+            quarantine=screened,
+            late_quarantine=late_screened,
         )
+        crash_point("after_warehouse_commit")
         if result.late_rows:
             log.warning(
                 "%s.%s: %d late rows (committed below the watermark): the capture delay "
@@ -184,6 +195,7 @@ class SyncEngine:
             cache, cache_error = self._apply_cache(mapping, rows, result)
         else:  # two batches (late, tail) committed: the cache takes both from the warehouse
             cache, cache_error = self._catch_up_cache(mapping)
+        crash_point("after_cache_apply")
         return TableBatch(
             system=catalog.system,
             table=mapping.table,
@@ -201,21 +213,31 @@ class SyncEngine:
             held_back_by=horizon.held_back_by,
             hold_seconds=horizon.hold_seconds,
             seconds=time.perf_counter() - started,
-            validation_seconds=report.seconds,
+            validation_seconds=screened.seconds,
             cache=cache,
             cache_error=cache_error,
             late_rows=result.late_rows,
+            quarantined=screened.quarantined + (late_screened.quarantined if late_screened else 0),
+            released=screened.released_rows,
+            validation=screened.report,
         )
 
     def _prepare(
-        self, raw: pa.Table, catalog: SourceCatalog, mapping: TableMapping
-    ) -> tuple[pa.Table, ValidationReport]:
-        """Normalize and validate source rows; a failing batch raises before any write."""
+        self, raw: pa.Table, catalog: SourceCatalog, mapping: TableMapping, **screening: bool
+    ) -> tuple[pa.Table, Screened]:
+        """Normalize and validate source rows (DESIGN §6): the rows to merge (good ones, and
+        any released from quarantine) and what goes to quarantine. A batch with too many
+        bad rows raises before any write."""
         frame = normalize(raw, mapping, system=catalog.system, synced_at=datetime.now(UTC))
         report = self.validator.validate(mapping.entity, frame)
-        if not report.success:
-            raise BatchValidationError(report)
-        return frame.to_arrow(), report
+        screened = quarantine.screen(
+            self.warehouse.conn, system=catalog.system, mapping=mapping, frame=frame,
+            report=report, suite=self.validator.suite(mapping.entity),
+            source=quarantine.SourceParents(self.source(catalog.system), catalog), **screening,
+        )  # fmt: skip
+        if screened.fails_batch:
+            raise BatchValidationError(screened.report, screened.reason)
+        return screened.to_load(), screened
 
     def _late_rows(
         self,
@@ -223,7 +245,7 @@ class SyncEngine:
         catalog: SourceCatalog,
         mapping: TableMapping,
         watermark: Watermark,
-    ) -> pa.Table | None:
+    ) -> tuple[pa.Table, Screened] | None:
         """Rows that committed below the watermark since it passed them (the lookback)."""
         region = self.lookback.due(catalog.system, mapping, watermark)
         if region is None:
@@ -250,8 +272,9 @@ class SyncEngine:
         query = build_rows_by_key_query(
             mapping, schema=catalog.schema_name, keys=[tuple(row) for row in wanted.rows()]
         )
-        rows, _ = self._prepare(source.read_arrow(query, source_schema(mapping)), catalog, mapping)
-        return rows
+        return self._prepare(
+            source.read_arrow(query, source_schema(mapping)), catalog, mapping, recheck=False
+        )
 
     def _read(
         self, source: SourceSession, catalog: SourceCatalog, mapping: TableMapping, window: Window
@@ -304,11 +327,13 @@ class SyncEngine:
         raw = source.read_arrow(query, source_schema(mapping))
         finished = raw.num_rows < capture.snapshot_rows
         last = _last_cursor(raw, mapping)
-        rows, report = self._prepare(raw, catalog, mapping)
+        rows, screened = self._prepare(raw, catalog, mapping)
         result, state = commit_chunk(
             self.warehouse, system=catalog.system, mapping=mapping, state=state, rows=rows,
             last_key=last.key if last else None, finished=finished, run_id=self.run_id,
+            quarantine=screened,
         )  # fmt: skip
+        crash_point("after_snapshot_chunk")
         cache, cache_error = self._apply_cache(mapping, rows, result)
         return TableBatch(
             system=catalog.system, table=mapping.table, entity=mapping.entity,
@@ -317,9 +342,11 @@ class SyncEngine:
             cursor=Cursor(state.handover_ts, ()) if finished and kind == "initial" else None,
             caught_up_to=state.handover_ts if finished and kind == "initial" else None,
             more_waiting=not finished, lag_seconds=None, held_back_by=None, hold_seconds=0.0,
-            seconds=time.perf_counter() - started, validation_seconds=report.seconds,
+            seconds=time.perf_counter() - started, validation_seconds=screened.seconds,
             cache=cache, cache_error=cache_error, kind=kind,
             snapshot_progress=(state.rows_done, state.rows_total),
+            quarantined=screened.quarantined, released=screened.released_rows,
+            validation=screened.report,
         )  # fmt: skip
 
     def backfill(
@@ -352,8 +379,11 @@ class SyncEngine:
     ) -> tuple[CacheApplied | None, str | None]:
         if result.batch_id is None:
             return None, None
-        with_batch = rows.append_column(
-            "_batch_id", pa.array([result.batch_id] * rows.num_rows, pa.int64())
+        written = rows.filter(
+            pc.is_in(rows.column("_source_key"), pa.array(sorted(result.written_keys), pa.string()))
+        )
+        with_batch = written.append_column(
+            "_batch_id", pa.array([result.batch_id] * written.num_rows, pa.int64())
         )
         try:
             applied = self.cache.apply(

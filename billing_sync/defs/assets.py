@@ -4,13 +4,23 @@ Each tier has one multi-asset whose run loops over micro-batches; every batch th
 changes an entity is logged as its own materialization (DESIGN §8).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
 
 from billing_sync.config import TIERS, SourceCatalog, Tier
 from billing_sync.defs.keys import cache_key, source_key, warehouse_key
 from billing_sync.defs.metadata import materializations
 from billing_sync.defs.resources import BillingSyncResource
+from billing_sync.defs.validation import (
+    RunTally,
+    batch_evaluation,
+    failed_batch_evaluation,
+    validation_spec,
+)
 from billing_sync.sync import TableBatch
+from billing_sync.validate.report import BatchValidationError
 
 
 class SyncRunConfig(dg.Config):
@@ -72,21 +82,32 @@ def sync_assets(catalogs: list[SourceCatalog]) -> list[dg.AssetsDefinition]:
 
 
 def _sync_tier_asset(tier: Tier, specs: list[dg.AssetSpec]) -> dg.AssetsDefinition:
-    @dg.multi_asset(name=f"sync_{tier}", specs=specs, can_subset=False)
+    entities = [spec.key.path[-1] for spec in specs if spec.key.path[0] == "warehouse"]
+
+    @dg.multi_asset(
+        name=f"sync_{tier}",
+        specs=specs,
+        check_specs=[validation_spec(entity) for entity in entities],
+        can_subset=False,
+    )
     def sync_tier(  # type: ignore[no-untyped-def]
         context: dg.AssetExecutionContext, config: SyncRunConfig, billing_sync: BillingSyncResource
     ):  # an annotation here would declare outputs
         """Loop up to ``batches_per_run`` micro-batches over the tier's tables."""
         tier_settings = billing_sync.settings().tier(tier)
+        tally = RunTally(entities)
 
         def report(results: list[TableBatch]) -> None:
             for batch in results:
                 for event in materializations(batch):
                     context.log_event(event)
+                if (evaluation := batch_evaluation(batch)) is not None:
+                    context.log_event(evaluation)
+                tally.add(batch)
                 if batch.cache_error:
                     context.log.warning(batch.cache_error)
 
-        with billing_sync.engine(run_id=context.run_id) as engine:
+        with billing_sync.engine(run_id=context.run_id) as engine, failed_batches(context):
             engine.setup()
             engine.validator.warm_up()  # the 4 s Great Expectations import, before the loop
             done = engine.run(
@@ -101,8 +122,18 @@ def _sync_tier_asset(tier: Tier, specs: list[dg.AssetSpec]) -> dg.AssetsDefiniti
                 should_stop=engine.settings.pause_file.exists,
             )
         context.log.info(f"{tier}: {done} micro-batches")
-        # A generator that yields no output: every batch was logged as its own
-        # materialization above, and the specs are skippable.
-        yield from ()
+        # Every batch was logged as its own materialization above (the asset specs are
+        # skippable); the run ends with its validation summary per entity.
+        yield from tally.results()
 
     return sync_tier
+
+
+@contextmanager
+def failed_batches(context: dg.AssetExecutionContext) -> Iterator[None]:
+    """A batch that failed validation whole: an ERROR check evaluation, then the failure."""
+    try:
+        yield
+    except BatchValidationError as error:
+        context.log_event(failed_batch_evaluation(error))
+        raise

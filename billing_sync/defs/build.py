@@ -4,10 +4,14 @@ import dagster as dg
 
 from billing_sync.config import load_catalog, load_settings
 from billing_sync.defs.assets import source_specs, sync_assets
+from billing_sync.defs.alerts import alerts_sensor
 from billing_sync.defs.backfill import backfill_jobs
 from billing_sync.defs.checks import freshness_checks
 from billing_sync.defs.jobs import checks_job, sync_job
+from billing_sync.defs.parity import parity_checks, parity_job, parity_schedule
 from billing_sync.defs.resources import BillingSyncResource
+from billing_sync.defs.observe import freshness_sensor, source_observation_sensor
+from billing_sync.defs.retention import retention_job, retention_schedule
 from billing_sync.defs.sensors import sync_sensor
 
 
@@ -20,18 +24,26 @@ def build_definitions() -> dg.Definitions:
         for asset in tier_assets
     }
     freshness_job = checks_job(checks)
+    entities = sorted({mapping.entity for catalog in catalogs for mapping in catalog.tables})
+    parity = parity_checks(catalogs)
+    parity_checks_job = parity_job(parity)
     return dg.Definitions(
         assets=[*source_specs(catalogs), *tier_assets],
-        asset_checks=[checks],
-        jobs=[*jobs.values(), freshness_job, *backfill_jobs(catalogs)],
-        sensors=[sync_sensor(tier, job) for tier, job in jobs.items()],  # type: ignore[arg-type]
-        schedules=[
-            dg.ScheduleDefinition(
-                name="freshness_checks_schedule",
-                job=freshness_job,
-                cron_schedule="* * * * *",
-                default_status=dg.DefaultScheduleStatus.RUNNING,
-            )
+        asset_checks=[checks, parity],
+        jobs=[
+            *jobs.values(),
+            freshness_job,
+            parity_checks_job,
+            retention_job,
+            *backfill_jobs(catalogs),
         ],
+        sensors=[
+            *(sync_sensor(tier, job) for tier, job in jobs.items()),  # type: ignore[arg-type]
+            # Freshness is evaluated continuously by a sensor (freshness_checks_job on demand).
+            freshness_sensor(),
+            source_observation_sensor(),
+            alerts_sensor(entities, [*(job.name for job in jobs.values()), retention_job.name]),
+        ],
+        schedules=[parity_schedule(parity_checks_job), retention_schedule],
         resources={"billing_sync": BillingSyncResource()},
     )

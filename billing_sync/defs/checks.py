@@ -7,7 +7,8 @@ import dagster as dg
 from billing_sync.config import SourceCatalog
 from billing_sync.defs.keys import warehouse_key
 from billing_sync.defs.resources import BillingSyncResource
-from billing_sync.status import table_status
+from billing_sync.defs.observe import freshness_evaluation
+from billing_sync.monitor import entity_freshness
 
 
 def freshness_checks(catalogs: list[SourceCatalog]) -> dg.AssetChecksDefinition:
@@ -24,30 +25,18 @@ def freshness_checks(catalogs: list[SourceCatalog]) -> dg.AssetChecksDefinition:
 
     @dg.multi_asset_check(specs=specs, name="freshness_checks")
     def check_freshness(billing_sync: BillingSyncResource) -> Iterator[dg.AssetCheckResult]:
-        settings = billing_sync.settings()
+        """The freshness sensor evaluates these continuously; this job does it on demand."""
         with billing_sync.engine() as engine:
-            statuses = table_status(engine)
-        worst: dict[str, tuple[float, float, str]] = {}
-        for status in statuses:
-            sla = settings.tier(status.tier).freshness_sla_seconds  # type: ignore[arg-type]
-            lag = status.lag_seconds if status.lag_seconds is not None else float("inf")
-            if status.entity not in worst or lag > worst[status.entity][0]:
-                worst[status.entity] = (lag, sla, f"{status.system}.{status.table}")
+            figures = {f.entity: f for f in entity_freshness(engine)}
         for entity in entities:
-            lag, sla, table = worst[entity]
+            evaluation = freshness_evaluation(figures[entity])
             yield dg.AssetCheckResult(
-                asset_key=warehouse_key(entity),
+                asset_key=evaluation.asset_key,
                 check_name="freshness",
-                passed=lag <= sla,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "lag_seconds": lag if lag != float("inf") else -1.0,
-                    "sla_seconds": sla,
-                    "slowest_table": table,
-                },
-                description=None
-                if lag <= sla
-                else (f"{table} is {lag:.1f}s behind the source; the {entity} SLA is {sla:.0f}s"),
+                passed=evaluation.passed,
+                severity=evaluation.severity,
+                metadata=evaluation.metadata,
+                description=evaluation.description,
             )
 
     return check_freshness

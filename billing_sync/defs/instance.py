@@ -1,19 +1,73 @@
-"""Preparing a Dagster instance folder before the daemon and webserver start."""
+"""Preparing a Dagster instance folder before the daemon and webserver start.
 
+SQLite storage by default (``dagster.yaml``); PostgreSQL storage (``dagster.postgres.yaml``,
+dagster-postgres) when ``DAGSTER_PG_URL`` is set (DESIGN §8).
+"""
+
+import os
 import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 
+PG_URL_VARIABLE = "DAGSTER_PG_URL"
 
-def prepare_instance(home: Path, *, config: Path) -> None:
+
+def dagster_pg_url(url: str) -> str:
+    """``url`` with the psycopg2 driver named: dagster-postgres's NOTIFY fails on psycopg 3,
+    which a plain ``postgresql://`` resolves to with SQLAlchemy 2.1 (DESIGN §8).
+
+    >>> dagster_pg_url("postgresql://u@h:5432/dagster")
+    'postgresql+psycopg2://u@h:5432/dagster'
+    """
+    scheme, _, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        return f"postgresql+psycopg2://{rest}"
+    return url
+
+
+def instance_config(repo_root: Path, env: Mapping[str, str] | None = None) -> Path:
+    """The instance file for this environment: PostgreSQL storage when DAGSTER_PG_URL is set."""
+    env = os.environ if env is None else env
+    name = "dagster.postgres.yaml" if env.get(PG_URL_VARIABLE) else "dagster.yaml"
+    return repo_root / name
+
+
+def instance_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Variables Dagster's processes need for the instance (DAGSTER_PG_URL, driver named)."""
+    env = os.environ if env is None else env
+    url = env.get(PG_URL_VARIABLE)
+    return {PG_URL_VARIABLE: dagster_pg_url(url)} if url else {}
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def prepare_instance(home: Path, *, config: Path, env: Mapping[str, str] | None = None) -> None:
     """Copy ``config`` to ``home/dagster.yaml`` and create the instance's storage.
 
-    Creating the SQLite storage once, before several processes (daemon, code server,
-    webserver) open it, avoids their racing migrations ("more than one head present").
+    Creating the storage once, before several processes (daemon, code server, webserver)
+    open it, avoids their racing migrations ("more than one head present"). ``env`` holds
+    the variables the instance file reads (see :func:`instance_env`).
     """
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(config, home / "dagster.yaml")
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))):
+    with (
+        _environment(env or instance_env()),
+        dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))),
+    ):
         pass

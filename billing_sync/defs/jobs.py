@@ -11,9 +11,13 @@ from billing_sync.defs.keys import TIER_TAG
 def sync_job(tier: str, asset: dg.AssetsDefinition) -> UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         name=f"sync_{tier}_job",
-        selection=dg.AssetSelection.assets(asset).without_checks(),
+        # With its validation checks: a run reports them per batch and at its end.
+        selection=dg.AssetSelection.assets(asset).without_checks()
+        | dg.AssetSelection.checks(*asset.check_keys),
         executor_def=dg.in_process_executor,
-        tags={TIER_TAG: tier},
+        # Run monitoring fails a run past this (a hung source read, say); the sensor then
+        # starts the next from the committed watermark.
+        tags={TIER_TAG: tier, "dagster/max_runtime": "3600"},
         description=f"Micro-batches of the {tier} tier's tables, looped inside one run.",
     )
 

@@ -110,9 +110,7 @@ class Cache:
             caught_up = applied != previous_batch_id
             if caught_up:
                 rows, batch_id = catch_up(columns, applied)
-            self._apply_rows(
-                con, columns, rows, batch_id, replace_equal=replace_equal_versions
-            )
+            self._apply_rows(con, columns, rows, batch_id, replace_equal=replace_equal_versions)
             return CacheApplied(columns.entity, batch_id, rows.num_rows, caught_up)
 
     def delete_keys(self, columns: EntityColumns, *, system: str, keys: list[str]) -> int:
@@ -162,7 +160,8 @@ class Cache:
         replace_equal: bool = False,
     ) -> None:
         # DELETE then INSERT in one transaction: far cheaper in DuckDB than
-        # INSERT OR REPLACE / MERGE (DESIGN §8), and version-guarded like the warehouse.
+        # INSERT OR REPLACE / MERGE (DESIGN §8). The rows are what the warehouse wrote, in
+        # batch order, so they replace what the cache holds; the batch id guards replays.
         names = ", ".join(f'"{name}"' for name in columns.all)
         incoming = rows.select(columns.all)
         con.register("incoming", incoming)
@@ -171,7 +170,7 @@ class Cache:
             con.execute(
                 f"DELETE FROM {columns.table} AS t USING incoming AS b"
                 " WHERE t._source_system = b._source_system AND t._source_key = b._source_key"
-                f" AND t._source_version {'<=' if replace_equal else '<'} b._source_version"
+                " AND t._batch_id < b._batch_id"
             )
             con.execute(
                 f"INSERT INTO {columns.table} ({names}) SELECT {names} FROM incoming AS b"

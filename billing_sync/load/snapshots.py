@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -19,6 +19,9 @@ from billing_sync.load.warehouse import (
     decode_key,
     encode_key,
 )
+
+if TYPE_CHECKING:
+    from billing_sync.validate.quarantine import Screened
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ def commit_chunk(
     last_key: tuple[Any, ...] | None,
     finished: bool,
     run_id: str | None,
+    quarantine: Screened | None = None,
 ) -> tuple[CommitResult, SnapshotState]:
     """Merge one chunk and record its last key; the last chunk of a first load also sets
     the table's watermark to the hand-over point. All in one transaction."""
@@ -97,7 +101,8 @@ def commit_chunk(
         info = BatchInfo(state.kind, None, None, None, run_id)
         # A backfill re-loads: an equal version is replaced too (a changed mapping).
         result = warehouse._write(
-            system, mapping, rows, info, replace_equal=state.kind == "backfill"
+            system, mapping, rows, info, replace_equal=state.kind == "backfill",
+            quarantine=quarantine,
         )
         reached = last_key if last_key is not None else state.last_key
         conn.execute(

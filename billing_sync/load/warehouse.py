@@ -13,7 +13,7 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pyarrow as pa
@@ -24,6 +24,11 @@ from billing_sync.capture.window import Advance, Cursor, Window
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.load.ddl import STATE_SCHEMA, EntityColumns, entities_of, entity_columns
 from billing_sync.postgres import redact_url
+from billing_sync.validate.quarantine import QUARANTINE_TABLE
+from billing_sync.validate.quarantine import create_tables as create_quarantine_tables
+
+if TYPE_CHECKING:
+    from billing_sync.validate.quarantine import Screened
 
 _STATE_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS billing;
@@ -112,6 +117,9 @@ class CommitResult:
     updated: int
     deleted: int
     late_rows: int = 0
+    # The keys the merge wrote: the cache applies exactly these (the rest of the batch
+    # lost to a newer version already in the warehouse).
+    written_keys: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -170,6 +178,7 @@ class Warehouse:
             self.conn.execute(_STATE_DDL)
             for columns in entities_of(catalogs).values():
                 self._create_entity(columns)
+            create_quarantine_tables(self.conn, entities_of(catalogs).values())
             for catalog in catalogs:
                 for mapping in catalog.tables:
                     self.conn.execute(
@@ -229,23 +238,30 @@ class Warehouse:
         lag_seconds: float | None,
         run_id: str | None,
         late: pa.Table | None = None,
+        quarantine: Screened | None = None,
+        late_quarantine: Screened | None = None,
     ) -> CommitResult:
         """Merge ``rows`` and move the watermark from ``window.after`` to ``advance``, atomically.
 
         ``late`` rows (found below the watermark by the lookback) merge in the same
-        transaction and are counted as late. Raises :class:`ConcurrentSyncError` (and
-        commits nothing) when the stored watermark is no longer ``window.after``.
+        transaction and are counted as late. What validation put in quarantine (and
+        released from it) commits in the same transaction too. Raises
+        :class:`ConcurrentSyncError` (and commits nothing) when the stored watermark is no
+        longer ``window.after``.
         """
         with self.conn.transaction():
             self._check_watermark(system, mapping, window.after)
             late_count = 0
             if late is not None and late.num_rows:
                 late_result = self._write(
-                    system, mapping, late, BatchInfo("late", window.horizon, None, None, run_id)
+                    system, mapping, late, BatchInfo("late", window.horizon, None, None, run_id),
+                    quarantine=late_quarantine,
                 )
                 late_count = late_result.inserted + late_result.updated
             info = BatchInfo("tail", window.horizon, advance.cursor, lag_seconds, run_id)
-            result = self._write(system, mapping, rows, info, late_rows=late_count)
+            result = self._write(
+                system, mapping, rows, info, late_rows=late_count, quarantine=quarantine
+            )
             self._move_watermark(system, mapping, advance.cursor, advance.caught_up_to, result)
         return result
 
@@ -258,6 +274,7 @@ class Warehouse:
         kind: str,
         replace_equal_versions: bool = False,
         run_id: str | None = None,
+        quarantine: Screened | None = None,
     ) -> CommitResult:
         """Merge rows without moving the watermark (repairs, backfills).
 
@@ -266,7 +283,10 @@ class Warehouse:
         """
         with self.conn.transaction():
             info = BatchInfo(kind, None, None, None, run_id)
-            return self._write(system, mapping, rows, info, replace_equal=replace_equal_versions)
+            return self._write(
+                system, mapping, rows, info, replace_equal=replace_equal_versions,
+                quarantine=quarantine,
+            )  # fmt: skip
 
     def _write(
         self,
@@ -277,19 +297,27 @@ class Warehouse:
         *,
         replace_equal: bool = False,
         late_rows: int = 0,
+        quarantine: Screened | None = None,
     ) -> CommitResult:
-        """Inside the caller's transaction: lock the entity, merge, log the batch."""
+        """Inside the caller's transaction: lock the entity, merge, log the batch, and
+        record what validation quarantined or released."""
         previous = self._lock_entity(mapping.entity)
-        if not rows.num_rows:
+        if not rows.num_rows and (quarantine is None or not quarantine.needs_batch):
+            if quarantine is not None:
+                quarantine.write(self.conn, system=system, batch_id=None)
             return CommitResult(None, previous, 0, 0, 0, late_rows)
         batch_id = int(self._scalar(f"SELECT nextval('{STATE_SCHEMA}.batch_id_seq')"))
-        counts = self._merge(entity_columns(mapping), rows, batch_id, replace_equal=replace_equal)
+        counts, written = self._merge(
+            entity_columns(mapping), rows, batch_id, replace_equal=replace_equal
+        )
         self.conn.execute(
             f"UPDATE {STATE_SCHEMA}.entity_state SET last_batch_id = %s WHERE entity = %s",
             (batch_id, mapping.entity),
         )
         self._log_batch(system, mapping, rows, info, batch_id, counts, late_rows)
-        return CommitResult(batch_id, previous, *counts, late_rows)
+        if quarantine is not None:
+            quarantine.write(self.conn, system=system, batch_id=batch_id)
+        return CommitResult(batch_id, previous, *counts, late_rows, written)
 
     def _move_watermark(
         self,
@@ -345,7 +373,8 @@ class Warehouse:
 
     def _merge(
         self, columns: EntityColumns, rows: pa.Table, batch_id: int, *, replace_equal: bool
-    ) -> tuple[int, int, int]:
+    ) -> tuple[tuple[int, int, int], frozenset[str]]:
+        """Merge ``rows``; return (inserted, updated, deleted) and the keys it wrote."""
         loaded = columns.loaded
         names = ", ".join(f'"{name}"' for name in loaded)
         incoming = f"_incoming_{batch_id}"  # two merges may share one transaction
@@ -368,12 +397,12 @@ class Warehouse:
             f" SELECT {names}, %s FROM {incoming}"
             f" ON CONFLICT (_source_system, _source_key) DO UPDATE SET {updates}"
             f" WHERE t._source_version {guard} EXCLUDED._source_version"
-            " RETURNING (xmax = 0), _is_deleted",
+            " RETURNING (xmax = 0), _is_deleted, _source_key",
             (batch_id,),
         ).fetchall()
-        inserted = sum(1 for is_new, _ in result if is_new)
-        deleted = sum(1 for _, is_deleted in result if is_deleted)
-        return inserted, len(result) - inserted, deleted
+        inserted = sum(1 for is_new, _, _ in result if is_new)
+        deleted = sum(1 for _, is_deleted, _ in result if is_deleted)
+        return (inserted, len(result) - inserted, deleted), frozenset(key for *_, key in result)
 
     def _log_batch(
         self,
@@ -452,8 +481,12 @@ class Warehouse:
             rows = self.conn.execute(
                 f"SELECT r._source_key FROM _region r LEFT JOIN {columns.table} t"
                 " ON t._source_system = %s AND t._source_key = r._source_key"
-                " WHERE t._source_key IS NULL OR t._source_version < r._source_version",
-                (system,),
+                " WHERE (t._source_key IS NULL OR t._source_version < r._source_version)"
+                # A row held in quarantine at that version was seen, not missed.
+                f" AND NOT EXISTS (SELECT 1 FROM {QUARANTINE_TABLE} q WHERE q.entity = %s"
+                " AND q.source_system = %s AND q.source_key = r._source_key"
+                " AND q.status <> 'released' AND q.source_version >= r._source_version)",
+                (system, mapping.entity, system),
             ).fetchall()
         return [key for (key,) in rows]
 

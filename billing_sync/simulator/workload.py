@@ -32,6 +32,12 @@ import psycopg
 from psycopg import errors, sql
 
 from billing_sync.simulator import reference as ref
+from billing_sync.simulator.bad_rows import (
+    BAD_KINDS,
+    BAD_TABLES,
+    MANGLED_NAMES,
+    bad_row_statements,
+)
 from billing_sync.simulator.operations import (
     DEFAULT_STATEMENT_BATCH,
     EXPECTED_ROWS,
@@ -154,6 +160,11 @@ class Workload:
         When false (the default), the workload's session sets ``synchronous_commit =
         off``: commits do not wait for the WAL flush. Visibility is unchanged; only
         the simulated biller's own crash durability is relaxed.
+    bad_row_share
+        Share of changed rows that are bad (0, the default: none): negative payments,
+        orphan payments, sentinel dates, mangled encodings
+        (:mod:`~billing_sync.simulator.bad_rows`), one row per injection, in its own
+        transaction. :meth:`bad_rows` counts them by kind.
     """
 
     def __init__(
@@ -165,9 +176,15 @@ class Workload:
         schema: str = "icoms",
         statement_batch: int = DEFAULT_STATEMENT_BATCH,
         synchronous_commit: bool = False,
+        bad_row_share: float = 0.0,
     ) -> None:
         if rate <= 0:
             raise ValueError(f"rate must be > 0, got {rate}")
+        if not 0 <= bad_row_share <= 0.5:
+            raise ValueError(f"bad_row_share must be within [0, 0.5], got {bad_row_share}")
+        self.bad_row_share = bad_row_share
+        self._bad_statements = bad_row_statements(schema)
+        self._bad = dict.fromkeys(BAD_KINDS, 0)
         self.url = url
         self.rate = float(rate)
         self.schema = schema
@@ -261,6 +278,11 @@ class Workload:
         with self._lock:
             return dict(self._counts)
 
+    def bad_rows(self) -> dict[str, int]:
+        """Bad rows injected so far, per kind (see ``bad_row_share``)."""
+        with self._lock:
+            return dict(self._bad)
+
     def operations(self) -> dict[str, int]:
         """Transactions committed so far, per operation of the mix."""
         with self._lock:
@@ -318,6 +340,8 @@ class Workload:
                 if self._stop.wait(min(delay, 0.2)):
                     return
             changed = self._execute(conn, cur, plan)
+            if self.bad_row_share and rng.random() < self.bad_row_share * max(changed, 1):
+                changed += self._inject_bad_row(conn, cur)
             # An operation that found nothing to change still costs a little, so that a
             # source with nothing to change is not polled in a tight loop.
             pacer.spend(changed or ZERO_ROW_COST)
@@ -349,6 +373,41 @@ class Workload:
         if plan.after is not None:
             plan.after(row)
         return changed
+
+    def _inject_bad_row(self, conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any]) -> int:
+        """One bad row of a random kind, in its own transaction; returns rows written."""
+        rng = self._rng
+        picked = self._any_account()
+        if picked is None:
+            return 0
+        site, account = picked
+        kind = rng.choice(BAD_KINDS)
+        params: dict[str, Any] = {"site": site, "account": account, "user": "BADROW"}
+        number = self._state.payments.get(site, 0) + 1
+        if kind in ("negative_payment", "orphan_payment"):
+            params.update(payment_no=number, amount=money(rng.randint(500, 9000)))
+            if kind == "negative_payment":
+                params["amount"] = -params["amount"]
+            else:  # an account the workload opens a little later
+                params["account"] = f"{self._state.accounts.get(site, 0) + rng.randint(1, 3):09d}"
+        elif kind == "bad_encoding":
+            params["name"] = rng.choice(MANGLED_NAMES)
+        try:
+            cur.execute(self._bad_statements[kind], params)
+            written = len(cur.fetchall())
+        except _RETRYABLE:
+            self._retried += 1
+            return 0
+        except errors.UniqueViolation:
+            self._retried += 1
+            self._load_state(conn)
+            return 0
+        if kind in ("negative_payment", "orphan_payment") and written:
+            self._state.payments[site] = max(self._state.payments.get(site, 0), number)
+        with self._lock:
+            self._counts[BAD_TABLES[kind]] += written
+            self._bad[kind] += written
+        return written
 
     def _set_statement_rows(self, rows: float) -> None:
         """Track the rows of a statement run; keep its share of rows as :data:`MIX` says."""

@@ -27,6 +27,13 @@ class ExpectationFailure:
     sample_values: list[Any] = field(default_factory=list)
     kwargs: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    #: Positions (in the validated frame) of every offending row, for quarantine.
+    row_positions: tuple[int, ...] = field(default=(), repr=False)
+
+    @property
+    def row_level(self) -> bool:
+        """True when the failure names its rows (so they can be quarantined)."""
+        return self.error is None and self.unexpected_count is not None
 
     @property
     def label(self) -> str:
@@ -98,12 +105,13 @@ class ValidationReport:
 class BatchValidationError(Exception):
     """A batch failed validation; ``str()`` is the report's message, ``.report`` the details."""
 
-    def __init__(self, report: ValidationReport) -> None:
-        super().__init__(report.message())
+    def __init__(self, report: ValidationReport, reason: str | None = None) -> None:
+        super().__init__(report.message() + (f"\n{reason}" if reason else ""))
         self.report = report
+        self.reason = reason
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.report,))
+        return (type(self), (self.report, self.reason))
 
 
 def _json_safe(value: Any) -> Any:

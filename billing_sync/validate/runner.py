@@ -134,8 +134,9 @@ class Validator:
             batch = compiled.batch_definition.get_batch(batch_parameters={"dataframe": data})
             result = batch.validate(
                 compiled.gx_suite,
+                # COMPLETE: the positions of every offending row, which quarantine needs.
                 result_format={
-                    "result_format": "SUMMARY",
+                    "result_format": "COMPLETE",
                     "partial_unexpected_count": _PARTIAL_UNEXPECTED_COUNT,
                 },
             )
@@ -236,6 +237,12 @@ class Validator:
                     if isinstance(position, int)
                 ]
                 keys, values = self._samples(frame, spec.column, positions)
+                every = details.get("unexpected_index_list")
+                all_positions = (
+                    tuple(p for p in every if isinstance(p, int))
+                    if isinstance(every, list)
+                    else tuple(positions)
+                )
                 failure = ExpectationFailure(
                     expectation=spec.type,
                     column=spec.column,
@@ -244,6 +251,7 @@ class Validator:
                     sample_keys=keys,
                     sample_values=values,
                     kwargs=dict(spec.kwargs),
+                    row_positions=all_positions,
                 )
             found.append((index, failure))
         found.sort(key=lambda pair: pair[0])

@@ -9,13 +9,15 @@ One file per normalized entity, ``suites/<entity>.yaml``::
          min_value: 0.01, max_value: 100000}
 
 Each expectation names a Great Expectations expectation type and its keyword arguments,
-flat. This module is pure: it never imports ``great_expectations`` (that costs 3.4 s); it
+flat. Optional sections: ``quarantine`` (the entity's bad-row threshold,
+:class:`QuarantinePolicy`) and ``parents`` (cross-entity rules, :class:`ParentRule`). This module is pure: it never imports ``great_expectations`` (that costs 3.4 s); it
 knows the types we support and their arguments, so a bad suite fails here, with the file,
 entity and expectation named, before any validation runs.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -66,21 +68,36 @@ class _ColumnKwargs(_Strict):
 
 
 class _BetweenKwargs(_ColumnKwargs):
-    min_value: int | float | None = None
-    max_value: int | float | None = None
+    """Numeric bounds, or ISO dates (``"2000-01-01"``) for date and timestamp columns."""
+
+    min_value: int | float | str | None = None
+    max_value: int | float | str | None = None
     strict_min: bool | None = None
     strict_max: bool | None = None
 
+    @field_validator("min_value", "max_value")
+    @classmethod
+    def _iso_date(cls, value: int | float | str | None) -> int | float | str | None:
+        if not isinstance(value, str):
+            return value
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is neither a number nor an ISO date") from None
+        # GX compares pandas Timestamps; a plain date string would parse as a date,
+        # which pandas refuses to compare with a Timestamp.
+        return parsed.isoformat(timespec="seconds")
+
     @model_validator(mode="after")
     def _bounds(self) -> _BetweenKwargs:
-        if self.min_value is None and self.max_value is None:
+        low, high = self.min_value, self.max_value
+        if low is None and high is None:
             raise ValueError("give min_value, max_value or both")
-        if (
-            self.min_value is not None
-            and self.max_value is not None
-            and self.min_value > self.max_value
-        ):
-            raise ValueError(f"min_value {self.min_value} is above max_value {self.max_value}")
+        if low is not None and high is not None:
+            if isinstance(low, str) != isinstance(high, str):
+                raise ValueError("min_value and max_value must both be numbers or both dates")
+            if low > high:  # type: ignore[operator]
+                raise ValueError(f"min_value {low} is above max_value {high}")
         return self
 
 
@@ -122,6 +139,7 @@ SUPPORTED_EXPECTATIONS: dict[str, type[_Strict]] = {
     "expect_column_values_to_be_in_set": _SetKwargs,
     "expect_column_values_to_not_be_in_set": _SetKwargs,
     "expect_column_values_to_match_regex": _RegexKwargs,
+    "expect_column_values_to_not_match_regex": _RegexKwargs,
     "expect_column_value_lengths_to_be_between": _LengthKwargs,
     "expect_compound_columns_to_be_unique": _ColumnListKwargs,
     "expect_table_columns_to_match_set": _ColumnSetKwargs,
@@ -196,12 +214,50 @@ class ExpectationSpec(_Strict):
         return f"{self.type}({target})"
 
 
+class QuarantinePolicy(_Strict):
+    """When bad rows go to quarantine and when they fail the whole batch instead.
+
+    A batch fails whole (nothing commits, the watermark stays) when it has at least
+    ``min_bad_rows`` bad rows **and** they are more than ``max_bad_share`` of its rows;
+    otherwise its bad rows are quarantined and the rest loads.
+    """
+
+    max_bad_share: float = Field(default=0.05, ge=0, le=1)
+    min_bad_rows: int = Field(default=5, ge=1)
+
+    def fails(self, bad_rows: int, rows: int) -> bool:
+        return bad_rows >= self.min_bad_rows and bad_rows > self.max_bad_share * rows
+
+
+class ParentRule(_Strict):
+    """A cross-entity rule checked per batch: each row's parent exists.
+
+    ``key`` names this entity's columns that, joined with ``|``, form the parent's
+    ``_source_key`` (e.g. ``[site_id, account_number]`` -> ``billing_account``). The parent
+    may be in the warehouse already or in the same batch.
+    """
+
+    entity: str = Field(pattern=r"^[a-z_][a-z0-9_]*$")
+    key: list[str] = Field(min_length=1)
+    description: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{PARENT_EXPECTATION}({self.entity}:{','.join(self.key)})"
+
+
+#: The expectation name quarantine records for a row whose parent is missing.
+PARENT_EXPECTATION = "expect_parent_to_exist"
+
+
 class Suite(_Strict):
     """The expectations one normalized entity's batches must meet."""
 
     entity: str = Field(pattern=r"^[a-z_][a-z0-9_]*$")
     expectations: list[ExpectationSpec] = Field(min_length=1)
     description: str | None = None
+    quarantine: QuarantinePolicy = QuarantinePolicy()
+    parents: list[ParentRule] = Field(default_factory=list)
 
     @property
     def columns(self) -> list[str]:

@@ -24,7 +24,9 @@ def test_definitions_load_with_the_asset_graph() -> None:
     assert dg.AssetKey(["warehouse", "payment"]) in cache.parent_keys
     assert {s.name for s in definitions.sensors} == {"sync_priority_sensor", "sync_standard_sensor"}
     checks = {key.name for key in graph.asset_check_keys}
-    assert checks == {"freshness"}
+    assert {"freshness", "parity"} <= checks
+    definitions.resolve_job_def("parity_checks_job")
+    assert definitions.resolve_schedule_def("parity_checks_schedule").cron_schedule
     definitions.resolve_job_def("sync_priority_job")
     definitions.resolve_job_def("freshness_checks_job")
 

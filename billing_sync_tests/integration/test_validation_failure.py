@@ -1,4 +1,6 @@
-"""A batch that fails validation does not advance the watermark and names the problem."""
+"""A batch with too many bad rows (8 of 8: over the payment threshold) fails whole: it does
+not advance the watermark and names the problem. Fewer bad rows go to quarantine
+(test_quarantine.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ def test_bad_batch_fails_and_keeps_the_watermark(databases: DatabaseUrls, tmp_pa
             conn.execute(
                 'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = -5, "CHG_TS" = localtimestamp'
                 ' WHERE ("SITE_ID", "PAYMENT_NO") IN'
-                ' (SELECT "SITE_ID", "PAYMENT_NO" FROM "icoms"."PAYMENT" ORDER BY 1, 2 LIMIT 2)'
+                ' (SELECT "SITE_ID", "PAYMENT_NO" FROM "icoms"."PAYMENT" ORDER BY 1, 2 LIMIT 8)'
             )
             bad = conn.execute(
                 'SELECT "SITE_ID" || \'|\' || "PAYMENT_NO" FROM "icoms"."PAYMENT"'
@@ -39,5 +41,5 @@ def test_bad_batch_fails_and_keeps_the_watermark(databases: DatabaseUrls, tmp_pa
         assert "payment" in message
         assert "expect_column_values_to_be_between" in message
         assert "amount" in message
-        assert all(key in message for (key,) in bad)
+        assert all(key in message for (key,) in bad[:5])  # up to five sample keys
         assert engine.warehouse.watermark("icoms", payment) == before

@@ -1,0 +1,19 @@
+"""``billing-sync bench``: benchmark scenarios against the peers, with JSON reports.
+
+Scenarios (``billing-sync bench SCENARIO``):
+
+``snapshot``  one table to PostgreSQL and DuckDB: billing-sync, dlt, Sling, the COPY floor
+``tail``      a sustained change rate through the real Dagster daemon and sensors;
+              freshness of marker rows polled from outside, CPU, source footprint
+``shapes``    the tail with one run per micro-batch against one long-lived run
+``scale``     first-load rows/s and tail freshness at 1x, 4x and 16x the data
+``all``       all of them, in that order
+
+Each prints a table and writes ``<state_dir>/bench/reports/<scenario>.json`` with the
+machine, the versions and every figure.
+"""
+
+from billing_sync.bench.context import BenchOptions
+from billing_sync.bench.runner import SCENARIOS, run_bench
+
+__all__ = ["SCENARIOS", "BenchOptions", "run_bench"]

@@ -1,0 +1,77 @@
+"""What every scenario shares: options, the server, the benchmark's folder, the machine."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from billing_sync.bench.server import BenchServer
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    quick: bool = False
+    snapshot_rows: int = 1_000_000
+    repeat: int = 1
+    rates: tuple[float, ...] = (3_500.0, 10_000.0)
+    tail_seconds: float = 180.0
+    tail_accounts: int = 20_000
+    shapes_seconds: float = 120.0
+    scale_base_accounts: int = 2_000
+    scale_factors: tuple[int, ...] = (1, 4, 16)
+    scale_tail_seconds: float = 60.0
+    scale_rate: float = 3_500.0
+    marker_interval: float = 0.5
+    peers: bool = True
+    output: Path | None = None
+
+    @classmethod
+    def for_run(cls, *, quick: bool, tiny: bool = False, **overrides: Any) -> BenchOptions:
+        """Defaults of a full run, ``--quick`` (a few minutes) or the smoke test's tiny size."""
+        if tiny:
+            base = cls(
+                quick=True, snapshot_rows=5_000, rates=(300.0,), tail_seconds=8.0,
+                tail_accounts=200, shapes_seconds=8.0, scale_base_accounts=100,
+                scale_factors=(1, 4), scale_tail_seconds=6.0, scale_rate=300.0,
+            )  # fmt: skip
+        elif quick:
+            base = cls(
+                quick=True, snapshot_rows=200_000, rates=(3_500.0,), tail_seconds=60.0,
+                tail_accounts=5_000, shapes_seconds=45.0, scale_base_accounts=1_000,
+                scale_tail_seconds=20.0,
+            )  # fmt: skip
+        else:
+            base = cls(repeat=3)
+        values = asdict(base)
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: str(value) if isinstance(value, Path) else value
+                for key, value in asdict(self).items()}  # fmt: skip
+
+
+@dataclass
+class BenchContext:
+    options: BenchOptions
+    state_dir: Path
+    server: BenchServer
+    machine: dict[str, Any]
+    results: dict[str, Any] = field(default_factory=dict)  # scenario -> Report, shared
+
+    @property
+    def bench_dir(self) -> Path:
+        return (self.state_dir / "bench").resolve()
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.options.output or self.bench_dir / "reports"
+
+    def workdir(self, name: str, *, fresh: bool = True) -> Path:
+        path = self.bench_dir / name
+        if fresh and path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        return path

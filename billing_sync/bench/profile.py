@@ -1,0 +1,104 @@
+"""Where a micro-batch's time goes: exclusive time per stage, from wrapped engine calls.
+
+:func:`install` wraps, in this process only, the engine's stage functions it finds
+(reading the horizon, reading rows, normalizing, validating, screening, committing to
+the warehouse, applying to the cache). Each wrapper adds its elapsed time to its stage
+minus the time of stages nested in it, so the stages add up to the batch. Names that
+the engine no longer has are skipped: the profile follows the engine as it changes.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+# (module, attribute path, stage): an attribute path is "Class.method" or "function".
+STAGES: tuple[tuple[str, str, str], ...] = (
+    ("billing_sync.load.warehouse", "Warehouse.watermark", "read watermark"),
+    ("billing_sync.source.session", "SourceSession.horizon", "source horizon"),
+    ("billing_sync.capture.regression", "RegressionGuard.check", "regression guard"),
+    ("billing_sync.source.session", "SourceSession.read_arrow", "source read"),
+    ("billing_sync.source.session", "SourceSession.scalar", "source read"),
+    ("billing_sync.sync", "normalize", "normalize (Polars)"),
+    ("billing_sync.validate.runner", "Validator.validate", "validate (GX)"),
+    ("billing_sync.validate.quarantine", "screen", "quarantine screen"),
+    ("billing_sync.sync", "SyncEngine._late_rows", "lookback (late rows)"),
+    ("billing_sync.load.warehouse", "Warehouse.commit_batch", "warehouse commit"),
+    ("billing_sync.load.snapshots", "commit_chunk", "warehouse commit"),
+    ("billing_sync.sync", "commit_chunk", "warehouse commit"),
+    ("billing_sync.load.cache", "Cache.apply", "cache apply"),
+    ("billing_sync.load.cache", "Cache.catch_up", "cache apply"),
+)
+
+
+class StageTimer:
+    """Accumulates exclusive seconds per stage; :meth:`batch` closes one micro-batch."""
+
+    def __init__(self) -> None:
+        self.current: dict[str, float] = defaultdict(float)
+        self.batches: list[dict[str, float]] = []
+        self._stack: list[float] = []  # nested time of the enclosing wrapped calls
+
+    def wrap(self, stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._stack.append(0.0)
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - started
+                nested = self._stack.pop()
+                self.current[stage] += elapsed - nested
+                if self._stack:
+                    self._stack[-1] += elapsed
+
+        return timed
+
+    def batch(self, total_seconds: float, rows: int) -> None:
+        stages = dict(self.current)
+        stages["other (engine, Python)"] = max(0.0, total_seconds - sum(stages.values()))
+        stages["_total"] = total_seconds
+        stages["_rows"] = float(rows)
+        self.batches.append(stages)
+        self.current = defaultdict(float)
+
+    def summary(self, *, only_with_rows: bool = True) -> dict[str, Any]:
+        """Median seconds per stage over the batches (those that read rows, by default)."""
+        batches = [b for b in self.batches if b["_rows"] > 0] if only_with_rows else self.batches
+        if not batches:
+            return {"batches": 0, "stages": {}}
+        names = sorted({name for b in batches for name in b if not name.startswith("_")})
+        stages = {
+            name: round(statistics.median(b.get(name, 0.0) for b in batches), 4) for name in names
+        }
+        return {
+            "batches": len(batches),
+            "median_rows": statistics.median(b["_rows"] for b in batches),
+            "median_total_seconds": round(statistics.median(b["_total"] for b in batches), 4),
+            "stages": dict(sorted(stages.items(), key=lambda item: -item[1])),
+        }
+
+
+def install(timer: StageTimer) -> list[str]:
+    """Wrap the stages this engine has; return the ``module:attribute`` names wrapped."""
+    wrapped = []
+    for module_name, path, stage in STAGES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        owner: Any = module
+        *parents, name = path.split(".")
+        for parent in parents:
+            owner = getattr(owner, parent, None)
+        if owner is None or not callable(getattr(owner, name, None)):
+            continue
+        setattr(owner, name, timer.wrap(stage, getattr(owner, name)))
+        wrapped.append(f"{module_name}:{path}")
+    return wrapped

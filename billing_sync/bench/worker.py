@@ -1,0 +1,252 @@
+"""One contender or one engine loop in a fresh process: ``python -m billing_sync.bench.worker``.
+
+``worker TASK JSON`` runs the task and prints one JSON line with its figures. Seconds
+are measured inside the process, after imports and connections, around the work itself;
+the parent measures the whole process (wall, CPU, peak RSS) on top.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Args = dict[str, Any]
+
+
+def _settings(args: Args) -> Any:
+    from billing_sync.config import load_settings
+
+    return load_settings(
+        env={},
+        state_dir=Path(args["state_dir"]),
+        source_url=args["source"],
+        warehouse_url=args["warehouse"],
+        cache_path=Path(args["cache"]),
+        capture=args.get("capture", {}),
+    )
+
+
+def billing_sync_snapshot(args: Args) -> Args:
+    """The first load of ``args["tables"]`` (all when absent) by the engine, timed.
+
+    Tables in ``args["untimed"]`` load first, outside the clock (the parents that the
+    timed table's rows refer to).
+    """
+    from billing_sync.sync import SyncEngine
+
+    engine = SyncEngine.from_settings(_settings(args))
+    with engine:
+        engine.setup()
+        warm = engine.validator.warm_up()
+        pairs = {mapping.table: (catalog, mapping) for catalog, mapping in engine.tables()}
+
+        def load(tables: list[str]) -> tuple[int, int]:
+            rows = chunks = 0
+            for table in tables:
+                catalog, mapping = pairs[table]
+                while True:
+                    batch = engine.sync_table(catalog, mapping)
+                    rows += batch.rows_read
+                    chunks += 1
+                    if not batch.more_waiting:
+                        break
+            return rows, chunks
+
+        untimed_started = time.perf_counter()
+        untimed_rows, _ = load(args.get("untimed", []))
+        untimed_seconds = time.perf_counter() - untimed_started
+        started = time.perf_counter()
+        rows, chunks = load(args.get("tables") or list(pairs))
+        seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "rows": rows,
+        "chunks": chunks,
+        "untimed_rows": untimed_rows,
+        "untimed_seconds": untimed_seconds,
+        "validation_warm_up_seconds": warm,
+    }
+
+
+def dlt_load(args: Args) -> Args:
+    """One dlt pipeline run: ``sql_table`` with a backend, into PostgreSQL or DuckDB."""
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    import dlt
+    from dlt.sources.sql_database import sql_table
+
+    backend_kwargs: Args = {}
+    if args["backend"] == "connectorx":
+        # Streaming Arrow batches keeps memory bounded by the chunk size.
+        backend_kwargs = {"conn": args["cx_url"], "return_type": "arrow_stream"}
+    resource = sql_table(
+        credentials=args["source"],
+        table=args["table"],
+        schema=args["schema"],
+        backend=args["backend"],
+        chunk_size=args.get("chunk_size", 100_000),
+        reflection_level="full_with_precision",
+        backend_kwargs=backend_kwargs,
+    )
+    if args["destination"] == "postgres":
+        destination = dlt.destinations.postgres(args["target"])
+    else:
+        destination = dlt.destinations.duckdb(args["target"])
+    pipeline = dlt.pipeline(
+        pipeline_name=args["pipeline"],
+        destination=destination,
+        dataset_name=args["dataset"],
+        pipelines_dir=args["pipelines_dir"],
+    )
+    started = time.perf_counter()
+    info = pipeline.run(
+        resource, write_disposition="replace", loader_file_format=args.get("file_format")
+    )
+    seconds = time.perf_counter() - started
+    formats = sorted(
+        {
+            job.job_file_info.file_format
+            for package in info.load_packages
+            for job in package.jobs["completed_jobs"]
+            if job.job_file_info.table_name == args["table"].lower()
+        }
+    )
+    return {"seconds": seconds, "file_formats": formats}
+
+
+def copy_floor(args: Args) -> Args:
+    """``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` piped into ``COPY ... FROM STDIN``."""
+    import psycopg
+    from psycopg import sql
+
+    from billing_sync.simulator.schema import TABLES
+
+    table = TABLES[args["table"]]
+    columns = sql.SQL(", ").join(map(sql.Identifier, table.column_names))
+    definitions = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind)) for name, kind in table.columns
+    )
+    target = sql.Identifier("floor", table.name)
+    with (
+        psycopg.connect(args["source"], autocommit=True) as source,
+        psycopg.connect(args["warehouse"]) as warehouse,
+    ):
+        warehouse.execute("CREATE SCHEMA IF NOT EXISTS floor")
+        warehouse.execute(
+            sql.SQL("CREATE TABLE {} ({}, PRIMARY KEY ({}))").format(
+                target, definitions, sql.SQL(", ").join(map(sql.Identifier, table.key))
+            )
+        )
+        warehouse.commit()
+        started = time.perf_counter()
+        out_sql = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT binary)").format(
+            columns, sql.Identifier(args["schema"], table.name)
+        )
+        in_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(target, columns)
+        with (
+            source.cursor() as out_cur,
+            out_cur.copy(out_sql) as out,
+            warehouse.cursor() as in_cur,
+            in_cur.copy(in_sql) as into,
+        ):
+            for block in out:
+                into.write(block)
+        warehouse.commit()
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds}
+
+
+def arrow_duckdb_floor(args: Args) -> Args:
+    """ConnectorX streaming Arrow batches straight into a DuckDB table."""
+    import connectorx as cx
+    import duckdb
+
+    from billing_sync.simulator.schema import TABLES
+
+    table = TABLES[args["table"]]
+    names = ", ".join(f'"{name}"' for name in table.column_names)
+    casts = ", ".join(
+        f'CAST("{name}" AS DECIMAL(12,2)) AS "{name}"' if "numeric" in kind else f'"{name}"'
+        for name, kind in table.columns
+    )
+    Path(args["target"]).unlink(missing_ok=True)
+    con = duckdb.connect(args["target"])
+    started = time.perf_counter()
+    reader = cx.read_sql(
+        args["cx_url"],
+        f'SELECT {names} FROM "{args["schema"]}"."{table.name}"',
+        return_type="arrow_stream",
+        batch_size=100_000,
+    )
+    con.register("incoming", reader)
+    con.execute(f'CREATE TABLE "{table.name.lower()}" AS SELECT {casts} FROM incoming')
+    con.close()
+    return {"seconds": time.perf_counter() - started}
+
+
+def engine_loop(args: Args) -> Args:
+    """The tail without Dagster: one tier's micro-batches until the pause file appears.
+
+    With ``profile`` the engine's stages are timed per micro-batch (see
+    :mod:`billing_sync.bench.profile`).
+    """
+    from billing_sync.bench.profile import StageTimer, install
+    from billing_sync.sync import SyncEngine
+
+    timer = StageTimer() if args.get("profile") else None
+    wrapped = install(timer) if timer else []
+    settings = _settings(args)
+    stop_file = Path(args["stop_file"])
+    deadline = time.monotonic() + float(args.get("max_seconds", 600))
+    batches = rows = 0
+    with SyncEngine.from_settings(settings, run_id=f"bench-{args['tier']}") as engine:
+        engine.setup()
+        engine.validator.warm_up()
+        Path(args["ready_file"]).touch()
+
+        def on_batch(results: list[Any]) -> None:
+            nonlocal batches, rows
+            batches += 1
+            read = sum(result.rows_read for result in results)
+            rows += read
+            if timer is not None:
+                timer.batch(sum(result.seconds for result in results), read)
+
+        engine.run(
+            tier=args["tier"],
+            batches=10**9,
+            poll_interval=float(args.get("poll_interval", 1.0)),
+            on_batch=on_batch,
+            should_stop=lambda: stop_file.exists() or time.monotonic() > deadline,
+        )
+    result: Args = {"batches": batches, "rows": rows}
+    if timer is not None:
+        result["profile"] = timer.summary()
+        result["profile_all_batches"] = timer.summary(only_with_rows=False)
+        result["wrapped"] = wrapped
+    return result
+
+
+TASKS: dict[str, Callable[[Args], Args]] = {
+    "billing-sync-snapshot": billing_sync_snapshot,
+    "dlt": dlt_load,
+    "copy-floor": copy_floor,
+    "arrow-duckdb-floor": arrow_duckdb_floor,
+    "engine-loop": engine_loop,
+}
+
+
+def main(argv: list[str]) -> int:
+    task, raw = argv[0], argv[1]
+    result = TASKS[task](json.loads(raw))
+    print(json.dumps(result, default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

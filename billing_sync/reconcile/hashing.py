@@ -1,0 +1,382 @@
+"""Pure SQL builders for key-range hashing (DESIGN §7); the SQL text is asserted in unit tests.
+
+Both sides hash a row the same way: every mapped column in catalog order, turned into a
+canonical text (``NULL`` as ``\\N``, text right-trimmed, numbers cast to their catalog
+type, dates and timestamps as numbers), then the change timestamp and the
+soft-delete flag, joined with ``|`` and hashed with ``hashtextextended(..., 0)``:
+
+- the **source** side reads the mapped source columns, ``COALESCE(cursor, fallback)`` and
+  the mapping's soft-delete rule;
+- the **warehouse** side reads the mapped target columns, ``_source_version`` and
+  ``_is_deleted``, only rows of one ``_source_system``, and leaves out rows recorded as hard
+  deletes (:data:`HARD_DELETE_TABLE`) whose version has not moved since.
+
+So a row loaded faithfully hashes equal on both sides, whatever the source column types
+(``char(n)`` padding, ``smallint`` vs ``integer``). Ranges are row-value comparisons on the
+key, ``(k...) >= (lo...) AND (k...) < (hi...)``, either end open, which the key's index
+serves. Names come only from the catalog and are quoted; every value is a bind parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from billing_sync.capture.query import (
+    BoundQuery,
+    change_ts_expression,
+    qualified,
+    quote_ident,
+)
+from billing_sync.config import TableMapping
+from billing_sync.load.ddl import ENTITY_SCHEMA, STATE_SCHEMA, entity_columns
+from billing_sync.types import sql_type
+
+NULL_TEXT = "\\N"
+SEPARATOR = "|"
+HARD_DELETE_TABLE = f"{STATE_SCHEMA}.hard_delete"
+WAREHOUSE_ALIAS = "t"
+
+HARD_DELETE_DDL = f"""
+CREATE TABLE IF NOT EXISTS {HARD_DELETE_TABLE} (
+    system text NOT NULL,
+    entity text NOT NULL,
+    source_table text NOT NULL,
+    source_key text NOT NULL,
+    source_version timestamp(6) NOT NULL,
+    batch_id bigint NOT NULL,
+    detected_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (system, entity, source_key)
+)
+"""
+
+_DECIMAL = re.compile(r"^decimal\(\d+,\d+\)$")
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """Keys ``lo <= key < hi``; ``None`` leaves that end open."""
+
+    lo: tuple[Any, ...] | None = None
+    hi: tuple[Any, ...] | None = None
+
+    def __str__(self) -> str:
+        lo = "-inf" if self.lo is None else "|".join(map(str, self.lo))
+        hi = "+inf" if self.hi is None else "|".join(map(str, self.hi))
+        return f"[{lo}, {hi})"
+
+
+EVERYTHING = KeyRange()
+
+
+def canonical_text(expression: str, catalog_type: str) -> str:
+    r"""``expression`` as text that reads the same on both sides, ``NULL`` as ``\N``.
+
+    Independent of session settings (``DateStyle``, ``TimeZone``): dates as days since
+    2000-01-01, timestamps as microseconds since 1970 (both much cheaper than ``to_char``);
+    ``infinity`` as its own text. Text is right-trimmed (``char(n)`` padding).
+
+    >>> print(canonical_text('"AMOUNT"', "decimal(12,2)"))
+    coalesce(CAST(CAST("AMOUNT" AS numeric(12,2)) AS text), '\N')
+    """
+    if catalog_type == "text":
+        text = f"rtrim(CAST({expression} AS text))"
+    elif catalog_type == "date":
+        value = f"CAST({expression} AS date)"
+        text = (
+            f"CASE WHEN isfinite({value}) THEN CAST({value} - DATE '2000-01-01' AS text)"
+            f" ELSE CAST({value} AS text) END"
+        )
+    elif catalog_type == "timestamp":
+        value = f"CAST({expression} AS timestamp(6))"
+        text = (
+            f"CASE WHEN isfinite({value}) THEN"
+            f" CAST(CAST(extract(epoch FROM {value}) * 1000000 AS bigint) AS text)"
+            f" ELSE CAST({value} AS text) END"
+        )
+    elif catalog_type in ("integer", "bigint", "boolean") or _DECIMAL.match(catalog_type):
+        text = f"CAST(CAST({expression} AS {sql_type(catalog_type)}) AS text)"
+    else:  # config.py admits no other type; fail loudly if that changes
+        raise ValueError(f"no canonical text for catalog type {catalog_type!r}")
+    return f"coalesce({text}, '{NULL_TEXT}')"
+
+
+def row_hash_expression(parts: Sequence[str]) -> str:
+    """A 64-bit hash of canonical text ``parts`` (``hashtextextended``, seed 0)."""
+    return f"hashtextextended(concat_ws('{SEPARATOR}', {', '.join(parts)}), 0)"
+
+
+@dataclass(frozen=True)
+class Side:
+    """What the builders need to know about one side of a comparison.
+
+    ``key`` are the key column expressions in key order, ``row_hash`` the per-row hash,
+    ``filters`` conditions every query of this side carries, ``extra`` columns leaf and
+    by-key queries also return, ``params`` the bind parameters of all of these.
+    """
+
+    name: str
+    table: str
+    key: tuple[str, ...]
+    row_hash: str
+    filters: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def source_side(
+    mapping: TableMapping, *, schema: str, pending_after: tuple[datetime, tuple[Any, ...]] | None
+) -> Side:
+    """The source table. ``extra`` is ``_pending``, whether the row is past the watermark
+    cursor ``pending_after`` (``(change_ts, key...)``, compared like the change query), so
+    the tail has not claimed it yet (every row when there is no watermark), and
+    ``_change_ts``.
+    """
+    change_ts = change_ts_expression(mapping)
+    key = tuple(quote_ident(name) for name in mapping.key)
+    parts = [canonical_text(quote_ident(c.source), c.type) for c in mapping.columns]
+    parts.append(canonical_text(change_ts, "timestamp"))
+    params: dict[str, Any] = {}
+    if mapping.soft_delete is not None:
+        column = quote_ident(mapping.soft_delete.column)
+        parts.append(
+            f"CASE WHEN CAST({column} AS text) = ANY(%(soft_delete_values)s) THEN 't' ELSE 'f' END"
+        )
+        params["soft_delete_values"] = list(mapping.soft_delete.values)
+    else:
+        parts.append("'f'")
+    if pending_after is None:
+        pending = "true"
+    elif not pending_after[1]:  # a snapshot's hand-over point: from this timestamp on
+        params["wm_ts"] = pending_after[0]
+        pending = f"{change_ts} >= %(wm_ts)s"
+    else:
+        names = ["wm_ts"] + [f"wm_k{i}" for i in range(len(key))]
+        params.update(zip(names, (pending_after[0], *pending_after[1]), strict=True))
+        placeholders = ", ".join(f"%({name})s" for name in names)
+        pending = f"({change_ts}, {', '.join(key)}) > ({placeholders})"
+    return Side(
+        name="source",
+        table=qualified(schema, mapping.table),
+        key=key,
+        row_hash=row_hash_expression(parts),
+        extra=(f"{pending} AS _pending", f"{change_ts} AS _change_ts"),
+        params=params,
+    )
+
+
+def hard_delete_exclusion(entity_param: str = "entity") -> str:
+    """Rows flagged by a recorded hard delete, and not rewritten since, are left out."""
+    t = WAREHOUSE_ALIAS
+    return (
+        f"NOT ({t}._is_deleted AND EXISTS (SELECT 1 FROM {HARD_DELETE_TABLE} AS h"
+        f" WHERE h.system = {t}._source_system AND h.entity = %({entity_param})s"
+        f" AND h.source_key = {t}._source_key AND h.source_version = {t}._source_version))"
+    )
+
+
+def warehouse_side(mapping: TableMapping, *, system: str) -> Side:
+    """The entity table in the warehouse, rows of ``system`` that are not recorded hard
+    deletes. ``extra`` is ``_source_key, _source_version``."""
+    t = WAREHOUSE_ALIAS
+    key = tuple(f"{t}.{quote_ident(name)}" for name in mapping.target_key)
+    parts = [canonical_text(f"{t}.{quote_ident(c.target)}", c.type) for c in mapping.columns]
+    parts.append(canonical_text(f"{t}._source_version", "timestamp"))
+    parts.append(f"CASE WHEN {t}._is_deleted THEN 't' ELSE 'f' END")
+    return Side(
+        name="warehouse",
+        table=f"{qualified(ENTITY_SCHEMA, mapping.entity)} AS {t}",
+        key=key,
+        row_hash=row_hash_expression(parts),
+        filters=(f"{t}._source_system = %(system)s", hard_delete_exclusion()),
+        extra=(f"{t}._source_key", f"{t}._source_version"),
+        params={"system": system, "entity": mapping.entity},
+    )
+
+
+def warehouse_key_index(mapping: TableMapping) -> str:
+    """The index the warehouse side's ranges need: ``(_source_system, key...)``."""
+    target = mapping.target_key
+    name = f"{mapping.entity}_{'_'.join(target)}_vx"[:63]
+    columns = ", ".join(["_source_system", *(quote_ident(name) for name in target)])
+    return (
+        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote_ident(name)}"
+        f" ON {qualified(ENTITY_SCHEMA, mapping.entity)} ({columns})"
+    )
+
+
+def _range_conditions(side: Side, key_range: KeyRange) -> tuple[list[str], dict[str, Any]]:
+    conditions = list(side.filters)
+    params = dict(side.params)
+    key = ", ".join(side.key)
+    for bound, values, op in (("lo", key_range.lo, ">="), ("hi", key_range.hi, "<")):
+        if values is None:
+            continue
+        names = [f"{bound}{i}" for i in range(len(side.key))]
+        params.update(zip(names, values, strict=True))
+        placeholders = ", ".join(f"%({name})s" for name in names)
+        conditions.append(f"({key}) {op} ({placeholders})")
+    return conditions, params
+
+
+def _where(conditions: list[str]) -> str:
+    return f" WHERE {' AND '.join(conditions)}" if conditions else ""
+
+
+def build_range_aggregate(side: Side, key_range: KeyRange) -> BoundQuery:
+    """``count(*)`` and the sum of row hashes over ``key_range``."""
+    conditions, params = _range_conditions(side, key_range)
+    text = (
+        f"SELECT count(*), coalesce(sum({side.row_hash}), 0) FROM {side.table}{_where(conditions)}"
+    )
+    return BoundQuery(text, params)
+
+
+def build_boundaries(side: Side, key_range: KeyRange, *, every: int) -> BoundQuery:
+    """Every ``every``-th key of ``key_range`` in key order, from the ``every + 1``-th on:
+    the lower bounds of the sub-ranges after the first, each about ``every`` rows."""
+    if every < 1:
+        raise ValueError("every must be at least 1")
+    conditions, params = _range_conditions(side, key_range)
+    params["every"] = every
+    aliases = [f"_k{i}" for i in range(len(side.key))]
+    inner = ", ".join(f"{expr} AS {alias}" for expr, alias in zip(side.key, aliases, strict=True))
+    text = (
+        f"SELECT {', '.join(aliases)} FROM (SELECT {inner},"
+        f" row_number() OVER (ORDER BY {', '.join(side.key)}) AS _rn"
+        f" FROM {side.table}{_where(conditions)}) AS s"
+        " WHERE s._rn > 1 AND (s._rn - 1) %% %(every)s = 0 ORDER BY s._rn"
+    )
+    return BoundQuery(text, params)
+
+
+def build_leaf_query(side: Side, key_range: KeyRange) -> BoundQuery:
+    """``key..., row hash, extra...`` of every row in ``key_range``."""
+    conditions, params = _range_conditions(side, key_range)
+    columns = ", ".join([*side.key, f"{side.row_hash} AS _hash", *side.extra])
+    return BoundQuery(f"SELECT {columns} FROM {side.table}{_where(conditions)}", params)
+
+
+def _key_list(key: Sequence[str], keys: Sequence[tuple[Any, ...]]) -> tuple[str, dict[str, Any]]:
+    if not keys:
+        raise ValueError("an empty key list")
+    params: dict[str, Any] = {}
+    rows = []
+    for i, values in enumerate(keys):
+        names = [f"r{i}_{j}" for j in range(len(key))]
+        params.update(zip(names, values, strict=True))
+        rows.append("(" + ", ".join(f"%({name})s" for name in names) + ")")
+    return f"({', '.join(key)}) IN ({', '.join(rows)})", params
+
+
+def build_hashes_by_key(side: Side, keys: Sequence[tuple[Any, ...]]) -> BoundQuery:
+    """Like :func:`build_leaf_query`, for a list of keys instead of a range."""
+    condition, params = _key_list(side.key, keys)
+    columns = ", ".join([*side.key, f"{side.row_hash} AS _hash", *side.extra])
+    return BoundQuery(
+        f"SELECT {columns} FROM {side.table}{_where([*side.filters, condition])}",
+        {**side.params, **params},
+    )
+
+
+def build_warehouse_rows_by_source_key(mapping: TableMapping) -> str:
+    """Every column of the entity's rows of ``%(system)s`` whose ``_source_key`` is in
+    ``%(keys)s`` (a list), in table order."""
+    columns = entity_columns(mapping)
+    names = ", ".join(quote_ident(name) for name in columns.all)
+    return (
+        f"SELECT {names} FROM {columns.table}"
+        " WHERE _source_system = %(system)s AND _source_key = ANY(%(keys)s)"
+    )
+
+
+# -- the cache against the warehouse: lineage only, bucketed by _row_hash --------------------
+#
+# DuckDB and PostgreSQL share no hash function, but both hold the same lineage values.
+# Rows are bucketed by ``_row_hash`` modulo a bucket count, each bucket summarised by its
+# row count, the sums of ``_row_hash`` and of ``_source_version`` in microseconds, and the
+# count of deleted rows; only buckets that differ are read back as rows.
+
+LINEAGE = ("_source_key", "_source_version", "_row_hash", "_is_deleted")
+
+
+_PG_BUCKET = "((_row_hash %% %(buckets)s) + %(buckets)s) %% %(buckets)s"
+_DUCKDB_BUCKET = "((_row_hash % $buckets) + $buckets) % $buckets"
+
+
+def build_lineage_buckets_postgres(table: str) -> str:
+    """Bucket summaries of ``table`` (warehouse) for ``%(system)s``, rows of batches up to
+    ``%(upto)s`` (what the cache has applied)."""
+    return (
+        f"SELECT {_PG_BUCKET} AS bucket, count(*),"
+        " sum(_row_hash), sum(CAST(extract(epoch FROM _source_version) * 1000000 AS bigint)),"
+        " count(*) FILTER (WHERE _is_deleted)"
+        f" FROM {table} WHERE _source_system = %(system)s AND _batch_id <= %(upto)s GROUP BY 1"
+    )
+
+
+def build_lineage_rows_postgres(table: str) -> str:
+    """Lineage of the warehouse rows in buckets ``%(wanted)s`` (a list)."""
+    return (
+        f"SELECT {', '.join(LINEAGE)} FROM {table} WHERE _source_system = %(system)s"
+        f" AND _batch_id <= %(upto)s AND {_PG_BUCKET} = ANY(%(wanted)s)"
+    )
+
+
+def build_pending_keys_postgres(table: str) -> str:
+    """Keys the warehouse changed in batches the cache has not applied yet."""
+    return (
+        f"SELECT _source_key FROM {table}"
+        " WHERE _source_system = %(system)s AND _batch_id > %(upto)s"
+    )
+
+
+def build_lineage_buckets_duckdb(table: str, *, pending: str) -> str:
+    """The same summaries in the cache, leaving out keys in relation ``pending``."""
+    return (
+        f"SELECT {_DUCKDB_BUCKET} AS bucket, count(*), sum(_row_hash),"
+        " sum(epoch_us(_source_version)), count(*) FILTER (WHERE _is_deleted)"
+        f" FROM {table} WHERE _source_system = $system"
+        f" AND _source_key NOT IN (SELECT _source_key FROM {pending}) GROUP BY 1"
+    )
+
+
+def build_lineage_rows_duckdb(table: str, *, pending: str, wanted: str) -> str:
+    """Lineage of the cache rows in the buckets listed in relation ``wanted``."""
+    return (
+        f"SELECT {', '.join(LINEAGE)} FROM {table} WHERE _source_system = $system"
+        f" AND _source_key NOT IN (SELECT _source_key FROM {pending})"
+        f" AND {_DUCKDB_BUCKET} IN (SELECT bucket FROM {wanted})"
+    )
+
+
+# -- hard deletes: the record that keeps later verifies from reporting them again ------------
+
+
+def build_record_hard_deletes(mapping: TableMapping) -> str:
+    """Record the rows of ``%(keys)s`` that batch ``%(batch_id)s`` flagged deleted."""
+    return (
+        f"INSERT INTO {HARD_DELETE_TABLE}"
+        " (system, entity, source_table, source_key, source_version, batch_id)"
+        " SELECT t._source_system, %(entity)s, %(table)s, t._source_key, t._source_version,"
+        f" t._batch_id FROM {qualified(ENTITY_SCHEMA, mapping.entity)} AS t"
+        " WHERE t._source_system = %(system)s AND t._batch_id = %(batch_id)s AND t._is_deleted"
+        " AND t._source_key = ANY(%(keys)s)"
+        " ON CONFLICT (system, entity, source_key) DO UPDATE SET"
+        " source_table = EXCLUDED.source_table, source_version = EXCLUDED.source_version,"
+        " batch_id = EXCLUDED.batch_id, detected_at = clock_timestamp()"
+    )
+
+
+def build_hard_delete_cleanup(mapping: TableMapping) -> str:
+    """Forget recorded hard deletes whose row came back (a newer version was loaded)."""
+    return (
+        f"DELETE FROM {HARD_DELETE_TABLE} AS h WHERE h.system = %(system)s"
+        " AND h.entity = %(entity)s AND h.source_table = %(table)s AND NOT EXISTS (SELECT 1"
+        f" FROM {qualified(ENTITY_SCHEMA, mapping.entity)} AS t"
+        " WHERE t._source_system = h.system AND t._source_key = h.source_key"
+        " AND t._source_version = h.source_version AND t._is_deleted)"
+    )

@@ -1,0 +1,821 @@
+"""Proven parity (DESIGN §7): key-range hashing of source vs warehouse, and the cache.
+
+How a table is verified, step by step (the data-diff method):
+
+1. **Segments.** The source's key space is cut into segments of about ``segment_rows``
+   keys (every m-th key in key order, an index-only read). For each segment both sides
+   compute ``count(*)`` and the sum of per-row hashes (:mod:`.hashing`): rows are hashed
+   inside each database and never leave it.
+2. **Bisection.** A segment whose aggregates differ is cut into about
+   :data:`BISECTION_FACTOR` sub-ranges (boundaries from the side holding more rows there)
+   and compared again, until a differing range holds at most ``leaf_rows`` rows.
+3. **Leaves.** Only then are ``(key, hash)`` pairs read, from both sides, and matched by
+   key: **missing** (in the source, not in the warehouse), **extra** (in the warehouse,
+   no longer in the source: a hard delete), **stale** (hashes differ).
+4. **Confirmation.** Every difference is read again by key, warehouse first, then source,
+   so a row the tail sync moved meanwhile is not reported (nor deleted). A source row past
+   the table's watermark is **pending**: the tail has not claimed it yet, it is not a
+   difference. A row held in quarantine is **quarantined**, not missing.
+
+So the cost follows the differences: a table whose segments all agree costs one hashing
+pass on each side and no row transfer.
+
+The cache is compared with the warehouse on lineage only, ``(_source_key, _source_version,
+_row_hash, _is_deleted)``: rows are bucketed by ``_row_hash``, buckets summarised on both
+engines, and only the rows of differing buckets read. Rows of warehouse batches the cache
+has not applied yet are left out on both sides. The DuckDB file is opened read-only; when
+another process holds it, the report says "cache busy".
+
+With ``repair``: missing and stale rows are read again from the source and go through the
+normal load path (normalize, validate and quarantine, warehouse merge, cache apply), merged
+with ``replace_equal_versions`` (a row changed in the warehouse keeps the source's version)
+and never over a newer version, without moving the watermark. Extra rows are hard deletes:
+flagged ``_is_deleted`` in a new batch (so the cache follows) and recorded in
+``billing_sync.hard_delete``, so later verifies do not report them again, unless they are
+more than ``max_delete_fraction`` of the table's warehouse rows: then nothing is changed
+and :class:`DeleteCapExceeded` says so. Differences between cache and warehouse are
+repaired from the warehouse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import duckdb
+import polars as pl
+import psycopg
+import pyarrow as pa
+
+from billing_sync.capture.query import BoundQuery, build_rows_by_key_query
+from billing_sync.config import SourceCatalog, TableMapping
+from billing_sync.load.cache import CacheBusy
+from billing_sync.load.ddl import STATE_SCHEMA, entity_columns
+from billing_sync.load.warehouse import CommitResult, rows_to_arrow
+from billing_sync.reconcile import hashing
+from billing_sync.reconcile.hashing import EVERYTHING, KeyRange, Side
+from billing_sync.transform.normalize import source_key, source_schema
+from billing_sync.types import arrow_type
+
+if TYPE_CHECKING:
+    from billing_sync.sync import SyncEngine
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_DELETE_FRACTION = 0.05
+BISECTION_FACTOR = 16
+KEYS_PER_QUERY = 500
+MAX_DEPTH = 12
+ROWS_PER_CACHE_BUCKET = 1_000
+SAMPLE_SIZE = 5
+QUARANTINE_TABLE = f"{STATE_SCHEMA}.quarantine"
+
+
+class DeleteCapExceeded(RuntimeError):
+    """More rows vanished from the source than a run may flag deleted; nothing changed."""
+
+    def __init__(self, message: str, verification: TableVerification) -> None:
+        super().__init__(message)
+        self.verification = verification
+
+
+@dataclass
+class Differences:
+    """Keys (``_source_key`` text) that differ between a side and its reference."""
+
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.missing) + len(self.extra) + len(self.stale)
+
+    def summary(self, sample: int = SAMPLE_SIZE) -> str:
+        parts = []
+        for name in ("missing", "extra", "stale"):
+            keys: list[str] = getattr(self, name)
+            text = f"{name} {len(keys)}"
+            if keys:
+                text += f" (e.g. {', '.join(keys[:sample])})"
+            parts.append(text)
+        return ", ".join(parts)
+
+
+@dataclass
+class TableVerification:
+    """What verifying one table found, read and repaired."""
+
+    system: str
+    table: str
+    entity: str
+    source_rows: int = 0  # rows compared: the source's rows, all segments
+    warehouse_rows: int = 0  # the warehouse's rows of this table (recorded hard deletes aside)
+    segments: int = 0  # key ranges whose aggregates were compared, all levels
+    boundary_queries: int = 0
+    leaf_ranges: int = 0
+    hashes_read: int = 0  # (key, hash) pairs fetched, both sides, leaves and confirmation
+    pending: int = 0  # source rows past the watermark, not yet due in the warehouse
+    quarantined: int = 0  # source rows held in quarantine, not missing
+    seconds: float = 0.0
+    warehouse: Differences = field(default_factory=Differences)
+    cache: Differences | None = None  # None when the cache could not be read
+    cache_error: str | None = None
+    cache_rows: int = 0
+    cache_rows_read: int = 0  # lineage rows fetched from differing buckets, both engines
+    repaired_missing: int = 0
+    repaired_stale: int = 0
+    deleted: int = 0  # hard deletes flagged ``_is_deleted``
+    cache_repaired: int = 0
+    delete_cap: int = 0  # the most extra rows a repair may flag deleted
+    refused: str | None = None  # why the repair refused (delete cap), if it did
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.system}.{self.table}"
+
+    @property
+    def remaining(self) -> int:
+        """Differences still there after this run (all of them without repair)."""
+        warehouse = (
+            max(0, len(self.warehouse.missing) - self.repaired_missing)
+            + max(0, len(self.warehouse.stale) - self.repaired_stale)
+            + max(0, len(self.warehouse.extra) - self.deleted)
+        )
+        cache = 0 if self.cache is None else max(0, self.cache.total - self.cache_repaired)
+        return warehouse + cache
+
+    @property
+    def equal(self) -> bool:
+        return self.remaining == 0 and self.cache is not None
+
+
+class _Agg(NamedTuple):
+    rows: int
+    total: int
+
+
+class _SourceRow(NamedTuple):
+    key: tuple[Any, ...]
+    hash: int
+    pending: bool
+    change_ts: datetime
+
+
+class _WarehouseRow(NamedTuple):
+    key: tuple[Any, ...]
+    hash: int
+    source_key: str
+    version: datetime
+
+
+def _norm(key: Iterable[Any]) -> tuple[Any, ...]:
+    """A key as both sides agree on it: ``char(n)`` padding dropped."""
+    return tuple(value.rstrip(" ") if isinstance(value, str) else value for value in key)
+
+
+def _chunks(items: Sequence[Any], size: int = KEYS_PER_QUERY) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _split(key_range: KeyRange, bounds: list[tuple[Any, ...]]) -> list[KeyRange]:
+    edges: list[tuple[Any, ...] | None] = [key_range.lo, *bounds, key_range.hi]
+    return [KeyRange(lo, hi) for lo, hi in itertools.pairwise(edges)]
+
+
+class _Differ:
+    """Runs the hashing queries of one table on both sides, the two sides in parallel."""
+
+    def __init__(
+        self,
+        engine: SyncEngine,
+        catalog: SourceCatalog,
+        mapping: TableMapping,
+        result: TableVerification,
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        self.session = engine.source(catalog.system)
+        self.conn = engine.warehouse.conn
+        self.mapping = mapping
+        self.result = result
+        self.pool = pool
+        watermark = engine.warehouse.watermark(catalog.system, mapping)
+        cursor = watermark.cursor
+        self.source = hashing.source_side(
+            mapping,
+            schema=catalog.schema_name,
+            pending_after=None if cursor is None else (cursor.change_ts, cursor.key),
+        )
+        self.warehouse = hashing.warehouse_side(mapping, system=catalog.system)
+        keys = [
+            pa.field(f"_k{i}", arrow_type(mapping.column(name).type))
+            for i, name in enumerate(mapping.key)
+        ]
+        self._key_schema = pa.schema(keys)
+        self._aggregate_schema = pa.schema(
+            [pa.field("count", pa.int64()), pa.field("total", pa.decimal128(38, 0))]
+        )
+        self._leaf_schema = pa.schema(
+            [
+                *keys,
+                pa.field("_hash", pa.int64()),
+                pa.field("_pending", pa.bool_()),
+                pa.field("_change_ts", pa.timestamp("us")),
+            ]
+        )
+
+    # -- running queries ---------------------------------------------------------------------
+
+    def _source_rows(self, query: BoundQuery, schema: pa.Schema) -> list[tuple[Any, ...]]:
+        table = self.session.read_arrow(query, schema)
+        return list(zip(*(column.to_pylist() for column in table.columns), strict=True))
+
+    def _warehouse_rows(self, query: BoundQuery) -> list[tuple[Any, ...]]:
+        return self.conn.execute(query.text, query.params).fetchall()
+
+    def _both(
+        self,
+        on_source: Callable[[], list[Any]],
+        on_warehouse: Callable[[], list[Any]],
+    ) -> tuple[list[Any], list[Any]]:
+        pending = self.pool.submit(on_source)
+        warehouse = on_warehouse()
+        return pending.result(), warehouse
+
+    def aggregates(self, ranges: list[KeyRange]) -> list[tuple[_Agg, _Agg]]:
+        def source() -> list[_Agg]:
+            out = []
+            for key_range in ranges:
+                query = hashing.build_range_aggregate(self.source, key_range)
+                ((count, total),) = self._source_rows(query, self._aggregate_schema)
+                out.append(_Agg(int(count), int(total)))
+            return out
+
+        def warehouse() -> list[_Agg]:
+            out = []
+            for key_range in ranges:
+                query = hashing.build_range_aggregate(self.warehouse, key_range)
+                ((count, total),) = self._warehouse_rows(query)
+                out.append(_Agg(int(count), int(total)))
+            return out
+
+        self.result.segments += len(ranges)
+        on_source, on_warehouse = self._both(source, warehouse)
+        return list(zip(on_source, on_warehouse, strict=True))
+
+    def boundaries(self, side: Side, key_range: KeyRange, every: int) -> list[tuple[Any, ...]]:
+        self.result.boundary_queries += 1
+        query = hashing.build_boundaries(side, key_range, every=every)
+        if side is self.source:
+            return self._source_rows(query, self._key_schema)
+        return [tuple(row) for row in self._warehouse_rows(query)]
+
+    def leaves(
+        self, ranges: list[KeyRange]
+    ) -> tuple[dict[tuple[Any, ...], _SourceRow], dict[tuple[Any, ...], _WarehouseRow]]:
+        def source() -> list[_SourceRow]:
+            rows: list[_SourceRow] = []
+            for key_range in ranges:
+                query = hashing.build_leaf_query(self.source, key_range)
+                rows.extend(
+                    self._source_row(row) for row in self._source_rows(query, self._leaf_schema)
+                )
+            return rows
+
+        def warehouse() -> list[_WarehouseRow]:
+            rows: list[_WarehouseRow] = []
+            for key_range in ranges:
+                query = hashing.build_leaf_query(self.warehouse, key_range)
+                rows.extend(self._warehouse_row(row) for row in self._warehouse_rows(query))
+            return rows
+
+        on_source, on_warehouse = self._both(source, warehouse)
+        self.result.leaf_ranges += len(ranges)
+        self.result.hashes_read += len(on_source) + len(on_warehouse)
+        return (
+            {_norm(row.key): row for row in on_source},
+            {_norm(row.key): row for row in on_warehouse},
+        )
+
+    def by_key(
+        self, keys: list[tuple[Any, ...]]
+    ) -> tuple[dict[tuple[Any, ...], _SourceRow], dict[tuple[Any, ...], _WarehouseRow]]:
+        """Both sides' hashes of ``keys``: the warehouse first, then the source."""
+        warehouse: list[_WarehouseRow] = []
+        for chunk in _chunks(keys):
+            query = hashing.build_hashes_by_key(self.warehouse, chunk)
+            warehouse.extend(self._warehouse_row(row) for row in self._warehouse_rows(query))
+        source: list[_SourceRow] = []
+        for chunk in _chunks(keys):
+            query = hashing.build_hashes_by_key(self.source, chunk)
+            source.extend(
+                self._source_row(row) for row in self._source_rows(query, self._leaf_schema)
+            )
+        self.result.hashes_read += len(source) + len(warehouse)
+        return (
+            {_norm(row.key): row for row in source},
+            {_norm(row.key): row for row in warehouse},
+        )
+
+    def _source_row(self, row: tuple[Any, ...]) -> _SourceRow:
+        n = len(self.mapping.key)
+        return _SourceRow(tuple(row[:n]), int(row[n]), bool(row[n + 1]), row[n + 2])
+
+    def _warehouse_row(self, row: tuple[Any, ...]) -> _WarehouseRow:
+        n = len(self.mapping.key)
+        return _WarehouseRow(tuple(row[:n]), int(row[n]), str(row[n + 1]), row[n + 2])
+
+
+@dataclass
+class _Found:
+    """The rows behind a verification's differences, for the repair."""
+
+    missing: list[_SourceRow] = field(default_factory=list)
+    stale: list[_SourceRow] = field(default_factory=list)
+    extra: list[_WarehouseRow] = field(default_factory=list)
+
+
+def _diff(differ: _Differ, *, segment_rows: int, leaf_rows: int) -> _Found:
+    """Steps 1 to 4 of the module docstring."""
+    result = differ.result
+    bounds = differ.boundaries(differ.source, EVERYTHING, segment_rows)
+    queue = _split(EVERYTHING, bounds)
+    leaves: list[KeyRange] = []
+    depth = 0
+    while queue:
+        split: list[KeyRange] = []
+        for key_range, (source, warehouse) in zip(queue, differ.aggregates(queue), strict=True):
+            if depth == 0:
+                result.source_rows += source.rows
+                result.warehouse_rows += warehouse.rows
+            if source == warehouse:
+                continue
+            rows = max(source.rows, warehouse.rows)
+            if rows <= leaf_rows or depth >= MAX_DEPTH:
+                leaves.append(key_range)
+                continue
+            side = differ.source if source.rows >= warehouse.rows else differ.warehouse
+            inner = differ.boundaries(side, key_range, math.ceil(rows / BISECTION_FACTOR))
+            if not inner:
+                leaves.append(key_range)
+                continue
+            split.extend(_split(key_range, inner))
+        queue = split
+        depth += 1
+    if not leaves:
+        return _Found()
+    source_rows, warehouse_rows = differ.leaves(leaves)
+    candidates = [
+        (source_rows[key].key if key in source_rows else warehouse_rows[key].key)
+        for key in source_rows.keys() | warehouse_rows.keys()
+        if key not in source_rows
+        or key not in warehouse_rows
+        or source_rows[key].hash != warehouse_rows[key].hash
+    ]
+    if not candidates:
+        return _Found()
+    return _classify(differ, candidates)
+
+
+def _classify(differ: _Differ, candidates: list[tuple[Any, ...]]) -> _Found:
+    result = differ.result
+    source_rows, warehouse_rows = differ.by_key(candidates)
+    found = _Found()
+    for key in {_norm(key) for key in candidates}:
+        source = source_rows.get(key)
+        warehouse = warehouse_rows.get(key)
+        if source is not None and source.pending:
+            result.pending += 1
+        elif source is None and warehouse is not None:
+            found.extra.append(warehouse)
+        elif source is not None and warehouse is None:
+            found.missing.append(source)
+        elif source is not None and warehouse is not None and source.hash != warehouse.hash:
+            found.stale.append(source)
+    return found
+
+
+def _source_keys(mapping: TableMapping, keys: Sequence[tuple[Any, ...]]) -> list[str]:
+    """``_source_key`` of raw source keys, computed exactly as normalize computes it."""
+    if not keys:
+        return []
+    fields = [pa.field(name, arrow_type(mapping.column(name).type)) for name in mapping.key]
+    columns = list(zip(*keys, strict=True))
+    table = pa.Table.from_arrays(
+        [pa.array(values, type=f.type) for values, f in zip(columns, fields, strict=True)],
+        schema=pa.schema(fields),
+    )
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return [str(key) for key in frame.select(source_key(list(mapping.key))).to_series()]
+
+
+def _quarantined(
+    engine: SyncEngine, system: str, mapping: TableMapping, rows: list[_SourceRow]
+) -> set[str]:
+    """Of ``rows``, the source keys held in quarantine at that very version."""
+    if not rows or engine.warehouse.conn.execute(
+        "SELECT to_regclass(%s)", (QUARANTINE_TABLE,)
+    ).fetchone() == (None,):
+        return set()
+    keys = _source_keys(mapping, [row.key for row in rows])
+    held = engine.warehouse.conn.execute(
+        f"SELECT source_key, source_version FROM {QUARANTINE_TABLE}"
+        " WHERE entity = %s AND source_system = %s AND status <> 'released'"
+        " AND source_key = ANY(%s)",
+        (mapping.entity, system, keys),
+    ).fetchall()
+    versions: dict[str, datetime] = dict(held)
+    return {key for key, row in zip(keys, rows, strict=True) if versions.get(key) == row.change_ts}
+
+
+def ensure_parity_schema(engine: SyncEngine, catalog: SourceCatalog, mapping: TableMapping) -> None:
+    """The hard-delete record and the warehouse index on ``(_source_system, key...)`` that
+    range queries need (built ``CONCURRENTLY``: the sync keeps writing meanwhile); and
+    forget recorded hard deletes whose row came back. Idempotent."""
+    conn = engine.warehouse.conn
+    conn.execute(hashing.HARD_DELETE_DDL)
+    # UniqueViolation: another verify built it at the same moment.
+    with contextlib.suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+        conn.execute(hashing.warehouse_key_index(mapping))
+    conn.execute(
+        hashing.build_hard_delete_cleanup(mapping),
+        {"system": catalog.system, "entity": mapping.entity, "table": mapping.table},
+    )
+
+
+def verify_table(
+    engine: SyncEngine,
+    catalog: SourceCatalog,
+    mapping: TableMapping,
+    *,
+    repair: bool,
+    max_delete_fraction: float = DEFAULT_MAX_DELETE_FRACTION,
+    segment_rows: int = 10_000,
+    leaf_rows: int = 1_000,
+    check_cache: bool = True,
+) -> TableVerification:
+    """Verify one table against the source, and the cache against the warehouse.
+
+    Raises :class:`DeleteCapExceeded` (having changed nothing) when ``repair`` would flag
+    more than ``max_delete_fraction`` of the table's warehouse rows as deleted.
+    """
+    if segment_rows < 2 or leaf_rows < 1:
+        raise ValueError("segment_rows must be at least 2 and leaf_rows at least 1")
+    started = time.perf_counter()
+    result = TableVerification(catalog.system, mapping.table, mapping.entity)
+    ensure_parity_schema(engine, catalog, mapping)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-source") as pool:
+        differ = _Differ(engine, catalog, mapping, result, pool)
+        found = _diff(differ, segment_rows=segment_rows, leaf_rows=leaf_rows)
+    held = _quarantined(engine, catalog.system, mapping, found.missing + found.stale)
+    if held:
+        result.quarantined = len(held)
+        keys = _source_keys(mapping, [row.key for row in found.missing])
+        found.missing = [r for r, k in zip(found.missing, keys, strict=True) if k not in held]
+        keys = _source_keys(mapping, [row.key for row in found.stale])
+        found.stale = [r for r, k in zip(found.stale, keys, strict=True) if k not in held]
+    result.warehouse = Differences(
+        missing=sorted(_source_keys(mapping, [row.key for row in found.missing])),
+        extra=sorted(row.source_key for row in found.extra),
+        stale=sorted(_source_keys(mapping, [row.key for row in found.stale])),
+    )
+    result.delete_cap = math.floor(max_delete_fraction * result.warehouse_rows)
+    if len(found.extra) > result.delete_cap:
+        result.refused = (
+            f"{result.name}: {len(found.extra)} warehouse rows are no longer in the source, "
+            f"more than max_delete_fraction={max_delete_fraction} of its "
+            f"{result.warehouse_rows} rows (at most {result.delete_cap} per run)"
+        )
+    if repair:
+        if result.refused:
+            result.seconds = time.perf_counter() - started
+            raise DeleteCapExceeded(
+                f"{result.refused}. Nothing was changed. A source outage, a restore from an "
+                "older copy or a purge would look like this: check the source first. If the "
+                "rows were really deleted, run `billing-sync verify "
+                f"{result.name} --repair --max-delete-fraction "
+                f"{_fraction_needed(len(found.extra), result.warehouse_rows)}`.",
+                result,
+            )
+        _repair_from_source(engine, catalog, mapping, found, result)
+        _apply_hard_deletes(engine, catalog, mapping, found.extra, result)
+    if check_cache:
+        _verify_cache(engine, catalog, mapping, result, repair=repair)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _fraction_needed(extra: int, rows: int) -> str:
+    return f"{math.ceil(1000 * extra / max(rows, 1)) / 1000:g}"
+
+
+# -- repair --------------------------------------------------------------------------------
+
+
+def _apply_to_cache(
+    engine: SyncEngine, mapping: TableMapping, rows: pa.Table, commit: CommitResult,
+    result: TableVerification,
+) -> None:  # fmt: skip
+    if commit.batch_id is None:
+        return
+    with_batch = rows.append_column(
+        "_batch_id", pa.array([commit.batch_id] * rows.num_rows, pa.int64())
+    )
+    try:
+        engine.cache.apply(
+            entity_columns(mapping),
+            with_batch,
+            batch_id=commit.batch_id,
+            previous_batch_id=commit.previous_entity_batch_id,
+            catch_up=engine.warehouse.rows_since,
+            replace_equal_versions=True,
+        )
+    except CacheBusy as busy:
+        result.notes.append(f"{busy}; the cache takes the repair at its next catch-up")
+
+
+def _repair_from_source(
+    engine: SyncEngine, catalog: SourceCatalog, mapping: TableMapping, found: _Found,
+    result: TableVerification,
+) -> None:  # fmt: skip
+    keys = [row.key for row in found.missing + found.stale]
+    if not keys:
+        return
+    session = engine.source(catalog.system)
+    schema = source_schema(mapping)
+    raw = pa.concat_tables(
+        [
+            session.read_arrow(
+                build_rows_by_key_query(mapping, schema=catalog.schema_name, keys=list(chunk)),
+                schema,
+            )
+            for chunk in _chunks(keys)
+        ]
+    )
+    rows, screened = engine._prepare(raw, catalog, mapping)
+    commit = engine.warehouse.commit_rows(
+        system=catalog.system, mapping=mapping, rows=rows, kind="repair",
+        replace_equal_versions=True, run_id=engine.run_id, quarantine=screened,
+    )  # fmt: skip
+    missing = set(result.warehouse.missing)
+    repaired = set(rows.column("_source_key").to_pylist()) if commit.batch_id else set()
+    result.repaired_missing = len(repaired & missing)
+    result.repaired_stale = min(len(found.stale), commit.updated)
+    if screened.quarantined:
+        result.notes.append(f"{screened.quarantined} repaired rows went to quarantine")
+    _apply_to_cache(engine, mapping, rows, commit, result)
+
+
+def _apply_hard_deletes(
+    engine: SyncEngine, catalog: SourceCatalog, mapping: TableMapping,
+    extra: list[_WarehouseRow], result: TableVerification,
+) -> None:  # fmt: skip
+    if not extra:
+        return
+    conn = engine.warehouse.conn
+    columns = entity_columns(mapping)
+    text = hashing.build_warehouse_rows_by_source_key(mapping)
+    now = datetime.now(UTC)
+    for chunk in _chunks([row.source_key for row in extra]):
+        keys = list(chunk)
+        records = conn.execute(text, {"system": catalog.system, "keys": keys}).fetchall()
+        rows = rows_to_arrow(records, columns)
+        rows = rows.set_column(
+            rows.schema.get_field_index("_is_deleted"),
+            "_is_deleted",
+            pa.array([True] * rows.num_rows, pa.bool_()),
+        ).set_column(
+            rows.schema.get_field_index("_synced_at"),
+            "_synced_at",
+            pa.array([now] * rows.num_rows, pa.timestamp("us", "UTC")),
+        )
+        with conn.transaction():
+            commit = engine.warehouse.commit_rows(
+                system=catalog.system, mapping=mapping, rows=rows.drop_columns(["_batch_id"]),
+                kind="hard_delete", replace_equal_versions=True, run_id=engine.run_id,
+            )  # fmt: skip
+            if commit.batch_id is not None:
+                conn.execute(
+                    hashing.build_record_hard_deletes(mapping),
+                    {
+                        "system": catalog.system, "entity": mapping.entity,
+                        "table": mapping.table, "batch_id": commit.batch_id, "keys": keys,
+                    },
+                )  # fmt: skip
+        result.deleted += commit.updated
+        _apply_to_cache(engine, mapping, rows.drop_columns(["_batch_id"]), commit, result)
+
+
+# -- the cache against the warehouse --------------------------------------------------------
+
+
+class _Lineage(NamedTuple):
+    version: datetime
+    row_hash: int
+    is_deleted: bool
+
+
+def _verify_cache(
+    engine: SyncEngine, catalog: SourceCatalog, mapping: TableMapping,
+    result: TableVerification, *, repair: bool,
+) -> None:  # fmt: skip
+    found = _compare_cache(engine, catalog.system, mapping, result)
+    if found is None:
+        return
+    result.cache = found
+    if not repair or not found.total:
+        return
+    columns = entity_columns(mapping)
+    conn = engine.warehouse.conn
+    repaired = 0
+    wanted = found.missing + found.stale
+    for chunk in _chunks(wanted):
+        records = conn.execute(
+            hashing.build_warehouse_rows_by_source_key(mapping),
+            {"system": catalog.system, "keys": list(chunk)},
+        ).fetchall()
+        rows = rows_to_arrow(records, columns).drop_columns(["_batch_id"])
+        commit = engine.warehouse.commit_rows(
+            system=catalog.system, mapping=mapping, rows=rows, kind="cache_repair",
+            replace_equal_versions=True, run_id=engine.run_id,
+        )  # fmt: skip
+        before = len(result.notes)
+        _apply_to_cache(engine, mapping, rows, commit, result)
+        if len(result.notes) == before:
+            repaired += commit.inserted + commit.updated
+    if found.extra:
+        try:
+            repaired += engine.cache.delete_keys(columns, system=catalog.system, keys=found.extra)
+        except CacheBusy as busy:
+            result.notes.append(f"{busy}; extra cache rows stay until the next verify")
+    result.cache_repaired = repaired
+
+
+def _compare_cache(
+    engine: SyncEngine, system: str, mapping: TableMapping, result: TableVerification
+) -> Differences | None:
+    """Cache vs warehouse on lineage, or ``None`` (and ``cache_error``) when unreadable."""
+    try:
+        con = engine.cache._connect(read_only=True)
+    except CacheBusy:
+        result.cache_error = "cache busy: another process holds the DuckDB file"
+        return None
+    except duckdb.Error as error:
+        result.cache_error = f"cache unreadable: {error}"
+        return None
+    table = entity_columns(mapping).table
+    conn = engine.warehouse.conn
+    try:
+        state = con.execute(
+            f"SELECT last_batch_id FROM {STATE_SCHEMA}.cache_state WHERE entity = ?",
+            [mapping.entity],
+        ).fetchall()
+        upto = int(state[0][0]) if state else 0
+        buckets = max(1, result.warehouse_rows // ROWS_PER_CACHE_BUCKET)
+        params = {"system": system, "upto": upto, "buckets": buckets}
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            pending = [
+                key for (key,) in conn.execute(hashing.build_pending_keys_postgres(table), params)
+            ]
+            warehouse = {
+                int(row[0]): tuple(int(v) for v in row[1:])
+                for row in conn.execute(hashing.build_lineage_buckets_postgres(table), params)
+            }
+            con.register("pending_keys", pa.table({"_source_key": pa.array(pending, pa.string())}))
+            cache = {
+                int(row[0]): tuple(int(v) for v in row[1:])
+                for row in con.execute(
+                    hashing.build_lineage_buckets_duckdb(table, pending="pending_keys"),
+                    {"system": system, "buckets": buckets},
+                ).fetchall()
+            }
+            result.cache_rows = sum(summary[0] for summary in cache.values())
+            differing = sorted(
+                bucket
+                for bucket in warehouse.keys() | cache.keys()
+                if warehouse.get(bucket) != cache.get(bucket)
+            )
+            if not differing:
+                return Differences()
+            in_warehouse = {
+                row[0]: _Lineage(*row[1:])
+                for row in conn.execute(
+                    hashing.build_lineage_rows_postgres(table), {**params, "wanted": differing}
+                )
+            }
+            con.register("wanted_buckets", pa.table({"bucket": pa.array(differing, pa.int64())}))
+            in_cache = {
+                row[0]: _Lineage(*row[1:])
+                for row in con.execute(
+                    hashing.build_lineage_rows_duckdb(
+                        table, pending="pending_keys", wanted="wanted_buckets"
+                    ),
+                    {"system": system, "buckets": buckets},
+                ).fetchall()
+            }
+    except duckdb.Error as error:
+        result.cache_error = f"cache unreadable: {error}"
+        return None
+    finally:
+        con.close()
+    result.cache_rows_read += len(in_warehouse) + len(in_cache)
+    return Differences(
+        missing=sorted(in_warehouse.keys() - in_cache.keys()),
+        extra=sorted(in_cache.keys() - in_warehouse.keys()),
+        stale=sorted(
+            key
+            for key in in_warehouse.keys() & in_cache.keys()
+            if in_warehouse[key] != in_cache[key]
+        ),
+    )
+
+
+# -- reports ---------------------------------------------------------------------------------
+
+
+def format_verification(v: TableVerification) -> str:
+    """A few lines per table for the CLI."""
+    lines = [
+        f"{v.name} -> {v.entity}: {v.source_rows} source rows vs {v.warehouse_rows} warehouse "
+        f"rows compared in {v.seconds:.2f}s ({v.segments} segments, {v.boundary_queries} "
+        f"boundary queries, {v.leaf_ranges} leaf ranges, {v.hashes_read} row hashes read)",
+        f"  warehouse: {v.warehouse.summary()}"
+        + (f"; pending {v.pending}" if v.pending else "")
+        + (f"; quarantined {v.quarantined}" if v.quarantined else ""),
+    ]
+    if v.cache is None:
+        lines.append(f"  cache: not checked ({v.cache_error})")
+    else:
+        lines.append(f"  cache: {v.cache.summary()} ({v.cache_rows} rows)")
+    if v.repaired_missing or v.repaired_stale or v.deleted or v.cache_repaired:
+        lines.append(
+            f"  repaired: {v.repaired_missing} missing, {v.repaired_stale} stale, "
+            f"{v.deleted} flagged deleted, {v.cache_repaired} in the cache"
+        )
+    if v.refused:
+        lines.append(f"  REFUSED: {v.refused}")
+    lines.extend(f"  note: {note}" for note in v.notes)
+    lines.append(f"  {'EQUAL' if v.equal else f'DIFFERENT: {v.remaining} differences remain'}")
+    return "\n".join(lines)
+
+
+def select_tables(
+    engine: SyncEngine, names: Sequence[str]
+) -> list[tuple[SourceCatalog, TableMapping]]:
+    """Tables named ``SYSTEM.TABLE``, ``TABLE`` or by entity; every table when none."""
+    tables = list(engine.tables())
+    if not names:
+        return tables
+    chosen: list[tuple[SourceCatalog, TableMapping]] = []
+    for name in names:
+        system, _, table = name.rpartition(".")
+        found = [
+            (catalog, mapping)
+            for catalog, mapping in tables
+            if system in ("", catalog.system)
+            and table.upper() in (mapping.table.upper(), mapping.entity.upper())
+        ]
+        if not found:
+            known = ", ".join(f"{c.system}.{m.table}" for c, m in tables)
+            raise LookupError(f"no table {name!r} in the catalogs; known: {known}")
+        chosen.extend(pair for pair in found if pair not in chosen)
+    return chosen
+
+
+def run_verify(
+    engine: SyncEngine,
+    names: Sequence[str],
+    *,
+    repair: bool,
+    max_delete_fraction: float = DEFAULT_MAX_DELETE_FRACTION,
+    echo: Callable[[str], None] = print,
+) -> int:
+    """``billing-sync verify``: a report per table; 1 when differences remain (or a repair
+    refused), else 0. A refused table does not stop the others."""
+    status = 0
+    for catalog, mapping in select_tables(engine, names):
+        try:
+            verification = verify_table(
+                engine, catalog, mapping, repair=repair, max_delete_fraction=max_delete_fraction
+            )
+        except DeleteCapExceeded as refused:
+            echo(format_verification(refused.verification))
+            echo(f"  {refused}")
+            status = 1
+            continue
+        echo(format_verification(verification))
+        if not verification.equal:
+            status = 1
+    return status
