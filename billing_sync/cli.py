@@ -198,6 +198,10 @@ def parser() -> argparse.ArgumentParser:
     pause.set_defaults(func=lambda a: cmd_pause(a, pause=True))
     resume = sub.add_parser("resume", help="undo pause")
     resume.set_defaults(func=lambda a: cmd_pause(a, pause=False))
+
+    from billing_sync.bench.cli import add_bench_parser
+
+    add_bench_parser(sub)
     return root
 
 

@@ -32,9 +32,13 @@ def entity_freshness(engine: SyncEngine) -> list[Freshness]:
         up_to = caught.get((catalog.system, mapping.table))
         lag = None if up_to is None else (now_by_system[catalog.system] - up_to).total_seconds()
         sla = engine.settings.tier(mapping.tier).freshness_sla_seconds
-        here = Freshness(mapping.entity, mapping.tier, lag, sla, f"{catalog.system}.{mapping.table}")
+        here = Freshness(
+            mapping.entity, mapping.tier, lag, sla, f"{catalog.system}.{mapping.table}"
+        )
         known = worst.get(mapping.entity)
-        if known is None or (known.lag_seconds is not None and (lag is None or lag > known.lag_seconds)):
+        if known is None or (
+            known.lag_seconds is not None and (lag is None or lag > known.lag_seconds)
+        ):
             worst[mapping.entity] = here
     return [worst[entity] for entity in sorted(worst)]
 
@@ -65,7 +69,9 @@ def source_figures(engine: SyncEngine) -> list[SourceFigures]:
     for catalog, mapping in engine.tables():
         source = engine.source(catalog.system)
         newest = source.scalar(build_high_watermark_query(mapping, schema=catalog.schema_name))
-        rows = source.scalar(f"SELECT count(*) FROM {qualified(catalog.schema_name, mapping.table)}")
+        rows = source.scalar(
+            f"SELECT count(*) FROM {qualified(catalog.schema_name, mapping.table)}"
+        )
         mark = engine.warehouse.watermark(catalog.system, mapping)
         figures.append(
             SourceFigures(

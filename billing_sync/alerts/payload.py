@@ -26,8 +26,10 @@ def body(
     when = datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
     action = ACTIONS.get(kind, "")
     if fmt == "slack":
-        icon = ":white_check_mark:" if status == "resolved" else (
-            ":rotating_light:" if severity == "critical" else ":warning:"
+        icon = (
+            ":white_check_mark:"
+            if status == "resolved"
+            else (":rotating_light:" if severity == "critical" else ":warning:")
         )
         head = f"{icon} [{source}] {'RESOLVED' if status == 'resolved' else severity.upper()}: "
         text = head + summary
@@ -36,7 +38,10 @@ def body(
         ]
         if status == "firing" and action:
             blocks.append(
-                {"type": "context", "elements": [{"type": "mrkdwn", "text": f"What to do: {action}"}]}
+                {
+                    "type": "context",
+                    "elements": [{"type": "mrkdwn", "text": f"What to do: {action}"}],
+                }
             )
         return {"text": text, "blocks": blocks}
     return {
@@ -49,9 +54,9 @@ def body(
         "summary": summary,
         "action": action,
         "at": when,
-        "since": None if since is None else datetime.fromtimestamp(since, UTC).isoformat(
-            timespec="seconds"
-        ),
+        "since": None
+        if since is None
+        else datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds"),
         "details": details or {},
     }
 

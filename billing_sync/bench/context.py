@@ -24,6 +24,7 @@ class BenchOptions:
     scale_tail_seconds: float = 60.0
     scale_rate: float = 3_500.0
     marker_interval: float = 0.5
+    profile_seconds: float = 30.0
     peers: bool = True
     output: Path | None = None
 
@@ -35,12 +36,13 @@ class BenchOptions:
                 quick=True, snapshot_rows=5_000, rates=(300.0,), tail_seconds=8.0,
                 tail_accounts=200, shapes_seconds=8.0, scale_base_accounts=100,
                 scale_factors=(1, 4), scale_tail_seconds=6.0, scale_rate=300.0,
+                profile_seconds=4.0,
             )  # fmt: skip
         elif quick:
             base = cls(
                 quick=True, snapshot_rows=200_000, rates=(3_500.0,), tail_seconds=60.0,
-                tail_accounts=5_000, shapes_seconds=45.0, scale_base_accounts=1_000,
-                scale_tail_seconds=20.0,
+                tail_accounts=5_000, shapes_seconds=30.0, scale_base_accounts=1_000,
+                scale_tail_seconds=15.0, profile_seconds=15.0,
             )  # fmt: skip
         else:
             base = cls(repeat=3)

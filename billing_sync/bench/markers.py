@@ -88,8 +88,9 @@ class MarkerTable:
 def marker_tables(catalog: SourceCatalog) -> list[MarkerTable]:
     """The tables of ``catalog`` that get markers."""
     return [
-        MarkerTable(mapping.table, mapping.tier, catalog.system, mapping,
-                    entity_columns(mapping).table)  # fmt: skip
+        MarkerTable(
+            mapping.table, mapping.tier, catalog.system, mapping, entity_columns(mapping).table
+        )
         for mapping in catalog.tables
         if mapping.table in _MARKERS
     ]
@@ -108,7 +109,7 @@ def _source_key(mapping: TableMapping, system: str, key: dict[str, Any]) -> str:
 
 def insert_marker_rows(conn: psycopg.Connection[Any], schema: str) -> None:
     """The benchmark's account, which the marker rows belong to (the suites check it)."""
-    conn.execute(sql.SQL(_ACCOUNT_ROW).format(t=sql.Identifier(schema, "ACCOUNT")))  # type: ignore[arg-type]
+    conn.execute(sql.SQL(_ACCOUNT_ROW).format(t=sql.Identifier(schema, "ACCOUNT")))
 
 
 @dataclass
@@ -204,7 +205,7 @@ class Markers:
             if name not in self.logs:
                 continue
             row = conn.execute(
-                sql.SQL("SELECT max({}) FROM {} WHERE \"SITE_ID\" = %s").format(
+                sql.SQL('SELECT max({}) FROM {} WHERE "SITE_ID" = %s').format(
                     sql.Identifier(column), sql.Identifier(self.schema, name)
                 ),
                 (SITE,),
@@ -214,7 +215,7 @@ class Markers:
 
     def _write(self) -> None:
         statements = {
-            name: sql.SQL(_MARKERS[name][0]).format(t=sql.Identifier(self.schema, name))  # type: ignore[arg-type]
+            name: sql.SQL(_MARKERS[name][0]).format(t=sql.Identifier(self.schema, name))
             for name in self.logs
         }
         with psycopg.connect(self.source_url, autocommit=True) as conn:
@@ -296,7 +297,6 @@ class Markers:
             shown = {
                 m.table.tier
                 for m in self.logs.values()
-                if any(key in m.seen.get(place, {}) for key, c in m.committed.items()
-                       if c > moment)  # fmt: skip
+                if any(key in m.seen.get(place, {}) for key, c in m.committed.items() if c > moment)
             }
         return tiers <= shown

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -60,6 +61,7 @@ class Report:
             "title": self.title,
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": machine,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "options": options,
             "rows": self.rows,
             "notes": self.notes,
@@ -92,10 +94,14 @@ def format_table(rows: Sequence[Row], columns: Sequence[Column]) -> str:
             + " |"
         )
 
-    rule = "|" + "|".join(
-        (":" + "-" * (width + 1)) if column.align == "<" else ("-" * (width + 1) + ":")
-        for column, width in zip(columns, widths, strict=True)
-    ) + "|"
+    rule = (
+        "|"
+        + "|".join(
+            (":" + "-" * (width + 1)) if column.align == "<" else ("-" * (width + 1) + ":")
+            for column, width in zip(columns, widths, strict=True)
+        )
+        + "|"
+    )
     return "\n".join([line([c.heading for c in columns]), rule, *(line(r) for r in cells)])
 
 

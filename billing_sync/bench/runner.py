@@ -37,8 +37,15 @@ def _scale(ctx: BenchContext) -> list[Report]:
     return [run_scale(ctx)]
 
 
+def _paths(ctx: BenchContext) -> list[Report]:
+    from billing_sync.bench.paths import run_paths
+
+    return [run_paths(ctx)]
+
+
 SCENARIOS: dict[str, Callable[[BenchContext], list[Report]]] = {
     "snapshot": _snapshot,
+    "paths": _paths,
     "tail": _tail,
     "shapes": _shapes,
     "scale": _scale,

@@ -293,8 +293,10 @@ def _run_sling(ctx: BenchContext, contender: Any, config: PeerConfig, source: st
                                     duckdb_path=None, copy_method=None)  # fmt: skip
         else:
             duck.unlink(missing_ok=True)
-            env = sling_environment(work / "sling-home", source=source, target="",
-                                    duckdb_path=duck, copy_method=config.options["copy_method"])  # fmt: skip
+            env = sling_environment(
+                work / "sling-home", source=source, target="", duckdb_path=duck,
+                copy_method=config.options["copy_method"],
+            )  # fmt: skip
 
     def execute() -> tuple[Measured, dict[str, Any]]:
         command = [

@@ -37,8 +37,11 @@ def billing_sync_snapshot(args: Args) -> Args:
     Tables in ``args["untimed"]`` load first, outside the clock (the parents that the
     timed table's rows refer to).
     """
+    from billing_sync.bench.profile import StageTimer, install
     from billing_sync.sync import SyncEngine
 
+    timer = StageTimer()
+    install(timer)
     engine = SyncEngine.from_settings(_settings(args))
     with engine:
         engine.setup()
@@ -60,10 +63,13 @@ def billing_sync_snapshot(args: Args) -> Args:
         untimed_started = time.perf_counter()
         untimed_rows, _ = load(args.get("untimed", []))
         untimed_seconds = time.perf_counter() - untimed_started
+        timer.current.clear()
         started = time.perf_counter()
         rows, chunks = load(args.get("tables") or list(pairs))
         seconds = time.perf_counter() - started
+        timer.batch(seconds, rows)
     return {
+        "stages": {k: round(v, 3) for k, v in timer.batches[-1].items() if not k.startswith("_")},
         "seconds": seconds,
         "rows": rows,
         "chunks": chunks,
@@ -93,10 +99,12 @@ def dlt_load(args: Args) -> Args:
         reflection_level="full_with_precision",
         backend_kwargs=backend_kwargs,
     )
-    if args["destination"] == "postgres":
-        destination = dlt.destinations.postgres(args["target"])
-    else:
-        destination = dlt.destinations.duckdb(args["target"])
+    destination: Any = (
+        dlt.destinations.postgres(args["target"])
+        if args["destination"] == "postgres"
+        else dlt.destinations.duckdb(args["target"])
+    )
+    file_format: Any = args.get("file_format")
     pipeline = dlt.pipeline(
         pipeline_name=args["pipeline"],
         destination=destination,
@@ -104,9 +112,7 @@ def dlt_load(args: Args) -> Args:
         pipelines_dir=args["pipelines_dir"],
     )
     started = time.perf_counter()
-    info = pipeline.run(
-        resource, write_disposition="replace", loader_file_format=args.get("file_format")
-    )
+    info = pipeline.run(resource, write_disposition="replace", loader_file_format=file_format)
     seconds = time.perf_counter() - started
     formats = sorted(
         {
@@ -232,13 +238,104 @@ def engine_loop(args: Args) -> Args:
     return result
 
 
+def extract(args: Args) -> Args:
+    """Read the snapshot table into Arrow one way (``args["method"]``), in 50k-row batches.
+
+    ``psycopg``: a cursor's rows to ``pa.array`` per column (what the engine does today);
+    ``psycopg-copy``: ``COPY (...) TO STDOUT (FORMAT binary)`` rows, then the same;
+    ``connectorx``: its Arrow stream; ``adbc``: the ADBC PostgreSQL driver's Arrow batches.
+    Returns the seconds, and whether '' and NULL and the decimals came through exact.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from billing_sync.config import load_catalog
+    from billing_sync.transform.normalize import source_schema
+
+    mapping = load_catalog("icoms").by_table[args["table"]]
+    schema = source_schema(mapping)
+    names = [column.source for column in mapping.columns]
+    query = (
+        f"SELECT {', '.join(f'{chr(34)}{n}{chr(34)}' for n in names)},"
+        f' COALESCE("CHG_TS", "CRT_TS") AS _cursor_ts FROM "{args["schema"]}"."{args["table"]}"'
+    )
+    method = args["method"]
+    batches: list[pa.RecordBatch] = []
+    started = time.perf_counter()
+    if method in ("psycopg", "psycopg-copy"):
+        import psycopg
+
+        def to_batch(rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
+            columns = list(zip(*rows, strict=True))
+            return pa.RecordBatch.from_arrays(
+                [pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)],
+                schema=schema,
+            )
+
+        with psycopg.connect(args["source"], autocommit=True) as conn:
+            if method == "psycopg":
+                with conn.cursor(name="extract") as cur:
+                    conn.autocommit = False
+                    cur.execute(query)
+                    while rows := cur.fetchmany(50_000):
+                        batches.append(to_batch(rows))
+            else:
+                statement = f"COPY ({query}) TO STDOUT (FORMAT binary)"
+                with conn.cursor() as copy_cursor, copy_cursor.copy(statement) as copy:
+                    copy.set_types(
+                        ["bpchar", "int8", "bpchar", "date", "numeric", "bpchar", "bpchar",
+                         "timestamp", "timestamp", "varchar", "bpchar", "timestamp"]
+                    )  # fmt: skip
+                    chunk: list[tuple[Any, ...]] = []
+                    for row in copy.rows():
+                        chunk.append(row)
+                        if len(chunk) == 50_000:
+                            batches.append(to_batch(chunk))
+                            chunk = []
+                    if chunk:
+                        batches.append(to_batch(chunk))
+    elif method == "connectorx":
+        import connectorx as cx
+
+        reader = cx.read_sql(args["cx_url"], query, return_type="arrow_stream", batch_size=50_000)
+        for batch in reader:
+            batches.append(batch.cast(schema) if hasattr(batch, "cast") else batch)
+    elif method == "adbc":
+        import adbc_driver_postgresql.dbapi as adbc
+
+        with adbc.connect(args["adbc_url"]) as conn, conn.cursor() as cur:
+            cur.execute(query)
+            for batch in cur.fetch_record_batch():
+                batches.append(batch)
+    seconds = time.perf_counter() - started
+    table = pa.Table.from_batches(batches)
+    user = table.column("CHG_USER")
+    amount = table.column("AMOUNT")
+    return {
+        "seconds": seconds,
+        "rows": table.num_rows,
+        "empty_strings": int(pc.sum(pc.equal(user, "")).as_py() or 0),
+        "nulls": user.null_count,
+        "amount_type": str(amount.type),
+        "schema_matches": table.schema.equals(schema),
+    }
+
+
 TASKS: dict[str, Callable[[Args], Args]] = {
     "billing-sync-snapshot": billing_sync_snapshot,
     "dlt": dlt_load,
     "copy-floor": copy_floor,
     "arrow-duckdb-floor": arrow_duckdb_floor,
     "engine-loop": engine_loop,
+    "extract": extract,
+    "validate-paths": lambda args: _validate_paths(args),
 }
+
+
+def _validate_paths(args: Args) -> Args:
+    from billing_sync.bench.paths import validate_paths
+
+    return validate_paths(args)
 
 
 def main(argv: list[str]) -> int:

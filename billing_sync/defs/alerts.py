@@ -26,7 +26,9 @@ def latest_runs(instance: dg.DagsterInstance, jobs: list[str]) -> list[c.Finishe
         error = None
         if run.status == dg.DagsterRunStatus.FAILURE:
             error = run_error(instance, run.run_id)
-        found.append(c.FinishedRun(job, run.run_id, run.status == dg.DagsterRunStatus.FAILURE, error))
+        found.append(
+            c.FinishedRun(job, run.run_id, run.status == dg.DagsterRunStatus.FAILURE, error)
+        )
     return found
 
 
@@ -37,6 +39,8 @@ def run_error(instance: dg.DagsterInstance, run_id: str) -> str | None:
             event = record.dagster_event
             data = getattr(event, "event_specific_data", None) if event else None
             error = getattr(data, "error", None)
+            while error is not None and error.cause is not None:  # Dagster's wrapper first
+                error = error.cause
             message = error.message if error is not None else record.user_message
             if message:
                 return " ".join(str(message).split())[:400]
@@ -100,7 +104,7 @@ def alerts_sensor(entities: list[str], jobs: list[str]) -> dg.SensorDefinition:
                 active += c.horizon_held(
                     pid, held, limit_seconds=limits.horizon_hold_limit_seconds, system=system
                 )
-            kinds = c.KINDS
+            kinds: tuple[str, ...] = c.KINDS
         except Exception as error:  # the databases are down: still alert on the rest
             context.log.warning(f"alert figures unavailable: {type(error).__name__}: {error}")
             kinds = (c.RUN_FAILED, c.CHECK_ERROR)

@@ -3,14 +3,14 @@
 import dagster as dg
 
 from billing_sync.config import load_catalog, load_settings
-from billing_sync.defs.assets import source_specs, sync_assets
 from billing_sync.defs.alerts import alerts_sensor
+from billing_sync.defs.assets import source_specs, sync_assets
 from billing_sync.defs.backfill import backfill_jobs
 from billing_sync.defs.checks import freshness_checks
 from billing_sync.defs.jobs import checks_job, sync_job
+from billing_sync.defs.observe import freshness_sensor, source_observation_sensor
 from billing_sync.defs.parity import parity_checks, parity_job, parity_schedule
 from billing_sync.defs.resources import BillingSyncResource
-from billing_sync.defs.observe import freshness_sensor, source_observation_sensor
 from billing_sync.defs.retention import retention_job, retention_schedule
 from billing_sync.defs.sensors import sync_sensor
 

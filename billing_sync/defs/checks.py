@@ -6,8 +6,8 @@ import dagster as dg
 
 from billing_sync.config import SourceCatalog
 from billing_sync.defs.keys import warehouse_key
-from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.defs.observe import freshness_evaluation
+from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.monitor import entity_freshness
 
 

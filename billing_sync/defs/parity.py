@@ -53,7 +53,7 @@ def parity_checks(catalogs: list[SourceCatalog]) -> dg.AssetChecksDefinition:
         billing_sync: BillingSyncResource,
     ) -> Iterator[dg.AssetCheckResult]:
         found: dict[str, list[tuple[TableVerification, str | None]]] = defaultdict(list)
-        with billing_sync.engine(run_id=context.run_id) as engine:
+        with billing_sync.engine(run_id=context.run.run_id) as engine:
             engine.setup()
             for catalog, mapping in engine.tables():
                 try:

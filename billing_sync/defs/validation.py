@@ -53,9 +53,7 @@ def _metadata(
 
 
 def _describe(report: ValidationReport | None, quarantined: int, rows: int) -> str:
-    labels = ", ".join(
-        f"{f['expectation']} ({f['rows']})" for f in _failures(report)
-    )
+    labels = ", ".join(f"{f['expectation']} ({f['rows']})" for f in _failures(report))
     return f"{quarantined} of {rows} rows quarantined: {labels}"
 
 

@@ -101,7 +101,11 @@ def commit_chunk(
         info = BatchInfo(state.kind, None, None, None, run_id)
         # A backfill re-loads: an equal version is replaced too (a changed mapping).
         result = warehouse._write(
-            system, mapping, rows, info, replace_equal=state.kind == "backfill",
+            system,
+            mapping,
+            rows,
+            info,
+            replace_equal=state.kind == "backfill",
             quarantine=quarantine,
         )
         reached = last_key if last_key is not None else state.last_key

@@ -254,7 +254,10 @@ class Warehouse:
             late_count = 0
             if late is not None and late.num_rows:
                 late_result = self._write(
-                    system, mapping, late, BatchInfo("late", window.horizon, None, None, run_id),
+                    system,
+                    mapping,
+                    late,
+                    BatchInfo("late", window.horizon, None, None, run_id),
                     quarantine=late_quarantine,
                 )
                 late_count = late_result.inserted + late_result.updated

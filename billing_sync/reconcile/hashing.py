@@ -116,6 +116,9 @@ class Side:
     ``key`` are the key column expressions in key order, ``row_hash`` the per-row hash,
     ``filters`` conditions every query of this side carries, ``extra`` columns leaf and
     by-key queries also return, ``params`` the bind parameters of all of these.
+    ``key_filters`` are those of ``filters`` that boundary queries keep: boundaries only
+    have to be spread evenly, and leaving out a condition on heap columns lets an
+    index-only scan serve them.
     """
 
     name: str
@@ -123,6 +126,7 @@ class Side:
     key: tuple[str, ...]
     row_hash: str
     filters: tuple[str, ...] = ()
+    key_filters: tuple[str, ...] | None = None  # None: the same as ``filters``
     extra: tuple[str, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -192,24 +196,30 @@ def warehouse_side(mapping: TableMapping, *, system: str) -> Side:
         key=key,
         row_hash=row_hash_expression(parts),
         filters=(f"{t}._source_system = %(system)s", hard_delete_exclusion()),
+        key_filters=(f"{t}._source_system = %(system)s",),
         extra=(f"{t}._source_key", f"{t}._source_version"),
         params={"system": system, "entity": mapping.entity},
     )
 
 
+def warehouse_key_index_name(mapping: TableMapping) -> str:
+    return f"{mapping.entity}_{'_'.join(mapping.target_key)}_vx"[:63]
+
+
 def warehouse_key_index(mapping: TableMapping) -> str:
     """The index the warehouse side's ranges need: ``(_source_system, key...)``."""
-    target = mapping.target_key
-    name = f"{mapping.entity}_{'_'.join(target)}_vx"[:63]
-    columns = ", ".join(["_source_system", *(quote_ident(name) for name in target)])
+    columns = ", ".join(["_source_system", *(quote_ident(name) for name in mapping.target_key)])
     return (
-        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote_ident(name)}"
+        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote_ident(warehouse_key_index_name(mapping))}"
         f" ON {qualified(ENTITY_SCHEMA, mapping.entity)} ({columns})"
     )
 
 
-def _range_conditions(side: Side, key_range: KeyRange) -> tuple[list[str], dict[str, Any]]:
-    conditions = list(side.filters)
+def _range_conditions(
+    side: Side, key_range: KeyRange, *, keys_only: bool = False
+) -> tuple[list[str], dict[str, Any]]:
+    filters = side.key_filters if keys_only and side.key_filters is not None else side.filters
+    conditions = list(filters)
     params = dict(side.params)
     key = ", ".join(side.key)
     for bound, values, op in (("lo", key_range.lo, ">="), ("hi", key_range.hi, "<")):
@@ -240,7 +250,7 @@ def build_boundaries(side: Side, key_range: KeyRange, *, every: int) -> BoundQue
     the lower bounds of the sub-ranges after the first, each about ``every`` rows."""
     if every < 1:
         raise ValueError("every must be at least 1")
-    conditions, params = _range_conditions(side, key_range)
+    conditions, params = _range_conditions(side, key_range, keys_only=True)
     params["every"] = every
     aliases = [f"_k{i}" for i in range(len(side.key))]
     inner = ", ".join(f"{expr} AS {alias}" for expr, alias in zip(side.key, aliases, strict=True))

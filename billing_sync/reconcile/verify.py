@@ -2,8 +2,9 @@
 
 How a table is verified, step by step (the data-diff method):
 
-1. **Segments.** The source's key space is cut into segments of about ``segment_rows``
-   keys (every m-th key in key order, an index-only read). For each segment both sides
+1. **Segments.** The key space is cut into segments of about ``segment_rows`` keys
+   (every m-th key in key order of the warehouse's rows, an index read on our side; the
+   biller only ever sees range queries bounded by these keys). For each segment both sides
    compute ``count(*)`` and the sum of per-row hashes (:mod:`.hashing`): rows are hashed
    inside each database and never leave it.
 2. **Bisection.** A segment whose aggregates differ is cut into about
@@ -41,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -55,10 +55,10 @@ import polars as pl
 import psycopg
 import pyarrow as pa
 
-from billing_sync.capture.query import BoundQuery, build_rows_by_key_query
+from billing_sync.capture.query import BoundQuery, build_rows_by_key_query, qualified
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.load.cache import CacheBusy
-from billing_sync.load.ddl import STATE_SCHEMA, entity_columns
+from billing_sync.load.ddl import ENTITY_SCHEMA, STATE_SCHEMA, entity_columns
 from billing_sync.load.warehouse import CommitResult, rows_to_arrow
 from billing_sync.reconcile import hashing
 from billing_sync.reconcile.hashing import EVERYTHING, KeyRange, Side
@@ -68,13 +68,11 @@ from billing_sync.types import arrow_type
 if TYPE_CHECKING:
     from billing_sync.sync import SyncEngine
 
-log = logging.getLogger(__name__)
-
 DEFAULT_MAX_DELETE_FRACTION = 0.05
 BISECTION_FACTOR = 16
 KEYS_PER_QUERY = 500
 MAX_DEPTH = 12
-ROWS_PER_CACHE_BUCKET = 1_000
+ROWS_PER_CACHE_BUCKET = 250
 SAMPLE_SIZE = 5
 QUARANTINE_TABLE = f"{STATE_SCHEMA}.quarantine"
 
@@ -126,6 +124,7 @@ class TableVerification:
     pending: int = 0  # source rows past the watermark, not yet due in the warehouse
     quarantined: int = 0  # source rows held in quarantine, not missing
     seconds: float = 0.0
+    cache_seconds: float = 0.0  # of ``seconds``, comparing (and repairing) the cache
     warehouse: Differences = field(default_factory=Differences)
     cache: Differences | None = None  # None when the cache could not be read
     cache_error: str | None = None
@@ -156,7 +155,8 @@ class TableVerification:
 
     @property
     def equal(self) -> bool:
-        return self.remaining == 0 and self.cache is not None
+        """No difference remains (in the cache too, when it could be read)."""
+        return self.remaining == 0
 
 
 class _Agg(NamedTuple):
@@ -348,7 +348,10 @@ class _Found:
 def _diff(differ: _Differ, *, segment_rows: int, leaf_rows: int) -> _Found:
     """Steps 1 to 4 of the module docstring."""
     result = differ.result
-    bounds = differ.boundaries(differ.source, EVERYTHING, segment_rows)
+    # Top-level boundaries from the warehouse, our own database: the biller only ever
+    # sees range queries bounded by them. Where the warehouse lacks rows, a segment is
+    # larger on the source side and is cut by source boundaries when it differs.
+    bounds = differ.boundaries(differ.warehouse, EVERYTHING, segment_rows)
     queue = _split(EVERYTHING, bounds)
     leaves: list[KeyRange] = []
     depth = 0
@@ -441,13 +444,26 @@ def _quarantined(
 
 def ensure_parity_schema(engine: SyncEngine, catalog: SourceCatalog, mapping: TableMapping) -> None:
     """The hard-delete record and the warehouse index on ``(_source_system, key...)`` that
-    range queries need (built ``CONCURRENTLY``: the sync keeps writing meanwhile); and
-    forget recorded hard deletes whose row came back. Idempotent."""
+    range queries need (built ``CONCURRENTLY``: the sync keeps writing meanwhile; an
+    invalid one left by an interrupted build is built again); and forget recorded hard
+    deletes whose row came back. Idempotent."""
     conn = engine.warehouse.conn
-    conn.execute(hashing.HARD_DELETE_DDL)
-    # UniqueViolation: another verify built it at the same moment.
-    with contextlib.suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
-        conn.execute(hashing.warehouse_key_index(mapping))
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('billing_sync.setup'))")
+        conn.execute(hashing.HARD_DELETE_DDL)
+    name = hashing.warehouse_key_index_name(mapping)
+    valid = conn.execute(
+        "SELECT i.indisvalid FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid"
+        " JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s",
+        (ENTITY_SCHEMA, name),
+    ).fetchone()
+    if valid is None or not valid[0]:
+        if valid is not None:
+            conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified(ENTITY_SCHEMA, name)}")
+        # UniqueViolation: another verify built it at the same moment.
+        with contextlib.suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+            conn.execute(hashing.warehouse_key_index(mapping))
     conn.execute(
         hashing.build_hard_delete_cleanup(mapping),
         {"system": catalog.system, "entity": mapping.entity, "table": mapping.table},
@@ -475,6 +491,11 @@ def verify_table(
     started = time.perf_counter()
     result = TableVerification(catalog.system, mapping.table, mapping.entity)
     ensure_parity_schema(engine, catalog, mapping)
+    if engine.warehouse.watermark(catalog.system, mapping).cursor is None:
+        # Nothing is claimed yet: the first load (a snapshot) is still running or to come.
+        result.notes.append("not loaded yet (no watermark): nothing to verify")
+        result.seconds = time.perf_counter() - started
+        return result
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-source") as pool:
         differ = _Differ(engine, catalog, mapping, result, pool)
         found = _diff(differ, segment_rows=segment_rows, leaf_rows=leaf_rows)
@@ -511,7 +532,9 @@ def verify_table(
         _repair_from_source(engine, catalog, mapping, found, result)
         _apply_hard_deletes(engine, catalog, mapping, found.extra, result)
     if check_cache:
+        cache_started = time.perf_counter()
         _verify_cache(engine, catalog, mapping, result, repair=repair)
+        result.cache_seconds = time.perf_counter() - cache_started
     result.seconds = time.perf_counter() - started
     return result
 
@@ -587,9 +610,16 @@ def _apply_hard_deletes(
     columns = entity_columns(mapping)
     text = hashing.build_warehouse_rows_by_source_key(mapping)
     now = datetime.now(UTC)
-    for chunk in _chunks([row.source_key for row in extra]):
+    confirmed = {row.source_key: row.version for row in extra}
+    version_at = columns.all.index("_source_version")
+    for chunk in _chunks(list(confirmed)):
         keys = list(chunk)
-        records = conn.execute(text, {"system": catalog.system, "keys": keys}).fetchall()
+        records = [
+            record
+            for record in conn.execute(text, {"system": catalog.system, "keys": keys})
+            # A row the tail rewrote since it was confirmed gone is not a delete (any more).
+            if record[version_at] == confirmed[record[columns.all.index("_source_key")]]
+        ]
         rows = rows_to_arrow(records, columns)
         rows = rows.set_column(
             rows.schema.get_field_index("_is_deleted"),
@@ -689,6 +719,10 @@ def _compare_cache(
             pending = [
                 key for (key,) in conn.execute(hashing.build_pending_keys_postgres(table), params)
             ]
+            if pending:
+                result.notes.append(
+                    f"{len(pending)} warehouse rows not in the cache yet (it catches up)"
+                )
             warehouse = {
                 int(row[0]): tuple(int(v) for v in row[1:])
                 for row in conn.execute(hashing.build_lineage_buckets_postgres(table), params)
@@ -758,7 +792,7 @@ def format_verification(v: TableVerification) -> str:
     if v.cache is None:
         lines.append(f"  cache: not checked ({v.cache_error})")
     else:
-        lines.append(f"  cache: {v.cache.summary()} ({v.cache_rows} rows)")
+        lines.append(f"  cache: {v.cache.summary()} ({v.cache_rows} rows, {v.cache_seconds:.2f}s)")
     if v.repaired_missing or v.repaired_stale or v.deleted or v.cache_repaired:
         lines.append(
             f"  repaired: {v.repaired_missing} missing, {v.repaired_stale} stale, "
@@ -767,7 +801,10 @@ def format_verification(v: TableVerification) -> str:
     if v.refused:
         lines.append(f"  REFUSED: {v.refused}")
     lines.extend(f"  note: {note}" for note in v.notes)
-    lines.append(f"  {'EQUAL' if v.equal else f'DIFFERENT: {v.remaining} differences remain'}")
+    if not v.equal:
+        lines.append(f"  DIFFERENT: {v.remaining} differences remain")
+    else:
+        lines.append("  EQUAL" if v.cache is not None else "  EQUAL (warehouse; cache not checked)")
     return "\n".join(lines)
 
 

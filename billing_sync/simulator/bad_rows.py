@@ -25,7 +25,12 @@ BAD_TABLES: dict[str, str] = {
 }
 
 #: Names as a wrong code page leaves them.
-MANGLED_NAMES: tuple[str, ...] = ("MÃ¼ller Anna", "JosÃ© GarcÃ­a", "Fran\ufffdois Dubois", "Ã˜ystein Ek")
+MANGLED_NAMES: tuple[str, ...] = (
+    "MÃ¼ller Anna",
+    "JosÃ© GarcÃ­a",
+    "Fran\ufffdois Dubois",
+    "\u00c3\u02dcystein Ek",  # \u00d8ystein, UTF-8 read as cp1252
+)
 
 _PAYMENT = """
 INSERT INTO {s}."PAYMENT" ("SITE_ID", "PAYMENT_NO", "ACCOUNT_NO", "PAY_DATE", "AMOUNT",

@@ -34,8 +34,8 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import polars as pl
@@ -150,9 +150,9 @@ def parent_key_expr(rule: ParentRule) -> pl.Expr:
     )
 
 
-def parent_failure(rule: ParentRule, keys: list[str], values: list[Any], count: int, rows: int) -> (
-    ExpectationFailure
-):
+def parent_failure(
+    rule: ParentRule, keys: list[str], values: list[Any], count: int, rows: int
+) -> ExpectationFailure:
     return ExpectationFailure(
         expectation="expect_parent_to_exist",
         column=",".join(rule.key),
@@ -231,7 +231,7 @@ class Screened:
         """The rows to merge, as Arrow: the batch's good rows and the released ones."""
         if self.released is None or self.released.height == 0:
             return self.good_arrow
-        released = self.released.select(self.good.columns).cast(dict(self.good.schema))
+        released = self.released.select(self.good.columns).cast(self.good.schema)
         return pl.concat([self.good, released]).to_arrow()
 
     def write(self, conn: psycopg.Connection[Any], *, system: str, batch_id: int | None) -> None:
@@ -703,7 +703,9 @@ def entries(
     ]
 
 
-def counts(conn: psycopg.Connection[Any], *, recent_seconds: float = 300.0) -> dict[str, dict[str, int]]:
+def counts(
+    conn: psycopg.Connection[Any], *, recent_seconds: float = 300.0
+) -> dict[str, dict[str, int]]:
     """Per entity: rows open, pending, and open rows first seen in the last ``recent_seconds``."""
     rows = conn.execute(
         f"SELECT entity, count(*) FILTER (WHERE status = 'open'),"
@@ -722,7 +724,8 @@ def explain(entry: Entry) -> str:
         f"{entry.entity} {entry.source_system}:{entry.source_key} ({entry.source_table},"
         f" version {entry.source_version}) is {entry.status}",
         f"  first seen {entry.first_seen:%Y-%m-%d %H:%M:%S%z}, last seen"
-        f" {entry.last_seen:%Y-%m-%d %H:%M:%S%z}, {entry.times_seen} time(s), batch {entry.batch_id}",
+        f" {entry.last_seen:%Y-%m-%d %H:%M:%S%z}, {entry.times_seen} time(s),"
+        f" batch {entry.batch_id}",
     ]
     for problem in entry.problems:
         lines.append(
@@ -770,8 +773,13 @@ def release(
             " WHERE entity = %s AND status <> 'released'"
             " AND (%s::text[] IS NULL OR source_key = ANY(%s::text[]))"
             " AND (%s::text IS NULL OR source_system = %s) FOR UPDATE",
-            (entity, None if keys is None else list(keys), None if keys is None else list(keys),
-             system, system),
+            (
+                entity,
+                None if keys is None else list(keys),
+                None if keys is None else list(keys),
+                system,
+                system,
+            ),
         ).fetchall()
         if not chosen:
             return 0, None
@@ -794,7 +802,9 @@ def release(
                 " WHERE t._source_version < EXCLUDED._source_version",
                 (batch_id, source_system, system_keys),
             )
-            _mark_released(conn, entity, source_system, system_keys, batch_id=batch_id, reason=MANUAL)
+            _mark_released(
+                conn, entity, source_system, system_keys, batch_id=batch_id, reason=MANUAL
+            )
         conn.execute(
             f"UPDATE {STATE_SCHEMA}.entity_state SET last_batch_id = %s WHERE entity = %s",
             (batch_id, entity),

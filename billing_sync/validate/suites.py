@@ -10,9 +10,11 @@ One file per normalized entity, ``suites/<entity>.yaml``::
 
 Each expectation names a Great Expectations expectation type and its keyword arguments,
 flat. Optional sections: ``quarantine`` (the entity's bad-row threshold,
-:class:`QuarantinePolicy`) and ``parents`` (cross-entity rules, :class:`ParentRule`). This module is pure: it never imports ``great_expectations`` (that costs 3.4 s); it
-knows the types we support and their arguments, so a bad suite fails here, with the file,
-entity and expectation named, before any validation runs.
+:class:`QuarantinePolicy`) and ``parents`` (cross-entity rules, :class:`ParentRule`).
+
+This module is pure: it never imports ``great_expectations`` (that costs 3.4 s); it knows
+the types we support and their arguments, so a bad suite fails here, with the file, entity
+and expectation named, before any validation runs.
 """
 
 from __future__ import annotations

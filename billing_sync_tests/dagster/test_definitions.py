@@ -22,8 +22,17 @@ def test_definitions_load_with_the_asset_graph() -> None:
     assert dg.AssetKey(["source", "icoms", "PAYMENT"]) in payment.parent_keys
     cache = graph.get(dg.AssetKey(["cache", "payment"]))
     assert dg.AssetKey(["warehouse", "payment"]) in cache.parent_keys
-    assert {s.name for s in definitions.sensors} == {"sync_priority_sensor", "sync_standard_sensor"}
+    assert {s.name for s in definitions.sensors} == {
+        "sync_priority_sensor",
+        "sync_standard_sensor",
+        "freshness_sensor",
+        "source_observation_sensor",
+        "alerts_sensor",
+    }
     checks = {key.name for key in graph.asset_check_keys}
+    assert "validation" in checks
+    definitions.resolve_job_def("retention_job")
+    assert definitions.resolve_schedule_def("retention_schedule").cron_schedule
     assert {"freshness", "parity"} <= checks
     definitions.resolve_job_def("parity_checks_job")
     assert definitions.resolve_schedule_def("parity_checks_schedule").cron_schedule

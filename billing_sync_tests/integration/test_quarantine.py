@@ -23,9 +23,7 @@ from billing_sync_tests.integration.helpers import (
 
 pytestmark = pytest.mark.integration
 
-FIRST_PAYMENTS = (
-    'SELECT "SITE_ID", "PAYMENT_NO" FROM "icoms"."PAYMENT" ORDER BY 1, 2 LIMIT {n}'
-)
+FIRST_PAYMENTS = 'SELECT "SITE_ID", "PAYMENT_NO" FROM "icoms"."PAYMENT" ORDER BY 1, 2 LIMIT {n}'
 
 
 def _payment_keys(url: str, n: int) -> list[str]:
@@ -53,7 +51,7 @@ def test_bad_rows_wait_in_quarantine_while_the_rest_loads_then_a_fix_releases_th
         with psycopg.connect(databases.source, autocommit=True) as conn:
             conn.execute(
                 'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = -5, "CHG_TS" = localtimestamp'
-                f" WHERE (\"SITE_ID\", \"PAYMENT_NO\") IN ({FIRST_PAYMENTS.format(n=2)})"
+                f' WHERE ("SITE_ID", "PAYMENT_NO") IN ({FIRST_PAYMENTS.format(n=2)})'
             )
             conn.execute(
                 'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = 77, "CHG_TS" = localtimestamp'
@@ -133,7 +131,7 @@ def test_an_orphan_waits_for_its_account_and_is_released_with_it(
             conn.execute(
                 'INSERT INTO "icoms"."ACCOUNT" ("SITE_ID", "ACCOUNT_NO", "ACCT_NAME",'
                 ' "ACCT_STATUS", "BILL_CYCLE", "AR_BALANCE", "CREDIT_CLASS", "CRT_TS",'
-                " \"CHG_TS\", \"CHG_USER\", \"REC_STATUS\") VALUES ('001', '000099999',"
+                ' "CHG_TS", "CHG_USER", "REC_STATUS") VALUES (\'001\', \'000099999\','
                 " 'Late Parent', 'A', 3, 0, 'A', localtimestamp, localtimestamp, 'T', 'A')"
             )
         results = {b.table: b for b in engine.sync_once()}
@@ -157,7 +155,6 @@ def test_too_many_bad_rows_fail_the_batch_whole_and_keep_the_watermark(
         engine.drain(until=source_now(databases.source))
         payment = engine.catalogs[0].by_table["PAYMENT"]
         before = engine.warehouse.watermark("icoms", payment)
-        bad = _payment_keys(databases.source, 8)
         with psycopg.connect(databases.source, autocommit=True) as conn:
             conn.execute(
                 'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = -5, "CHG_TS" = localtimestamp'

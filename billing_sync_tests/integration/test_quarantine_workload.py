@@ -12,7 +12,12 @@ import polars as pl
 import pytest
 
 from billing_sync.postgres import DatabaseUrls
-from billing_sync.reconcile.compare import cache_frame, compare_frames, source_frame, warehouse_frame
+from billing_sync.reconcile.compare import (
+    cache_frame,
+    compare_frames,
+    source_frame,
+    warehouse_frame,
+)
 from billing_sync.simulator import Workload
 from billing_sync.sync import SyncEngine
 from billing_sync.validate import Validator, quarantine
@@ -70,7 +75,9 @@ def test_injected_bad_rows_are_quarantined_while_good_rows_flow(
             mark = engine.warehouse.watermark(catalog.system, mapping)
             assert mark.caught_up_to is not None and mark.caught_up_to >= until
 
-        lines = quarantine.entries(engine.warehouse.conn, statuses=quarantine.STATUSES, limit=10_000)
+        lines = quarantine.entries(
+            engine.warehouse.conn, statuses=quarantine.STATUSES, limit=10_000
+        )
         reasons = {(line.entity, line.expectation.split("(")[0], line.column) for line in lines}
         assert ("payment", "expect_column_values_to_be_between", "amount") in reasons
         assert ("customer_bill", "expect_column_values_to_be_between", "due_date") in reasons

@@ -1,0 +1,57 @@
+"""The ``billing-sync bench`` subcommand: its options, and the call into the runner."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from billing_sync.bench import SCENARIO_NAMES
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(part) for part in text.split(",") if part.strip())
+
+
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    bench = sub.add_parser(
+        "bench",
+        help="benchmark scenarios against dlt, Sling and the COPY floor, with JSON reports",
+        description="Scenarios: snapshot (one table, all contenders), tail (a change rate "
+        "through the Dagster daemon, freshness of marker rows), shapes (a run per micro-batch "
+        "vs long-lived runs), scale (1x, 4x, 16x data), all. Reports go to "
+        "<state-dir>/bench/reports/<scenario>.json.",
+    )
+    bench.add_argument("scenario", choices=SCENARIO_NAMES, nargs="+")
+    bench.add_argument("--quick", action="store_true", help="small sizes: a few minutes for all")
+    bench.add_argument("--rows", type=int, help="snapshot table rows (default 1M, quick 200k)")
+    bench.add_argument("--rates", type=_floats, help="tail rates, e.g. 3500,10000")
+    bench.add_argument("--seconds", type=float, help="tail window per rate")
+    bench.add_argument("--accounts", type=int, help="tail data: seeded accounts")
+    bench.add_argument("--repeat", type=int, help="snapshot runs per contender (median)")
+    bench.add_argument("--no-peers", action="store_true", help="snapshot without dlt and Sling")
+    bench.add_argument("--output", type=Path, help="folder for the JSON reports")
+    bench.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from billing_sync.bench.context import BenchOptions
+    from billing_sync.bench.runner import main_exit_code, run_bench
+    from billing_sync.config import load_settings
+
+    settings = (
+        load_settings(path=args.config, state_dir=args.state_dir)
+        if args.state_dir
+        else load_settings(path=args.config)
+    )
+    options = BenchOptions.for_run(
+        quick=args.quick,
+        snapshot_rows=args.rows,
+        rates=args.rates,
+        tail_seconds=args.seconds,
+        tail_accounts=args.accounts,
+        repeat=args.repeat,
+        peers=False if args.no_peers else None,
+        output=args.output,
+    )
+    reports = run_bench(list(args.scenario), options, state_dir=settings.state_dir)
+    return main_exit_code(reports)

@@ -1,0 +1,64 @@
+"""The benchmark at a tiny size, so that it cannot rot. Figures are not asserted.
+
+With the project's install every peer is available (dlt, Sling and the DuckDB CLI come
+with ``.[dev]``); a peer that is missing is reported as unavailable with the reason, and
+the test says which.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from billing_sync.bench.context import BenchOptions
+from billing_sync.bench.runner import run_bench
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def bench_env(pg_server_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BILLING_SYNC_PG_URL", pg_server_url)
+
+
+def _report(path: Path, name: str) -> dict[str, Any]:
+    saved: dict[str, Any] = json.loads((path / "bench" / "reports" / f"{name}.json").read_text())
+    return saved
+
+
+def test_snapshot_at_a_tiny_size(bench_env: None, tmp_path: Path) -> None:
+    options = BenchOptions.for_run(quick=True, tiny=True)
+    reports = {r.scenario: r for r in run_bench(["snapshot"], options, state_dir=tmp_path)}
+    snapshot = reports["snapshot"]
+    by_name = {(r["contender"], r["target"], r["configuration"]): r for r in snapshot.rows}
+    ours = by_name[("billing-sync", "PostgreSQL + DuckDB", "engine defaults, one pass")]
+    assert ours["status"] == "ok", ours.get("output")
+    assert all(check["empty_strings"] > 0 for check in ours["checks"])
+    unavailable = [f"{r['contender']} {r['target']}: {r['output']}" for r in snapshot.rows
+                   if r["status"] == "unavailable"]  # fmt: skip
+    assert not unavailable, f"peers missing from the install: {unavailable}"
+    peers = {r["contender"] for r in snapshot.rows if r["status"] == "ok"}
+    assert {"dlt", "Sling", "floor: COPY binary"} <= peers, snapshot.text()
+    saved = _report(tmp_path, "snapshot")
+    assert saved["machine"]["cores"] and saved["rows"][0]["seconds"] > 0
+
+
+def test_tail_through_dagster_at_a_tiny_size(bench_env: None, tmp_path: Path) -> None:
+    """The Dagster daemon, its sensors and runs, the markers, then the engine-loop profile
+    (the driver the scale scenario uses too)."""
+    options = BenchOptions.for_run(quick=True, tiny=True, tail_seconds=5.0)
+    reports = {r.scenario: r for r in run_bench(["tail"], options, state_dir=tmp_path)}
+    rows = reports["tail"].rows
+    assert {(r["tier"], r["place"]) for r in rows} == {
+        (tier, place) for tier in ("priority", "standard") for place in ("warehouse", "cache")
+    }
+    for row in rows:
+        assert row["markers"] > 0 and row["p50"] is not None, row
+        assert math.isfinite(row["p50"]), row
+    assert reports["tail"].details["dagster_runs"]["runs"] >= 2
+    stages = {r["stage"] for r in reports["profile"].rows}
+    assert "micro-batch (median)" in stages and len(stages) > 3

@@ -1,0 +1,64 @@
+"""Pure parts of the benchmark: URLs for the peers, percentiles, tables, expected counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from billing_sync.bench.context import BenchOptions
+from billing_sync.bench.data import expected_counts, socket_netloc_url
+from billing_sync.bench.peers import dlt_destination_url, sling_environment, sling_url
+from billing_sync.bench.report import Column, Report, format_table, percentile, write_json
+
+
+def test_socket_urls_for_each_peer() -> None:
+    url = "postgresql://postgres:@/wh?host=/tmp/pg"
+    assert socket_netloc_url(url) == "postgresql://postgres@%2Ftmp%2Fpg/wh"
+    assert sling_url(url) == "postgresql:///wh?host=/tmp/pg&user=postgres&sslmode=disable"
+    assert dlt_destination_url(url) == "postgresql://postgres:unused@%2Ftmp%2Fpg/wh"
+    tcp = "postgresql://u:secret@127.0.0.1:5432/wh"
+    assert socket_netloc_url(tcp) == tcp
+    assert dlt_destination_url(tcp) == tcp
+    assert sling_url(tcp) == tcp + "?sslmode=disable"
+
+
+def test_sling_duckdb_environment_makes_install_json_a_no_op(tmp_path: Path) -> None:
+    env = sling_environment(tmp_path, source="postgresql://u@h/db", target="",
+                            duckdb_path=tmp_path / "t.duckdb", copy_method="csv_files")  # fmt: skip
+    assert json.loads(env["TGT"]) == {
+        "type": "duckdb", "instance": str(tmp_path / "t.duckdb"), "copy_method": "csv_files",
+    }  # fmt: skip
+    assert env["HOME"] == str(tmp_path)
+    assert (tmp_path / ".duckdb/extensions/v1.5.5/linux_amd64/json.duckdb_extension").exists()
+
+
+def test_percentiles_and_never_seen_markers() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile([1.0, float("inf")], 99) == float("inf")
+    assert percentile([], 50) is None
+
+
+def test_table_and_json_report(tmp_path: Path) -> None:
+    report = Report("x", "X", [Column("a", "a", align="<"), Column("p99", "p99 s", "{:.1f}")])
+    report.rows.append({"a": "priority", "p99": float("inf")})
+    assert "never" in report.table()
+    assert format_table([], report.columns).count("\n") == 1
+    path = write_json(tmp_path / "x.json", report.to_json({"cores": 2}, {}))
+    saved = json.loads(path.read_text())
+    assert saved["rows"][0]["p99"] is None and saved["machine"]["cores"] == 2
+
+
+def test_expected_counts_match_the_generator() -> None:
+    counts = expected_counts(100_000)
+    assert counts.empty_strings == 100_000 // 97
+    assert counts.nulls == 100_000 // 89 - 100_000 // (97 * 89)
+
+
+def test_quick_and_tiny_options() -> None:
+    quick = BenchOptions.for_run(quick=True)
+    assert quick.snapshot_rows == 200_000 and quick.rates == (3_500.0,)
+    assert BenchOptions.for_run(quick=False).snapshot_rows == 1_000_000
+    assert BenchOptions.for_run(quick=True, snapshot_rows=10).snapshot_rows == 10
+    assert BenchOptions.for_run(quick=True, tiny=True).tail_seconds < 10
