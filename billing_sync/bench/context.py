@@ -25,6 +25,7 @@ class BenchOptions:
     scale_rate: float = 3_500.0
     marker_interval: float = 0.5
     profile_seconds: float = 30.0
+    tail_first_load: bool = True  # False: the first Dagster run does the first load
     peers: bool = True
     output: Path | None = None
 
@@ -36,7 +37,7 @@ class BenchOptions:
                 quick=True, snapshot_rows=5_000, rates=(300.0,), tail_seconds=8.0,
                 tail_accounts=200, shapes_seconds=8.0, scale_base_accounts=100,
                 scale_factors=(1, 4), scale_tail_seconds=6.0, scale_rate=300.0,
-                profile_seconds=4.0,
+                profile_seconds=3.0, tail_first_load=False,
             )  # fmt: skip
         elif quick:
             base = cls(

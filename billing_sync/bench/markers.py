@@ -254,11 +254,14 @@ class Markers:
                 for name, keys in self._pending("warehouse").items():
                     if not keys:
                         continue
-                    rows = conn.execute(
-                        f"SELECT _source_key FROM {self.logs[name].table.entity_table}"
-                        " WHERE _source_system = %s AND _source_key = ANY(%s)",
-                        (self.system, keys),
-                    ).fetchall()
+                    try:
+                        rows = conn.execute(
+                            f"SELECT _source_key FROM {self.logs[name].table.entity_table}"
+                            " WHERE _source_system = %s AND _source_key = ANY(%s)",
+                            (self.system, keys),
+                        ).fetchall()
+                    except psycopg.errors.UndefinedTable:
+                        continue  # not created yet: the pipeline's setup comes first
                     found[name] = [row[0] for row in rows]
                 self._record("warehouse", found, time.time())
 

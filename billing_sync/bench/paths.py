@@ -103,6 +103,11 @@ def validate_paths(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _short(arrow_type: str) -> str:
+    """``extension<arrow.opaque[...type_name=numeric...]>`` -> ``opaque numeric``."""
+    return "opaque numeric (a string)" if "opaque" in arrow_type else arrow_type
+
+
 def run_paths(ctx: BenchContext) -> Report:
     source = ctx.server.database("bench_source", fresh=False)
     expected = data.ensure_snapshot_table(source, ctx.options.snapshot_rows)
@@ -129,7 +134,11 @@ def run_paths(ctx: BenchContext) -> Report:
                 rows_per_second=result["rows"] / result["seconds"],
                 peak_rss_mb=mb(measured.peak_rss),
                 output=("'' and NULL kept" if exact else "'' / NULL WRONG")
-                + ("" if result["schema_matches"] else f"; AMOUNT as {result['amount_type']}"),
+                + (
+                    ""
+                    if result["schema_matches"]
+                    else f"; AMOUNT as {_short(result['amount_type'])}"
+                ),
             )
         rows.append(row)
     batch = min(20_000, expected.rows)

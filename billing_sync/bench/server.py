@@ -113,3 +113,30 @@ def source_statements(server_url: str, database: str) -> StatementTotals | None:
     if row is None:
         return None
     return StatementTotals(int(row[0]), int(row[1]), int(row[2]))
+
+
+def source_statement_breakdown(server_url: str, database: str) -> dict[str, tuple[int, int, str]]:
+    """Per read statement in ``database``: calls, rows returned, and its text (shortened)."""
+    query = sql.SQL(
+        "SELECT queryid::text, calls, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 120)"
+        " FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
+        " WHERE d.datname = {} AND s.query ILIKE 'select%%'"
+    ).format(sql.Literal(database))
+    try:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            rows = conn.execute(query).fetchall()
+    except psycopg.Error:
+        return {}
+    return {str(r[0]): (int(r[1]), int(r[2]), str(r[3])) for r in rows}
+
+
+def breakdown_delta(
+    before: dict[str, tuple[int, int, str]], after: dict[str, tuple[int, int, str]], *, top: int = 8
+) -> list[dict[str, object]]:
+    """The statements that ran between two breakdowns, most rows returned first."""
+    delta = []
+    for key, (calls, rows, text) in after.items():
+        calls0, rows0, _ = before.get(key, (0, 0, text))
+        if calls > calls0:
+            delta.append({"calls": calls - calls0, "rows": rows - rows0, "query": text})
+    return sorted(delta, key=lambda item: -int(str(item["rows"])))[:top]

@@ -165,7 +165,10 @@ def run_snapshot(ctx: BenchContext) -> Report:
         checks = [check_output(output, expected) for output in outputs]
         row["checks"] = checks
         row["status"] = "ok" if all(c["ok"] for c in checks) else "wrong output"
-        row["output"] = "; ".join(c["summary"] for c in checks)
+        row["output"] = "; ".join(
+            (f"{output.kind}: " if len(outputs) > 1 else "") + check["summary"]
+            for output, check in zip(outputs, checks, strict=True)
+        )
         return row
 
     # -- billing-sync: warehouse and cache in one pass ----------------------------------
@@ -198,7 +201,7 @@ def run_snapshot(ctx: BenchContext) -> Report:
         floor_args["warehouse"] = ctx.server.database("bench_wh_floor")
 
     contender(
-        "floor: COPY binary", "PostgreSQL", "COPY TO STDOUT | COPY FROM STDIN",
+        "floor: COPY binary", "PostgreSQL", "COPY TO STDOUT piped to COPY FROM STDIN",
         [Target("postgres", _database_url(ctx, "bench_wh_floor"), 'floor."PAYMENT"',
                 '"CHG_USER"')],
         floor_prepare, lambda: _worker("copy-floor", floor_args),

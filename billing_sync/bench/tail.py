@@ -33,7 +33,11 @@ from billing_sync.bench.drivers import DagsterDriver, Driver, EngineDriver, Pipe
 from billing_sync.bench.markers import Markers, insert_marker_rows
 from billing_sync.bench.measure import TreeCpu, run_worker
 from billing_sync.bench.report import Column, Report, Row, mb, percentile
-from billing_sync.bench.server import source_statements
+from billing_sync.bench.server import (
+    breakdown_delta,
+    source_statement_breakdown,
+    source_statements,
+)
 from billing_sync.config import SourceCatalog, load_catalog
 from billing_sync.simulator import Workload, seed
 
@@ -82,10 +86,16 @@ def default_settings(*, batches_per_run: int | None = None) -> dict[str, Any]:
 
 
 def prepare_data(
-    ctx: BenchContext, name: str, *, accounts: int, settings: dict[str, Any]
+    ctx: BenchContext,
+    name: str,
+    *,
+    accounts: int,
+    settings: dict[str, Any],
+    load_first: bool = True,
 ) -> TailData:
     """Fresh source and warehouse databases, the seeded biller with its marker rows, and
-    the first load by the engine (in a worker: its time and peak RSS are its own)."""
+    the first load by the engine (in a worker: its time and peak RSS are its own; with
+    ``load_first`` false the pipeline's first run does it, untimed)."""
     work = ctx.workdir(name)
     source_db = f"bench_{name}_source"
     source = ctx.server.database(source_db)
@@ -101,6 +111,17 @@ def prepare_data(
         state_dir=work / "state",
         settings=settings,
     )
+    if not load_first:
+        from billing_sync.config import load_settings
+        from billing_sync.sync import SyncEngine
+
+        settings_ = load_settings(
+            env={}, state_dir=pipeline.state_dir, source_url=source, warehouse_url=warehouse,
+            cache_path=pipeline.cache,
+        )  # fmt: skip
+        with SyncEngine.from_settings(settings_) as engine:
+            engine.setup()  # the tables the markers are watched in
+        return TailData(pipeline, load_catalog("icoms"), source_db, {"skipped": True})
     measured = run_worker(
         "billing-sync-snapshot",
         {"state_dir": str(pipeline.state_dir), "source": source, "warehouse": warehouse,
@@ -219,6 +240,7 @@ def measure_window(
         cpu = TreeCpu(driver.pids())
         cpu.start()
         statements_before = source_statements(ctx.server.url, data.source_database)
+        breakdown_before = source_statement_breakdown(ctx.server.url, data.source_database)
         changed_before = sum(workload.counts().values())
         wall_start, db_start = time.time(), _warehouse_now(pipeline.warehouse)
         deadline = time.monotonic() + seconds
@@ -229,6 +251,7 @@ def measure_window(
         wall_end, db_end = time.time(), _warehouse_now(pipeline.warehouse)
         cpu_seconds = cpu.since_start()
         statements_after = source_statements(ctx.server.url, data.source_database)
+        breakdown_after = source_statement_breakdown(ctx.server.url, data.source_database)
         changed = sum(workload.counts().values()) - changed_before
         at_end = backlog(data)
     finally:
@@ -289,6 +312,7 @@ def measure_window(
         "backlog": at_end,
         "batches": batches,
         "per_table": per_table,
+        "source_reads": breakdown_delta(breakdown_before, breakdown_after),
         "cache_polls": markers.cache_polls,
         "cache_polls_refused": markers.cache_refused,
         "marker_errors": list(markers.errors),
@@ -381,7 +405,10 @@ def run_tail(ctx: BenchContext) -> list[Report]:
     """The ``tail`` report, then the ``profile`` of one micro-batch under the same load."""
     options = ctx.options
     settings = default_settings()
-    data = prepare_data(ctx, "tail", accounts=options.tail_accounts, settings=settings)
+    data = prepare_data(
+        ctx, "tail", accounts=options.tail_accounts, settings=settings,
+        load_first=options.tail_first_load,
+    )  # fmt: skip
     work = ctx.bench_dir / "tail"
     driver = DagsterDriver(data.pipeline, work)
     rows, details = tail_run(ctx, data, driver, rates=options.rates,

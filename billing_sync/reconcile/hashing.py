@@ -215,20 +215,46 @@ def warehouse_key_index(mapping: TableMapping) -> str:
     )
 
 
+def _common_prefix(key_range: KeyRange) -> int:
+    lo, hi = key_range.lo, key_range.hi
+    if lo is None or hi is None:
+        return 0
+    shared = 0
+    for low, high in zip(lo[:-1], hi[:-1], strict=True):
+        if low != high:
+            break
+        shared += 1
+    return shared
+
+
 def _range_conditions(
     side: Side, key_range: KeyRange, *, keys_only: bool = False
 ) -> tuple[list[str], dict[str, Any]]:
+    """The side's filters and ``lo <= key < hi`` as row comparisons.
+
+    Key columns both bounds share are written as equalities first, and a single remaining
+    column as plain comparisons: a B-tree positions a scan on the leading member of a row
+    comparison only, so ``(site, no) >= ('003', 5)`` alone would start at the first row of
+    site 003, and every segment of a large site would scan the site from its beginning.
+    """
     filters = side.key_filters if keys_only and side.key_filters is not None else side.filters
     conditions = list(filters)
     params = dict(side.params)
-    key = ", ".join(side.key)
+    shared = _common_prefix(key_range)
+    for i in range(shared):
+        params[f"lo{i}"] = key_range.lo[i]  # type: ignore[index]
+        conditions.append(f"{side.key[i]} = %(lo{i})s")
+    rest = side.key[shared:]
     for bound, values, op in (("lo", key_range.lo, ">="), ("hi", key_range.hi, "<")):
         if values is None:
             continue
-        names = [f"{bound}{i}" for i in range(len(side.key))]
-        params.update(zip(names, values, strict=True))
+        names = [f"{bound}{i}" for i in range(shared, len(side.key))]
+        params.update(zip(names, values[shared:], strict=True))
         placeholders = ", ".join(f"%({name})s" for name in names)
-        conditions.append(f"({key}) {op} ({placeholders})")
+        if len(rest) == 1:
+            conditions.append(f"{rest[0]} {op} {placeholders}")
+        else:
+            conditions.append(f"({', '.join(rest)}) {op} ({placeholders})")
     return conditions, params
 
 

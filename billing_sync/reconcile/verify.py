@@ -549,23 +549,12 @@ def _fraction_needed(extra: int, rows: int) -> str:
 def _apply_to_cache(
     engine: SyncEngine, mapping: TableMapping, rows: pa.Table, commit: CommitResult,
     result: TableVerification,
-) -> None:  # fmt: skip
-    if commit.batch_id is None:
-        return
-    with_batch = rows.append_column(
-        "_batch_id", pa.array([commit.batch_id] * rows.num_rows, pa.int64())
-    )
-    try:
-        engine.cache.apply(
-            entity_columns(mapping),
-            with_batch,
-            batch_id=commit.batch_id,
-            previous_batch_id=commit.previous_entity_batch_id,
-            catch_up=engine.warehouse.rows_since,
-            replace_equal_versions=True,
-        )
-    except CacheBusy as busy:
-        result.notes.append(f"{busy}; the cache takes the repair at its next catch-up")
+) -> bool:  # fmt: skip
+    """The rows the warehouse wrote, applied to the cache as the sync applies a batch."""
+    _, busy = engine._apply_cache(mapping, rows, commit)
+    if busy:
+        result.notes.append(f"{busy}; the cache takes the repair when it catches up")
+    return busy is None
 
 
 def _repair_from_source(
@@ -591,10 +580,8 @@ def _repair_from_source(
         system=catalog.system, mapping=mapping, rows=rows, kind="repair",
         replace_equal_versions=True, run_id=engine.run_id, quarantine=screened,
     )  # fmt: skip
-    missing = set(result.warehouse.missing)
-    repaired = set(rows.column("_source_key").to_pylist()) if commit.batch_id else set()
-    result.repaired_missing = len(repaired & missing)
-    result.repaired_stale = min(len(found.stale), commit.updated)
+    result.repaired_missing = len(commit.written_keys & set(result.warehouse.missing))
+    result.repaired_stale = len(commit.written_keys & set(result.warehouse.stale))
     if screened.quarantined:
         result.notes.append(f"{screened.quarantined} repaired rows went to quarantine")
     _apply_to_cache(engine, mapping, rows, commit, result)
@@ -643,7 +630,7 @@ def _apply_hard_deletes(
                         "table": mapping.table, "batch_id": commit.batch_id, "keys": keys,
                     },
                 )  # fmt: skip
-        result.deleted += commit.updated
+        result.deleted += len(commit.written_keys)
         _apply_to_cache(engine, mapping, rows.drop_columns(["_batch_id"]), commit, result)
 
 
@@ -680,10 +667,8 @@ def _verify_cache(
             system=catalog.system, mapping=mapping, rows=rows, kind="cache_repair",
             replace_equal_versions=True, run_id=engine.run_id,
         )  # fmt: skip
-        before = len(result.notes)
-        _apply_to_cache(engine, mapping, rows, commit, result)
-        if len(result.notes) == before:
-            repaired += commit.inserted + commit.updated
+        if _apply_to_cache(engine, mapping, rows, commit, result):
+            repaired += len(commit.written_keys)
     if found.extra:
         try:
             repaired += engine.cache.delete_keys(columns, system=catalog.system, keys=found.extra)

@@ -45,7 +45,7 @@ def test_sync_once_then_status(config: Path, capsys: pytest.CaptureFixture[str])
     assert set(lines) >= {"icoms.ACCOUNT", "icoms.PAYMENT", "icoms.CUST_SERVICE", "icoms.STATEMENT"}
     for name, fields in lines.items():
         if name.startswith("icoms."):
-            source, warehouse, cache = fields[-4], fields[-3], fields[-2]
+            source, warehouse, cache = fields[-5], fields[-4], fields[-3]
             assert source == warehouse == cache, status
 
 

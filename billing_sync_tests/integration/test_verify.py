@@ -6,6 +6,8 @@ the mechanism that finds or repairs it is taken out.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,28 @@ def test_hard_deletes_are_flagged_by_one_repair_and_not_reported_again(
     again = _verify(engine, repair=False)
     assert again.warehouse.total == 0 and again.equal, "recorded hard deletes are not reported"
     assert again.warehouse_rows == again.source_rows
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_CACHE_FOR_WRITING, str(engine.settings.resolved_cache_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        busy = _verify(engine, repair=False)
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert busy.cache is None and busy.cache_error is not None and "busy" in busy.cache_error
+    assert busy.equal, "a busy cache is reported, not a failure"
+
+
+HOLD_CACHE_FOR_WRITING = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("holding", flush=True)
+time.sleep(60)
+"""
 
 
 def test_a_mass_delete_above_the_cap_refuses_and_changes_nothing(

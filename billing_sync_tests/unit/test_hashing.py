@@ -161,6 +161,12 @@ RANGES = [
         {"lo0": "001", "lo1": 5, "hi0": "002", "hi1": 1},
         id="closed",
     ),
+    pytest.param(
+        KeyRange(("001", 5), ("001", 9)),
+        ' WHERE "SITE_ID" = %(lo0)s AND "PAYMENT_NO" >= %(lo1)s AND "PAYMENT_NO" < %(hi1)s',
+        {"lo0": "001", "lo1": 5, "hi1": 9},
+        id="shared leading key: equality, then a plain range the index positions on",
+    ),
 ]
 
 
@@ -234,6 +240,19 @@ def test_values_never_become_sql_text() -> None:
         assert hostile not in query.text
         assert hostile in query.params.values()
     assert hostile not in build_record_hard_deletes(mapping())
+
+
+def test_a_longer_key_keeps_a_row_comparison_after_the_shared_columns() -> None:
+    three = mapping().model_copy(update={"key": ["SITE_ID", "PAYMENT_NO", "AMOUNT"]})
+    side = source_side(three, schema="icoms", pending_after=None)
+    query = build_range_aggregate(side, KeyRange(("001", 5, 1), ("001", 7, 0)))
+    assert query.text.endswith(
+        ' WHERE "SITE_ID" = %(lo0)s AND ("PAYMENT_NO", "AMOUNT") >= (%(lo1)s, %(lo2)s)'
+        ' AND ("PAYMENT_NO", "AMOUNT") < (%(hi1)s, %(hi2)s)'
+    )
+    assert {k: query.params[k] for k in ("lo0", "lo1", "lo2", "hi1", "hi2")} == {
+        "lo0": "001", "lo1": 5, "lo2": 1, "hi1": 7, "hi2": 0,
+    }  # fmt: skip
 
 
 def test_identifiers_are_quoted_and_the_index_serves_the_warehouse_ranges() -> None:
