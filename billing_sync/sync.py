@@ -169,7 +169,7 @@ class SyncEngine:
         raw = self._read(source, catalog, mapping, window)
         crash_point("after_read")
         step = advance(window, rows_read=raw.num_rows, last_row=_last_cursor(raw, mapping))
-        rows, screened = self._prepare(raw, catalog, mapping)
+        rows, screened = self.prepare(raw, catalog, mapping)
         late, late_screened = self._late_rows(source, catalog, mapping, watermark) or (None, None)
         lag = _lag_seconds(screened.good_arrow, horizon.source_now, time.perf_counter() - read_at)
         result = self.warehouse.commit_batch(
@@ -192,7 +192,7 @@ class SyncEngine:
                 catalog.system, mapping.table, result.late_rows,
             )  # fmt: skip
         if late is None:
-            cache, cache_error = self._apply_cache(mapping, rows, result)
+            cache, cache_error = self.apply_cache(mapping, rows, result)
         else:  # two batches (late, tail) committed: the cache takes both from the warehouse
             cache, cache_error = self._catch_up_cache(mapping)
         crash_point("after_cache_apply")
@@ -222,7 +222,7 @@ class SyncEngine:
             validation=screened.report,
         )
 
-    def _prepare(
+    def prepare(
         self, raw: pa.Table, catalog: SourceCatalog, mapping: TableMapping, **screening: bool
     ) -> tuple[pa.Table, Screened]:
         """Normalize and validate source rows (DESIGN §6): the rows to merge (good ones, and
@@ -272,7 +272,7 @@ class SyncEngine:
         query = build_rows_by_key_query(
             mapping, schema=catalog.schema_name, keys=[tuple(row) for row in wanted.rows()]
         )
-        return self._prepare(
+        return self.prepare(
             source.read_arrow(query, source_schema(mapping)), catalog, mapping, recheck=False
         )
 
@@ -327,14 +327,14 @@ class SyncEngine:
         raw = source.read_arrow(query, source_schema(mapping))
         finished = raw.num_rows < capture.snapshot_rows
         last = _last_cursor(raw, mapping)
-        rows, screened = self._prepare(raw, catalog, mapping)
+        rows, screened = self.prepare(raw, catalog, mapping)
         result, state = commit_chunk(
             self.warehouse, system=catalog.system, mapping=mapping, state=state, rows=rows,
             last_key=last.key if last else None, finished=finished, run_id=self.run_id,
             quarantine=screened,
         )  # fmt: skip
         crash_point("after_snapshot_chunk")
-        cache, cache_error = self._apply_cache(mapping, rows, result)
+        cache, cache_error = self.apply_cache(mapping, rows, result)
         return TableBatch(
             system=catalog.system, table=mapping.table, entity=mapping.entity,
             tier=mapping.tier, rows_read=raw.num_rows, inserted=result.inserted,
@@ -374,7 +374,7 @@ class SyncEngine:
         """Forget the table's watermark: its next sync starts a new snapshot."""
         self.warehouse.reset_watermark(catalog.system, mapping)
 
-    def _apply_cache(
+    def apply_cache(
         self, mapping: TableMapping, rows: pa.Table, result: CommitResult
     ) -> tuple[CacheApplied | None, str | None]:
         if result.batch_id is None:

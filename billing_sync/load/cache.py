@@ -94,14 +94,11 @@ class Cache:
         batch_id: int,
         previous_batch_id: int,
         catch_up: CatchUpSource,
-        replace_equal_versions: bool = False,
     ) -> CacheApplied:
         """Apply warehouse batch ``batch_id`` (``rows`` carry ``_batch_id``).
 
         ``previous_batch_id`` is the entity's last warehouse batch before this one; when
         the cache is not there, it catches up from the warehouse through ``catch_up``.
-        ``replace_equal_versions`` also replaces a cached row of the same version (the
-        warehouse merged the batch that way: a verify repair).
         """
         with self._connect() as con:
             applied = self._last_applied(con, columns.entity)
@@ -110,7 +107,7 @@ class Cache:
             caught_up = applied != previous_batch_id
             if caught_up:
                 rows, batch_id = catch_up(columns, applied)
-            self._apply_rows(con, columns, rows, batch_id, replace_equal=replace_equal_versions)
+            self._apply_rows(con, columns, rows, batch_id)
             return CacheApplied(columns.entity, batch_id, rows.num_rows, caught_up)
 
     def delete_keys(self, columns: EntityColumns, *, system: str, keys: list[str]) -> int:
@@ -156,8 +153,6 @@ class Cache:
         columns: EntityColumns,
         rows: pa.Table,
         batch_id: int,
-        *,
-        replace_equal: bool = False,
     ) -> None:
         # DELETE then INSERT in one transaction: far cheaper in DuckDB than
         # INSERT OR REPLACE / MERGE (DESIGN §8). The rows are what the warehouse wrote, in

@@ -551,7 +551,7 @@ def _apply_to_cache(
     result: TableVerification,
 ) -> bool:  # fmt: skip
     """The rows the warehouse wrote, applied to the cache as the sync applies a batch."""
-    _, busy = engine._apply_cache(mapping, rows, commit)
+    _, busy = engine.apply_cache(mapping, rows, commit)
     if busy:
         result.notes.append(f"{busy}; the cache takes the repair when it catches up")
     return busy is None
@@ -575,7 +575,7 @@ def _repair_from_source(
             for chunk in _chunks(keys)
         ]
     )
-    rows, screened = engine._prepare(raw, catalog, mapping)
+    rows, screened = engine.prepare(raw, catalog, mapping)
     commit = engine.warehouse.commit_rows(
         system=catalog.system, mapping=mapping, rows=rows, kind="repair",
         replace_equal_versions=True, run_id=engine.run_id, quarantine=screened,

@@ -86,7 +86,7 @@ def _run_beside_a_long_transaction(
             'INSERT INTO "icoms"."PAYMENT" ("SITE_ID", "PAYMENT_NO", "ACCOUNT_NO", "PAY_DATE",'
             ' "AMOUNT", "PAY_METHOD", "PAY_STATUS", "CRT_TS", "CHG_TS", "CHG_USER", "REC_STATUS")'
             ' SELECT "SITE_ID", 900000000 + row_number() OVER (), "ACCOUNT_NO", current_date,'
-            ' 12.34, \'CK\', \'P\', localtimestamp, localtimestamp, \'LONGRUN\', \'A\''
+            " 12.34, 'CK', 'P', localtimestamp, localtimestamp, 'LONGRUN', 'A'"
             ' FROM "icoms"."ACCOUNT" ORDER BY 1, 3 LIMIT 25'
         ).rowcount
         assert touched == 25

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from urllib.parse import urlsplit
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -55,9 +55,11 @@ def test_a_source_restored_from_an_older_copy_fails_the_run(
         restored = settings.model_copy(
             update={"source_url": with_database(databases.source, backup)}
         )
-        with SyncEngine.from_settings(restored) as engine:
-            with pytest.raises(SourceRegressionError) as failure:
-                engine.sync_once("priority")
+        with (
+            SyncEngine.from_settings(restored) as engine,
+            pytest.raises(SourceRegressionError) as failure,
+        ):
+            engine.sync_once("priority")
         message = str(failure.value)
         assert "icoms.PAYMENT" in message and "below the committed watermark" in message
         assert "billing-sync rebase icoms.PAYMENT" in message

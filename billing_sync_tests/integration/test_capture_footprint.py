@@ -103,7 +103,7 @@ def test_the_change_query_walks_the_cursor_index_on_100k_rows(databases: Databas
         conn.execute('ANALYZE "icoms"."PAYMENT"')
         cursor_row = conn.execute(
             'SELECT COALESCE("CHG_TS", "CRT_TS"), "SITE_ID", "PAYMENT_NO" FROM "icoms"."PAYMENT"'
-            ' ORDER BY 1 DESC, 2 DESC, 3 DESC OFFSET 5000 LIMIT 1'
+            " ORDER BY 1 DESC, 2 DESC, 3 DESC OFFSET 5000 LIMIT 1"
         ).fetchone()
         assert cursor_row is not None
         window = Window(Cursor(cursor_row[0], (cursor_row[1], cursor_row[2])),
@@ -144,7 +144,8 @@ def test_a_backfill_killed_after_a_chunk_resumes_from_it(
         ).fetchone()
     with psycopg.connect(databases.warehouse) as conn:
         done = conn.execute(
-            "SELECT status, rows_done, rows_total FROM billing_sync.snapshot WHERE kind = 'backfill'"
+            "SELECT status, rows_done, rows_total FROM billing_sync.snapshot"
+            " WHERE kind = 'backfill'"
         ).fetchall()
         chunks = conn.execute(
             "SELECT sum(rows_read) FROM billing_sync.batch_log WHERE kind = 'backfill'"

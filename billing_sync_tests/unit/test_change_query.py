@@ -100,15 +100,19 @@ def test_oracle_and_db2_expand_the_row_value_comparison() -> None:
     table = mapping(key=["SITE_ID", "PAYMENT_NO"])
     for dialect in (ORACLE, DB2):
         query = build_change_query(
-            table, schema="ICOMS", window=Window(Cursor(T, ("001", "42")), H, 500),
+            table,
+            schema="ICOMS",
+            window=Window(Cursor(T, ("001", "42")), H, 500),
             style=dialect.style,
         )
         assert query.text == (
             'SELECT "SITE_ID", "PAYMENT_NO", "AMOUNT", COALESCE("CHG_TS", "CRT_TS") AS "_cursor_ts"'
             ' FROM "ICOMS"."PAYMENT"'
-            ' WHERE COALESCE("CHG_TS", "CRT_TS") >= :cursor_ts AND (COALESCE("CHG_TS", "CRT_TS")'
-            ' > :cursor_ts OR (COALESCE("CHG_TS", "CRT_TS") = :cursor_ts AND ("SITE_ID" > :cursor_k0'
-            ' OR ("SITE_ID" = :cursor_k0 AND ("PAYMENT_NO" > :cursor_k1)))))'
+            ' WHERE COALESCE("CHG_TS", "CRT_TS") >= :cursor_ts'
+            ' AND (COALESCE("CHG_TS", "CRT_TS") > :cursor_ts'
+            ' OR (COALESCE("CHG_TS", "CRT_TS") = :cursor_ts'
+            ' AND ("SITE_ID" > :cursor_k0 OR ("SITE_ID" = :cursor_k0'
+            ' AND ("PAYMENT_NO" > :cursor_k1)))))'
             ' AND COALESCE("CHG_TS", "CRT_TS") < :horizon'
             ' ORDER BY COALESCE("CHG_TS", "CRT_TS"), "SITE_ID", "PAYMENT_NO"'
             " FETCH FIRST :limit ROWS ONLY"
