@@ -107,8 +107,24 @@ class DagsterDriver:
             return
         self.pipeline.pause_file.touch()
         _wait_quiet(self.pipeline, timeout=15.0)
+        self._wait_runs_finished(timeout=45.0)
         stop_process_group(self.process)
         self.pipeline.pause_file.unlink(missing_ok=True)
+
+    def _wait_runs_finished(self, *, timeout: float) -> None:
+        """Paused: runs end after their batch, a queued one right after it starts. Killing
+        one in flight would mark it failed."""
+        import dagster as dg
+        from dagster._core.instance.ref import InstanceRef
+
+        from billing_sync.defs.sensors import IN_FLIGHT
+
+        deadline = time.monotonic() + timeout
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home))) as instance:
+            while time.monotonic() < deadline and self.alive():
+                if not instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT), limit=1):
+                    return
+                time.sleep(0.5)
 
     def log_tail(self, chars: int = 2000) -> str:
         try:

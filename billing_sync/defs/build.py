@@ -1,6 +1,9 @@
 """Assemble the Definitions from the catalogs named in the settings."""
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition,
+)
 
 from billing_sync.config import load_catalog, load_settings
 from billing_sync.defs.alerts import alerts_sensor
@@ -27,22 +30,23 @@ def build_definitions() -> dg.Definitions:
     entities = sorted({mapping.entity for catalog in catalogs for mapping in catalog.tables})
     parity = parity_checks(catalogs)
     parity_checks_job = parity_job(parity)
+    all_jobs: list[dg.JobDefinition | UnresolvedAssetJobDefinition] = [
+        *jobs.values(),
+        freshness_job,
+        parity_checks_job,
+        retention_job,
+        *backfill_jobs(catalogs),
+    ]
     return dg.Definitions(
         assets=[*source_specs(catalogs), *tier_assets],
         asset_checks=[checks, parity],
-        jobs=[
-            *jobs.values(),
-            freshness_job,
-            parity_checks_job,
-            retention_job,
-            *backfill_jobs(catalogs),
-        ],
+        jobs=all_jobs,
         sensors=[
             *(sync_sensor(tier, job) for tier, job in jobs.items()),  # type: ignore[arg-type]
             # Freshness is evaluated continuously by a sensor (freshness_checks_job on demand).
             freshness_sensor(),
             source_observation_sensor(),
-            alerts_sensor(entities, [*(job.name for job in jobs.values()), retention_job.name]),
+            alerts_sensor(entities, [job.name for job in all_jobs]),
         ],
         schedules=[parity_schedule(parity_checks_job), retention_schedule],
         resources={"billing_sync": BillingSyncResource()},

@@ -6,6 +6,7 @@ import json
 import time
 
 import dagster as dg
+import psycopg
 
 from billing_sync.alerts.conditions import Freshness
 from billing_sync.defs.keys import source_key, warehouse_key
@@ -48,8 +49,11 @@ def freshness_sensor() -> dg.SensorDefinition:
     def evaluate_freshness(
         context: dg.SensorEvaluationContext, billing_sync: BillingSyncResource
     ) -> dg.SensorResult | dg.SkipReason:
-        with billing_sync.engine() as engine:
-            figures = entity_freshness(engine)
+        try:
+            with billing_sync.engine() as engine:
+                figures = entity_freshness(engine)
+        except psycopg.errors.UndefinedTable:
+            return dg.SkipReason("the warehouse is not set up yet (the first sync run does it)")
         last: dict[str, list[object]] = json.loads(context.cursor or "{}")
         now = time.time()
         events = []
@@ -79,9 +83,12 @@ def source_observation_sensor() -> dg.SensorDefinition:
     )
     def observe_sources(
         context: dg.SensorEvaluationContext, billing_sync: BillingSyncResource
-    ) -> dg.SensorResult:
-        with billing_sync.engine() as engine:
-            figures = source_figures(engine)
+    ) -> dg.SensorResult | dg.SkipReason:
+        try:
+            with billing_sync.engine() as engine:
+                figures = source_figures(engine)
+        except psycopg.errors.UndefinedTable:
+            return dg.SkipReason("the warehouse is not set up yet (the first sync run does it)")
         observations = []
         for f in figures:
             metadata: dict[str, dg.MetadataValue | float | int | str] = {
