@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
 import psycopg
 
 from billing_sync.config import Settings
@@ -28,7 +27,7 @@ from billing_sync.postgres import (
     stop_embedded_server,
     uses_embedded_server,
 )
-from billing_sync.reconcile.compare import TableParity, compare_table
+from billing_sync.reconcile.compare import TableParity, compare_all
 from billing_sync.simulator import Workload, create_schema, seed_if_empty
 from billing_sync.sync import SyncEngine
 
@@ -171,20 +170,7 @@ def freshness(warehouse_url: str) -> dict[str, float]:
 
 def parity(settings: Settings) -> list[TableParity]:
     with SyncEngine.from_settings(settings) as engine:
-        con = duckdb.connect(str(settings.resolved_cache_path), read_only=True)
-        try:
-            return [
-                compare_table(
-                    session=engine.source(catalog.system),
-                    warehouse=engine.warehouse,
-                    cache=con,
-                    catalog=catalog,
-                    mapping=mapping,
-                )
-                for catalog, mapping in engine.tables()
-            ]
-        finally:
-            con.close()
+        return compare_all(engine)
 
 
 def format_parity(results: list[TableParity]) -> str:

@@ -114,17 +114,9 @@ class DagsterDriver:
     def _wait_runs_finished(self, *, timeout: float) -> None:
         """Paused: runs end after their batch, a queued one right after it starts. Killing
         one in flight would mark it failed."""
-        import dagster as dg
-        from dagster._core.instance.ref import InstanceRef
+        from billing_sync.defs.instance import wait_runs_finished
 
-        from billing_sync.defs.sensors import IN_FLIGHT
-
-        deadline = time.monotonic() + timeout
-        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home))) as instance:
-            while time.monotonic() < deadline and self.alive():
-                if not instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT), limit=1):
-                    return
-                time.sleep(0.5)
+        wait_runs_finished(self.home, timeout=timeout, alive=self.alive)
 
     def log_tail(self, chars: int = 2000) -> str:
         try:
@@ -134,7 +126,9 @@ class DagsterDriver:
 
     def run_stats(self, *, since: float) -> dict[str, Any]:
         """Runs created since ``since`` (epoch seconds): count, launch latency, duration."""
-        return dagster_run_stats(self.home, since=since)
+        from billing_sync.defs.instance import run_stats
+
+        return run_stats(self.home, since=since)
 
 
 def _wait_quiet(pipeline: Pipeline, *, timeout: float) -> None:
@@ -154,36 +148,6 @@ def _wait_quiet(pipeline: Pipeline, *, timeout: float) -> None:
                 time.sleep(0.3)
     except psycopg.Error:
         return
-
-
-def dagster_run_stats(home: Path, *, since: float) -> dict[str, Any]:
-    import statistics
-
-    import dagster as dg
-    from dagster._core.instance.ref import InstanceRef
-
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
-        records = instance.get_run_records(limit=100_000)
-    launch, duration = [], []
-    runs = 0
-    by_status: dict[str, int] = {}
-    for record in records:
-        created = record.create_timestamp.timestamp()
-        if created < since:
-            continue
-        runs += 1
-        status = str(record.dagster_run.status.value)
-        by_status[status] = by_status.get(status, 0) + 1
-        if record.start_time:
-            launch.append(record.start_time - created)
-            if record.end_time:
-                duration.append(record.end_time - record.start_time)
-    return {
-        "runs": runs,
-        "by_status": by_status,
-        "median_launch_seconds": statistics.median(launch) if launch else None,
-        "median_run_seconds": statistics.median(duration) if duration else None,
-    }
 
 
 class EngineDriver:

@@ -6,9 +6,12 @@ dagster-postgres) when ``DAGSTER_PG_URL`` is set (DESIGN §8).
 
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
@@ -71,3 +74,41 @@ def prepare_instance(home: Path, *, config: Path, env: Mapping[str, str] | None 
         dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))),
     ):
         pass
+
+
+def wait_runs_finished(home: Path, *, timeout: float, alive: Callable[[], bool]) -> None:
+    """Until no run of the instance in ``home`` is in flight (or ``alive()`` turns false)."""
+    from billing_sync.defs.sensors import IN_FLIGHT
+
+    deadline = time.monotonic() + timeout
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        while time.monotonic() < deadline and alive():
+            if not instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT), limit=1):
+                return
+            time.sleep(0.5)
+
+
+def run_stats(home: Path, *, since: float) -> dict[str, Any]:
+    """Runs created since ``since`` (epoch seconds): count by status, launch and run time."""
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        records = instance.get_run_records(limit=100_000)
+    launch, duration = [], []
+    runs = 0
+    by_status: dict[str, int] = {}
+    for record in records:
+        created = record.create_timestamp.timestamp()
+        if created < since:
+            continue
+        runs += 1
+        status = str(record.dagster_run.status.value)
+        by_status[status] = by_status.get(status, 0) + 1
+        if record.start_time:
+            launch.append(record.start_time - created)
+            if record.end_time:
+                duration.append(record.end_time - record.start_time)
+    return {
+        "runs": runs,
+        "by_status": by_status,
+        "median_launch_seconds": statistics.median(launch) if launch else None,
+        "median_run_seconds": statistics.median(duration) if duration else None,
+    }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import duckdb
 import polars as pl
@@ -18,6 +19,9 @@ from billing_sync.load.ddl import entity_columns
 from billing_sync.load.warehouse import Warehouse, rows_to_arrow
 from billing_sync.source.session import SourceSession
 from billing_sync.transform.normalize import normalize, source_schema
+
+if TYPE_CHECKING:
+    from billing_sync.sync import SyncEngine
 
 COMPARED_LINEAGE = ["_source_key", "_source_version", "_is_deleted", "_row_hash"]
 
@@ -124,3 +128,21 @@ def compare_table(
             "cache": compare_frames(in_warehouse, in_cache),
         },
     )
+
+
+def compare_all(engine: SyncEngine) -> list[TableParity]:
+    """Every table of the engine's catalogs: source vs warehouse vs cache (read-only)."""
+    con = duckdb.connect(str(engine.settings.resolved_cache_path), read_only=True)
+    try:
+        return [
+            compare_table(
+                session=engine.source(catalog.system),
+                warehouse=engine.warehouse,
+                cache=con,
+                catalog=catalog,
+                mapping=mapping,
+            )
+            for catalog, mapping in engine.tables()
+        ]
+    finally:
+        con.close()

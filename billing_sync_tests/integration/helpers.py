@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
 import psycopg
 
 from billing_sync.config import Settings, load_settings
 from billing_sync.postgres import DatabaseUrls
-from billing_sync.reconcile.compare import TableParity, compare_table
+from billing_sync.reconcile.compare import TableParity, compare_all
 from billing_sync.simulator import create_schema, seed
 from billing_sync.sync import SyncEngine
 
@@ -41,20 +40,7 @@ def source_now(url: str) -> datetime:
 
 
 def parity(engine: SyncEngine) -> list[TableParity]:
-    con = duckdb.connect(str(engine.settings.resolved_cache_path), read_only=True)
-    try:
-        return [
-            compare_table(
-                session=engine.source(catalog.system),
-                warehouse=engine.warehouse,
-                cache=con,
-                catalog=catalog,
-                mapping=mapping,
-            )
-            for catalog, mapping in engine.tables()
-        ]
-    finally:
-        con.close()
+    return compare_all(engine)
 
 
 def assert_parity(engine: SyncEngine) -> list[TableParity]:
