@@ -177,6 +177,7 @@ class Settings(_Strict):
 
     state_dir: Path = Path(".billing-sync")
     source_url: str | None = None
+    source_urls: dict[str, str] = Field(default_factory=dict)
     warehouse_url: str | None = None
     cache_path: Path | None = None
     systems: list[str] = ["icoms"]
@@ -228,6 +229,15 @@ def load_settings(
     for variable, field in _ENV_FIELDS.items():
         if env.get(variable):
             raw[field] = env[variable]
+    prefix = "BILLING_SYNC_SOURCE_URL_"
+    per_system = {
+        variable.removeprefix(prefix).lower(): value
+        for variable, value in env.items()
+        if variable.startswith(prefix) and value
+    }
+    if per_system:
+        given = raw.get("source_urls")
+        raw["source_urls"] = {**(given if isinstance(given, dict) else {}), **per_system}
     for variable, name in _ALERT_ENV_FIELDS.items():
         if env.get(variable):
             alerts = raw.get("alerts")

@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -157,16 +157,21 @@ def drop_database(url: str, database: str) -> None:
 class DatabaseUrls:
     source: str
     warehouse: str
+    system_sources: Mapping[str, str] = field(default_factory=dict)
+
+    def source_for(self, system: str) -> str:
+        """The biller database of ``system``: its own URL when one is set, else ``source``."""
+        return self.system_sources.get(system, self.source)
 
 
 def resolve_database_urls(settings: Settings, env: Mapping[str, str] | None = None) -> DatabaseUrls:
     """Source and warehouse URLs: from the settings when given, else on one shared server."""
     if settings.source_url and settings.warehouse_url:
-        return DatabaseUrls(settings.source_url, settings.warehouse_url)
+        return DatabaseUrls(settings.source_url, settings.warehouse_url, settings.source_urls)
     base = server_url(settings, env)
     source = settings.source_url or ensure_database(base, SOURCE_DATABASE)
     warehouse = settings.warehouse_url or ensure_database(base, WAREHOUSE_DATABASE)
-    return DatabaseUrls(source, warehouse)
+    return DatabaseUrls(source, warehouse, settings.source_urls)
 
 
 def redact_url(url: str) -> str:

@@ -114,9 +114,8 @@ class SyncEngine:
         return self._warehouse
 
     def source(self, system: str) -> SourceSession:
-        # One biller per source database for now; several systems share the URL.
         if system not in self._sources:
-            self._sources[system] = SourceSession(self.urls.source)
+            self._sources[system] = SourceSession(self.urls.source_for(system))
         return self._sources[system]
 
     def setup(self) -> None:
