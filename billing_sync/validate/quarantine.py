@@ -143,10 +143,18 @@ def row_problems(
     return by_row, whole
 
 
-def parent_key_expr(rule: ParentRule) -> pl.Expr:
-    """The parent's ``_source_key`` built from this entity's columns."""
+def parent_key_expr(rule: ParentRule, parent: TableMapping | None = None) -> pl.Expr:
+    """The parent's ``_source_key`` built from this entity's columns.
+
+    Billers key one entity differently (ICOMS a billing account by site and account
+    number, Amdocs by its BAN alone): when the parent's mapping in this system is known,
+    its key's target columns that the rule names form the key, in the parent key's order.
+    """
+    columns = rule.key
+    if parent is not None and set(parent.target_key) <= set(rule.key):
+        columns = parent.target_key
     return pl.concat_str(
-        [pl.col(name).cast(pl.Utf8) for name in rule.key], separator=PARENT_KEY_SEPARATOR
+        [pl.col(name).cast(pl.Utf8) for name in columns], separator=PARENT_KEY_SEPARATOR
     )
 
 
@@ -378,9 +386,10 @@ def screen(
     orphans: dict[int, tuple[list[RowProblem], dict[str, str], bool]] = {}
     parent_failures: list[ExpectationFailure] = []
     for rule in suite.parents if frame.height else []:
-        if source is not None and source.mapping(rule.entity) is None:
+        parent = source.mapping(rule.entity) if source is not None else None
+        if source is not None and parent is None:
             continue  # no table of this system feeds the parent: the rule cannot apply
-        wanted = frame.select(parent_key_expr(rule).alias("parent")).get_column("parent")
+        wanted = frame.select(parent_key_expr(rule, parent).alias("parent")).get_column("parent")
         distinct = {key for key in wanted.unique().to_list() if key is not None}
         present = _in_warehouse(conn, system, rule.entity, distinct)
         if rule.entity == entity:

@@ -235,8 +235,9 @@ class ParentRule(_Strict):
     """A cross-entity rule checked per batch: each row's parent exists.
 
     ``key`` names this entity's columns that, joined with ``|``, form the parent's
-    ``_source_key`` (e.g. ``[site_id, account_number]`` -> ``billing_account``). The parent
-    may be in the warehouse already or in the same batch.
+    ``_source_key`` (e.g. ``[site_id, account_number]`` -> ``billing_account``); where a
+    biller keys the parent by fewer of these columns (Amdocs: the BAN alone), only those
+    form it. The parent may be in the warehouse already or in the same batch.
     """
 
     entity: str = Field(pattern=r"^[a-z_][a-z0-9_]*$")

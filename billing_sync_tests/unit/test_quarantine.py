@@ -97,3 +97,29 @@ def test_the_threshold_needs_both_a_share_and_a_count() -> None:
     assert not policy.fails(5, 200)  # 2.5%
     assert policy.fails(11, 200)
     assert policy.fails(5, 5)
+
+
+def test_the_parent_key_follows_how_each_biller_keys_the_parent() -> None:
+    from billing_sync.config import TableMapping
+    from billing_sync.validate.quarantine import parent_key_expr
+    from billing_sync.validate.suites import ParentRule
+
+    rule = ParentRule(entity="billing_account", key=["site_id", "account_number"])
+    children = pl.DataFrame({"site_id": ["001", "AMD"], "account_number": ["00000042", "2001"]})
+
+    def parent(key: list[str]) -> TableMapping:
+        columns = [
+            {"source": "SITE_ID", "target": "site_id", "type": "text"},
+            {"source": "BAN", "target": "account_number", "type": "text"},
+        ]
+        return TableMapping.model_validate(
+            {"table": "T", "entity": "billing_account", "key": key, "cursor": "TS",
+             "columns": columns}
+        )  # fmt: skip
+
+    def keys(mapping: TableMapping | None) -> list[str]:
+        return children.select(parent_key_expr(rule, mapping)).to_series().to_list()
+
+    assert keys(None) == ["001|00000042", "AMD|2001"]
+    assert keys(parent(["SITE_ID", "BAN"])) == ["001|00000042", "AMD|2001"]
+    assert keys(parent(["BAN"])) == ["00000042", "2001"]
