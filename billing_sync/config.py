@@ -12,9 +12,18 @@ from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 Tier = Literal["priority", "standard", "bulk"]
 TIERS: tuple[Tier, ...] = ("priority", "standard", "bulk")
@@ -38,15 +47,97 @@ def _check_identifier(value: str) -> str:
     return value
 
 
-class ColumnSpec(_Strict):
-    """One source column mapped to one column of the normalized entity."""
+ConverterName = Literal[
+    "trim",
+    "cyymmdd",
+    "hhmmss",
+    "cyymmdd_hhmmss",
+    "implied_decimal",
+    "float_money",
+    "ebcdic",
+    "latin1",
+    "lookup",
+]
+Protection = Literal["hmac", "last4", "redact"]
 
-    source: str
+# What each converter produces: the catalog type its target column must have.
+_CONVERTER_TARGETS: dict[str, tuple[str, ...]] = {
+    "trim": ("text",),
+    "cyymmdd": ("date",),
+    "hhmmss": ("text",),
+    "cyymmdd_hhmmss": ("timestamp",),
+    "implied_decimal": ("decimal",),
+    "float_money": ("decimal",),
+    "ebcdic": ("text",),
+    "latin1": ("text",),
+    "lookup": ("text",),
+}
+
+
+class Converter(_Strict):
+    """A converter of a column mapping (DESIGN §5), from its YAML form.
+
+    ``trim`` (and the other plain names) is a string; ``{implied_decimal: 2}``,
+    ``{float_money: 2}`` and ``{lookup: {code: value}}`` are one-key mappings.
+    """
+
+    name: ConverterName
+    places: int | None = Field(default=None, ge=0, le=18)
+    codes: dict[str, str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_yaml(cls, value: object) -> object:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and len(value) == 1 and "name" not in value:
+            ((name, argument),) = value.items()
+            if name in ("implied_decimal", "float_money"):
+                return {"name": name, "places": argument}
+            if name == "lookup":
+                codes = argument if isinstance(argument, dict) else {}
+                return {"name": name, "codes": {str(k): str(v) for k, v in codes.items()}}
+            return {"name": name}
+        return value
+
+    @model_validator(mode="after")
+    def _argument_given(self) -> Converter:
+        if self.name in ("implied_decimal", "float_money") and self.places is None:
+            raise ValueError(f"{self.name} takes the number of decimal places: {{{self.name}: 2}}")
+        if self.name == "lookup" and not self.codes:
+            raise ValueError("lookup takes a non-empty mapping of codes: {lookup: {A: active}}")
+        return self
+
+    @property
+    def label(self) -> str:
+        """How quarantine lines name the converter: ``implied_decimal(2)``, ``lookup``."""
+        return f"{self.name}({self.places})" if self.places is not None else self.name
+
+
+class ColumnSpec(_Strict):
+    """One column of the normalized entity: from a source column (or, for
+    ``cyymmdd_hhmmss``, a ``[date, time]`` pair), or a ``constant``; optionally a
+    ``converter`` and a ``protect`` policy (DESIGN §5)."""
+
+    source: str | list[str] | None = None
+    constant: str | int | float | bool | None = None
     target: str
     type: str
     nullable: bool = True
+    converter: Converter | None = None
+    protect: Protection | None = None
 
-    _names = field_validator("source", "target")(_check_identifier)
+    @field_validator("target")
+    @classmethod
+    def _target_name(cls, value: str) -> str:
+        return _check_identifier(value)
+
+    @field_validator("source")
+    @classmethod
+    def _source_names(cls, value: str | list[str] | None) -> str | list[str] | None:
+        for name in [] if value is None else [value] if isinstance(value, str) else value:
+            _check_identifier(name)
+        return value
 
     @field_validator("type")
     @classmethod
@@ -58,6 +149,46 @@ class ColumnSpec(_Strict):
             )
         return value
 
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnSpec:
+        where = f"column {self.target}"
+        is_constant = "constant" in self.model_fields_set
+        if is_constant == (self.source is not None):
+            raise ValueError(f"{where}: give exactly one of source and constant")
+        if is_constant and (self.converter or self.protect):
+            raise ValueError(f"{where}: a constant takes no converter or protect")
+        name = self.converter.name if self.converter else None
+        if isinstance(self.source, list) and (name != "cyymmdd_hhmmss" or len(self.source) != 2):
+            raise ValueError(
+                f"{where}: a list of source columns is only for converter cyymmdd_hhmmss"
+                " with two columns [date, time]"
+            )
+        if name == "cyymmdd_hhmmss" and not isinstance(self.source, list):
+            raise ValueError(f"{where}: cyymmdd_hhmmss takes source: [date, time]")
+        if name is not None:
+            wanted = _CONVERTER_TARGETS[name]
+            if self.type.split("(")[0] not in wanted:
+                raise ValueError(f"{where}: converter {name} gives {wanted[0]}, not {self.type}")
+        if self.protect is not None and self.type != "text":
+            raise ValueError(f"{where}: protect {self.protect} gives text, not {self.type}")
+        return self
+
+    @property
+    def is_constant(self) -> bool:
+        return self.source is None
+
+    @property
+    def source_names(self) -> list[str]:
+        """The source columns this column reads (none for a constant)."""
+        if self.source is None:
+            return []
+        return [self.source] if isinstance(self.source, str) else list(self.source)
+
+    @property
+    def is_plain(self) -> bool:
+        """A source column taken as it is: no converter, no protection."""
+        return isinstance(self.source, str) and self.converter is None and self.protect is None
+
 
 class SoftDelete(_Strict):
     """Rows whose ``column`` holds one of ``values`` are deletions in the source."""
@@ -66,37 +197,112 @@ class SoftDelete(_Strict):
     values: list[str]
 
 
+CursorFormat = Literal["timestamp", "cyymmdd_hhmmss"]
+
+
 class TableMapping(_Strict):
-    """How one source table becomes rows of one normalized entity."""
+    """How one source table becomes rows of one normalized entity.
+
+    ``cursor`` is one timestamp column (``cursor_format: timestamp``, the default) or,
+    with ``cursor_format: cyymmdd_hhmmss``, the two integer columns ``[date, time]``
+    (CYYMMDD, HHMMSS) in the catalog's timezone, compared as a tuple (see
+    :mod:`billing_sync.capture.window`).
+    """
 
     table: str
     entity: str
     key: list[str] = Field(min_length=1)
-    cursor: str
+    cursor: str | list[str]
+    cursor_format: CursorFormat = "timestamp"
     cursor_fallback: str | None = None
     soft_delete: SoftDelete | None = None
     tier: Tier = "standard"
+    drop: list[str] = Field(default_factory=list)
     columns: list[ColumnSpec] = Field(min_length=1)
+    # SQL types of the source columns, filled from the reflected schema at start
+    # (billing_sync.source.reflect); fetches use them. Not written in catalogs.
+    source_types: dict[str, str] = Field(default_factory=dict)
 
-    _names = field_validator("table", "entity", "cursor")(_check_identifier)
+    _names = field_validator("table", "entity")(_check_identifier)
+
+    @field_validator("cursor", "drop")
+    @classmethod
+    def _cursor_names(cls, value: str | list[str]) -> str | list[str]:
+        for name in [value] if isinstance(value, str) else value:
+            _check_identifier(name)
+        return value
+
+    @model_validator(mode="after")
+    def _cursor_fits_format(self) -> TableMapping:
+        columns = self.cursor_columns
+        if self.cursor_format == "timestamp" and len(columns) != 1:
+            raise ValueError(
+                f"{self.table}: cursor_format timestamp takes one cursor column, got {columns}"
+            )
+        if self.cursor_format == "cyymmdd_hhmmss":
+            if len(columns) != 2:
+                raise ValueError(
+                    f"{self.table}: cursor_format cyymmdd_hhmmss takes two cursor columns"
+                    f" [date, time], got {columns}"
+                )
+            if self.cursor_fallback is not None:
+                raise ValueError(
+                    f"{self.table}: cursor_fallback is only allowed with cursor_format timestamp"
+                )
+        return self
+
+    @property
+    def cursor_columns(self) -> list[str]:
+        """The cursor's source columns, in index order."""
+        return [self.cursor] if isinstance(self.cursor, str) else list(self.cursor)
 
     @model_validator(mode="after")
     def _keys_are_mapped(self) -> TableMapping:
-        mapped = {column.source for column in self.columns}
+        mapped = {column.source for column in self.columns if isinstance(column.source, str)}
         missing = [name for name in self.key if name not in mapped]
         if missing:
             raise ValueError(f"key column(s) {missing} of {self.table} are not mapped")
+        unconverted = {
+            c.source for c in self.columns if isinstance(c.source, str) and not c.protect
+        }
+        protected = [name for name in self.key if name not in unconverted]
+        if protected:
+            raise ValueError(f"key column(s) {protected} of {self.table} cannot be protected")
         if self.soft_delete and self.soft_delete.column not in mapped:
             raise ValueError(
                 f"soft-delete column {self.soft_delete.column} of {self.table} is not mapped"
             )
+        targets = [column.target for column in self.columns]
+        doubled = sorted({name for name in targets if targets.count(name) > 1})
+        if doubled:
+            raise ValueError(f"{self.table}: target column(s) {doubled} mapped twice")
+        self.check_not_dropped(self.drop)
         return self
+
+    def check_not_dropped(self, dropped: list[str]) -> None:
+        """Refuse a mapping that would select a column marked ``drop``."""
+        for column in self.columns:
+            named = sorted(set(column.source_names) & set(dropped))
+            if named:
+                raise ValueError(
+                    f"{self.table}: column {column.target} selects {named}, marked drop"
+                    " (never selected)"
+                )
+        for name in {*self.cursor_columns, *([self.cursor_fallback] if self.cursor_fallback
+                                              else [])} & set(dropped):  # fmt: skip
+            raise ValueError(f"{self.table}: the cursor column {name} is marked drop")
 
     @property
     def target_key(self) -> list[str]:
         """The key's column names in the normalized entity, in key order."""
-        by_source = {column.source: column.target for column in self.columns}
+        by_source = {c.source: c.target for c in self.columns if isinstance(c.source, str)}
         return [by_source[name] for name in self.key]
+
+    @property
+    def source_columns(self) -> list[str]:
+        """Every source column the mappings read, once each, in mapping order."""
+        names = (name for column in self.columns for name in column.source_names)
+        return list(dict.fromkeys(names))
 
     def column(self, source: str) -> ColumnSpec:
         return next(column for column in self.columns if column.source == source)
@@ -107,7 +313,29 @@ class SourceCatalog(_Strict):
 
     system: str
     schema_name: str = Field(alias="schema")
+    timezone: str = "UTC"
+    drop: list[str] = Field(default_factory=list)  # columns never selected, in every table
     tables: list[TableMapping]
+    source_file: str | None = Field(default=None, exclude=True)  # set by load_catalog
+
+    @model_validator(mode="after")
+    def _nothing_dropped_is_selected(self) -> SourceCatalog:
+        for mapping in self.tables:
+            mapping.check_not_dropped(self.drop)
+        return self
+
+    @property
+    def uses_hmac(self) -> bool:
+        return any(c.protect == "hmac" for mapping in self.tables for c in mapping.columns)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown IANA timezone {value!r}") from error
+        return value
 
     @cached_property
     def by_table(self) -> dict[str, TableMapping]:
@@ -185,6 +413,8 @@ class Settings(_Strict):
     tiers: dict[Tier, TierSettings] = Field(default_factory=_default_tiers)
     alerts: AlertSettings = AlertSettings()
     retention: RetentionSettings = RetentionSettings()
+    # From BILLING_SYNC_HMAC_KEY only; never dumped, never shown (SecretStr).
+    hmac_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
 
     @property
     def pause_file(self) -> Path:
@@ -204,6 +434,7 @@ _ENV_FIELDS = {
     "BILLING_SYNC_SOURCE_URL": "source_url",
     "BILLING_SYNC_WAREHOUSE_URL": "warehouse_url",
     "BILLING_SYNC_CACHE_PATH": "cache_path",
+    "BILLING_SYNC_HMAC_KEY": "hmac_key",
 }
 _ALERT_ENV_FIELDS = {
     "BILLING_SYNC_ALERT_WEBHOOK_URL": "webhook_url",
@@ -257,6 +488,6 @@ def load_catalog(system: str, *, directory: Path = CATALOG_DIR) -> SourceCatalog
     except (OSError, yaml.YAMLError) as error:
         raise ConfigError(f"cannot read catalog {path}: {error}") from error
     try:
-        return SourceCatalog.model_validate(raw)
+        return SourceCatalog.model_validate({**(raw or {}), "source_file": str(path)})
     except ValidationError as error:
         raise ConfigError(f"invalid catalog {path}:\n{error}") from error

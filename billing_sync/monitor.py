@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from billing_sync.alerts.conditions import Freshness
-from billing_sync.capture.query import build_high_watermark_query, qualified
+from billing_sync.capture.query import qualified
+from billing_sync.capture.regression import newest_change
 from billing_sync.load.ddl import STATE_SCHEMA
 from billing_sync.source.session import source_now
 from billing_sync.sync import SyncEngine
@@ -68,7 +69,7 @@ def source_figures(engine: SyncEngine) -> list[SourceFigures]:
     figures = []
     for catalog, mapping in engine.tables():
         source = engine.source(catalog.system)
-        newest = source.scalar(build_high_watermark_query(mapping, schema=catalog.schema_name))
+        newest = newest_change(source, catalog, mapping)
         rows = source.scalar(
             f"SELECT count(*) FROM {qualified(catalog.schema_name, mapping.table)}"
         )

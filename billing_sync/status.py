@@ -9,6 +9,7 @@ from billing_sync.capture.query import qualified
 from billing_sync.capture.window import OpenTransaction
 from billing_sync.load.cache import CacheBusy
 from billing_sync.load.ddl import STATE_SCHEMA, entity_columns
+from billing_sync.serve.lag import CacheLag, cache_lags
 from billing_sync.sync import SyncEngine
 
 
@@ -26,6 +27,7 @@ class TableStatus:
     cache_rows: int | None  # None when the cache file is busy
     warehouse_batch: int
     cache_batch: int | None
+    cache_lag: CacheLag | None  # None when the cache file is busy
     held_back_by: OpenTransaction | None
     hold_seconds: float
     late_rows: int
@@ -35,6 +37,7 @@ def table_status(engine: SyncEngine) -> list[TableStatus]:
     """Read-only status of every table; counts are exact (``count(*)``)."""
     warehouse = engine.warehouse
     cache_counts, cache_batches = _cache_state(engine)
+    lags = {} if cache_batches is None else cache_lags(warehouse.conn, cache_batches)
     statuses = []
     for catalog, mapping in engine.tables():
         source = engine.source(catalog.system)
@@ -80,6 +83,7 @@ def table_status(engine: SyncEngine) -> list[TableStatus]:
                 else cache_counts.get((catalog.system, mapping.entity), 0),
                 warehouse_batch=int(entity_batch[0]) if entity_batch else 0,
                 cache_batch=None if cache_batches is None else cache_batches.get(mapping.entity, 0),
+                cache_lag=lags.get(mapping.entity),
                 held_back_by=horizon.held_back_by,
                 hold_seconds=horizon.hold_seconds,
                 late_rows=int(late[0]) if late else 0,
@@ -113,17 +117,31 @@ def _cache_state(
 def format_status(statuses: list[TableStatus]) -> str:
     header = (
         f"{'table':<20} {'tier':<9} {'caught up to':<26} {'lag s':>7} "
-        f"{'source':>9} {'warehouse':>9} {'cache':>9} {'cache batch':>12} {'late':>6}"
+        f"{'source':>9} {'warehouse':>9} {'cache':>9} {'cache batch':>12} {'cache lag s':>11}"
+        f" {'late':>6}"
     )
     lines = [header, "-" * len(header)]
     for s in statuses:
         cache_rows = "busy" if s.cache_rows is None else str(s.cache_rows)
         cache_batch = "busy" if s.cache_batch is None else f"{s.cache_batch}/{s.warehouse_batch}"
         lag = "-" if s.lag_seconds is None else f"{s.lag_seconds:.1f}"
+        cache_lag = (
+            "busy"
+            if s.cache_lag is None
+            else f"{s.cache_lag.seconds:.1f}"
+            if s.cache_lag.behind
+            else "-"
+        )
         lines.append(
             f"{s.system + '.' + s.table:<20} {s.tier:<9} {s.caught_up_to or '-'!s:<26} {lag:>7} "
             f"{s.source_rows:>9} {s.warehouse_rows:>9} {cache_rows:>9} {cache_batch:>12}"
-            f" {s.late_rows:>6}"
+            f" {cache_lag:>11} {s.late_rows:>6}"
+        )
+    behind = sorted({s.entity for s in statuses if s.cache_lag and s.cache_lag.behind})
+    if behind:
+        lines.append(
+            f"cache behind the warehouse for {', '.join(behind)}: a process holds the DuckDB "
+            "file open; it catches up from the warehouse once the file is free"
         )
     holders = {(s.held_back_by, s.hold_seconds) for s in statuses if s.held_back_by}
     for holder, age in holders:

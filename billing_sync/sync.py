@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from billing_sync.capture.cursor import cursor_horizon, decode_cursor
 from billing_sync.capture.lookback import Lookback
 from billing_sync.capture.query import (
     CURSOR_ALIAS,
@@ -25,19 +27,36 @@ from billing_sync.capture.query import (
     build_region_keys_query,
     build_rows_by_key_query,
 )
-from billing_sync.capture.regression import RegressionGuard
+from billing_sync.capture.regression import RegressionGuard, newest_change
 from billing_sync.capture.snapshot import build_count_query, build_snapshot_query, check_filter
 from billing_sync.capture.window import Cursor, OpenTransaction, Window, advance
 from billing_sync.config import Settings, SourceCatalog, TableMapping, Tier, load_catalog
 from billing_sync.faults import crash_point
 from billing_sync.load.cache import Cache, CacheApplied, CacheBusy
 from billing_sync.load.ddl import entities_of, entity_columns
-from billing_sync.load.snapshots import commit_chunk, running_snapshot, start_snapshot
+from billing_sync.load.snapshot_io import SnapshotIO
+from billing_sync.load.snapshots import (
+    SnapshotState,
+    commit_chunk,
+    running_snapshot,
+    start_snapshot,
+)
 from billing_sync.load.warehouse import CommitResult, Warehouse, Watermark
 from billing_sync.postgres import DatabaseUrls, resolve_database_urls
+from billing_sync.serve.lag import CacheLag, entities_behind, follow_up
+from billing_sync.serve.views import create_cache_views, create_warehouse_views
+from billing_sync.source.reflect import check_catalog
 from billing_sync.source.session import SourceSession
-from billing_sync.transform.normalize import normalize, region_schema, source_key, source_schema
+from billing_sync.transform.normalize import (
+    normalize_batch,
+    normalized_source_key,
+    region_schema,
+    source_schema,
+    with_conversion_failures,
+)
+from billing_sync.transform.protect import Protector
 from billing_sync.validate import quarantine
+from billing_sync.validate.polars_suite import PolarsValidator
 from billing_sync.validate.quarantine import Screened
 from billing_sync.validate.report import BatchValidationError, ValidationReport
 from billing_sync.validate.runner import Validator
@@ -70,6 +89,7 @@ class TableBatch:
     validation_seconds: float
     cache: CacheApplied | None = None
     cache_error: str | None = None
+    cache_lag: CacheLag | None = None  # the cache against the warehouse after this batch
     late_rows: int = 0
     kind: str = "tail"  # tail, initial (first-load snapshot chunk) or backfill
     snapshot_progress: tuple[int, int | None] | None = None  # rows done, rows in all
@@ -91,16 +111,31 @@ class SyncEngine:
     urls: DatabaseUrls
     run_id: str | None = None
     validator: Validator = field(default_factory=Validator)
+    polars_validator: PolarsValidator = field(default_factory=PolarsValidator)
 
     def __post_init__(self) -> None:
         capture = self.settings.capture
         self.guard = RegressionGuard(capture)
+        key = self.settings.hmac_key
+        self.protector = Protector.for_catalogs(
+            self.catalogs, hmac_key=key.get_secret_value() if key else None
+        )
         self.lookback = Lookback(
             timedelta(seconds=capture.lookback_seconds), capture.lookback_interval_seconds
         )
         self._sources: dict[str, SourceSession] = {}
         self._warehouse: Warehouse | None = None
-        self.cache = Cache(self.settings.resolved_cache_path, entities_of(self.catalogs))
+        entities = entities_of(self.catalogs)
+        self.cache = Cache(
+            self.settings.resolved_cache_path,
+            entities,
+            on_create=lambda con: create_cache_views(con, entities),  # a new or rebuilt file too
+        )
+        self._cache_behind: set[str] = set()  # entities the cache lacks warehouse batches of
+        self.snapshot_io = SnapshotIO(
+            cache=self.cache, warehouse_url=lambda: self.urls.warehouse, source=self.source
+        )
+        self._sources_checked = False
 
     @classmethod
     def from_settings(cls, settings: Settings, *, run_id: str | None = None) -> SyncEngine:
@@ -115,18 +150,23 @@ class SyncEngine:
 
     def source(self, system: str) -> SourceSession:
         if system not in self._sources:
-            self._sources[system] = SourceSession(self.urls.source_for(system))
+            zone = next((c.timezone for c in self.catalogs if c.system == system), None)
+            self._sources[system] = SourceSession(self.urls.source_for(system), timezone=zone)
         return self._sources[system]
 
     def setup(self) -> None:
         """Create warehouse and cache tables and watermark rows (idempotent)."""
         self.warehouse.setup(self.catalogs)
+        create_warehouse_views(self.warehouse.conn, self.cache.entities)
         try:
             self.cache.setup()
         except CacheBusy as busy:
             log.warning("%s; its tables are created at its next apply", busy)
+        # Left behind by an earlier run (a reader held the file): caught up after a batch.
+        self._cache_behind = entities_behind(self.cache, self.warehouse.conn)
 
     def close(self) -> None:
+        self.snapshot_io.close()  # applies gathered snapshot chunks to the cache
         for session in self._sources.values():
             session.close()
         self._sources.clear()
@@ -140,7 +180,27 @@ class SyncEngine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def check_sources(self) -> None:
+        """Check every catalog against its reflected source schema, once (DESIGN §5): a
+        :class:`ConfigError` naming file, table and column otherwise. The checked
+        catalogs (which know their source column types) replace the loaded ones."""
+        if self._sources_checked:
+            return
+        self.catalogs = [
+            check_catalog(self.source(catalog.system), catalog) for catalog in self.catalogs
+        ]
+        self._sources_checked = True
+
+    def checked(
+        self, catalog: SourceCatalog, mapping: TableMapping
+    ) -> tuple[SourceCatalog, TableMapping]:
+        """The checked catalog and mapping for ``catalog``'s ``mapping``."""
+        self.check_sources()
+        found = next(c for c in self.catalogs if c.system == catalog.system)
+        return found, found.by_table[mapping.table]
+
     def tables(self, tier: Tier | None = None) -> Iterator[tuple[SourceCatalog, TableMapping]]:
+        self.check_sources()
         for catalog in self.catalogs:
             for mapping in catalog.tables:
                 if tier is None or mapping.tier == tier:
@@ -148,10 +208,15 @@ class SyncEngine:
 
     def sync_once(self, tier: Tier | None = None) -> list[TableBatch]:
         """One micro-batch over every table of ``tier`` (all tables when ``None``)."""
-        return [self.sync_table(catalog, mapping) for catalog, mapping in self.tables(tier)]
+        results = [self.sync_table(catalog, mapping) for catalog, mapping in self.tables(tier)]
+        self.snapshot_io.feed.wait()  # one writer of the cache file in this process
+        return follow_up(
+            results, cache=self.cache, warehouse=self.warehouse, behind=self._cache_behind
+        )
 
     def sync_table(self, catalog: SourceCatalog, mapping: TableMapping) -> TableBatch:
         """One micro-batch of one table: the first load's next chunk, or the tail."""
+        catalog, mapping = self.checked(catalog, mapping)
         watermark = self.warehouse.watermark(catalog.system, mapping)
         if watermark.cursor is None:
             return self.snapshot_chunk(catalog, mapping, kind="initial")
@@ -164,7 +229,11 @@ class SyncEngine:
         )
         read_at = time.perf_counter()
         self.guard.check(source, catalog, mapping, watermark, warehouse=self.warehouse)
-        window = Window(after=watermark.cursor, horizon=horizon.at, limit=capture.batch_rows)
+        window = Window(
+            after=watermark.cursor,
+            horizon=cursor_horizon(mapping, horizon.at),
+            limit=capture.batch_rows,
+        )
         raw = self._read(source, catalog, mapping, window)
         crash_point("after_read")
         step = advance(window, rows_read=raw.num_rows, last_row=_last_cursor(raw, mapping))
@@ -222,16 +291,30 @@ class SyncEngine:
         )
 
     def prepare(
-        self, raw: pa.Table, catalog: SourceCatalog, mapping: TableMapping, **screening: bool
+        self,
+        raw: pa.Table,
+        catalog: SourceCatalog,
+        mapping: TableMapping,
+        *,
+        polars_validation: bool = False,
+        **screening: bool,
     ) -> tuple[pa.Table, Screened]:
         """Normalize and validate source rows (DESIGN §6): the rows to merge (good ones, and
         any released from quarantine) and what goes to quarantine. A batch with too many
-        bad rows raises before any write."""
-        frame = normalize(raw, mapping, system=catalog.system, synced_at=datetime.now(UTC))
-        report = self.validator.validate(mapping.entity, frame)
+        bad rows raises before any write. ``polars_validation``: the same suite evaluated
+        in Polars (:mod:`billing_sync.validate.polars_suite`) instead of GX."""
+        validator = self.polars_validator if polars_validation else self.validator
+        normalized = normalize_batch(
+            raw, mapping, system=catalog.system, synced_at=datetime.now(UTC),
+            protector=self.protector,
+        )  # fmt: skip
+        frame = normalized.frame
+        report = with_conversion_failures(
+            validator.validate(mapping.entity, frame), normalized.failures
+        )
         screened = quarantine.screen(
             self.warehouse.conn, system=catalog.system, mapping=mapping, frame=frame,
-            report=report, suite=self.validator.suite(mapping.entity),
+            report=report, suite=validator.suite(mapping.entity),
             source=quarantine.SourceParents(self.source(catalog.system), catalog), **screening,
         )  # fmt: skip
         if screened.fails_batch:
@@ -253,13 +336,14 @@ class SyncEngine:
         query = build_region_keys_query(
             mapping, schema=catalog.schema_name, since=since, until=until, limit=LOOKBACK_ROWS
         )
-        keys = pl.from_arrow(source.read_arrow(query, region_schema(mapping)))
+        region = decode_cursor(source.read_arrow(query, region_schema(mapping)), mapping)
+        keys = pl.from_arrow(region)
         assert isinstance(keys, pl.DataFrame)
         if keys.height >= LOOKBACK_ROWS:
             log.warning("%s.%s: lookback region capped at %d rows", catalog.system,
                         mapping.table, LOOKBACK_ROWS)  # fmt: skip
         versions = keys.select(
-            source_key(mapping.key).alias("_source_key"),
+            normalized_source_key(mapping).alias("_source_key"),
             pl.col(CURSOR_ALIAS).alias("_source_version"),
             *mapping.key,
         )
@@ -285,6 +369,7 @@ class SyncEngine:
         return source.read_arrow(query, schema)
 
     def _catch_up_cache(self, mapping: TableMapping) -> tuple[CacheApplied | None, str | None]:
+        self.snapshot_io.feed.flush()
         try:
             return self.cache.catch_up(
                 entity_columns(mapping), catch_up=self.warehouse.rows_since
@@ -303,6 +388,7 @@ class SyncEngine:
     ) -> TableBatch:
         """The next primary-key chunk of the table's running snapshot (starting one if
         none runs). The first load's last chunk hands the table over to the tail."""
+        catalog, mapping = self.checked(catalog, mapping)
         started = time.perf_counter()
         capture = self.settings.capture
         source = self.source(catalog.system)
@@ -317,23 +403,23 @@ class SyncEngine:
                                                     where=where))  # fmt: skip
             state = start_snapshot(
                 self.warehouse, catalog.system, mapping, kind=kind,
-                handover_ts=horizon.at, where_sql=where, rows_total=int(total),
+                handover_ts=cursor_horizon(mapping, horizon.at), where_sql=where,
+                rows_total=int(total),
             )  # fmt: skip
-        query = build_snapshot_query(
-            mapping, schema=catalog.schema_name, after_key=state.last_key,
-            limit=capture.snapshot_rows, where=state.where_sql,
-        )  # fmt: skip
-        raw = source.read_arrow(query, source_schema(mapping))
+        raw = self._snapshot_rows(catalog, mapping, state, after_key=state.last_key)
         finished = raw.num_rows < capture.snapshot_rows
         last = _last_cursor(raw, mapping)
-        rows, screened = self.prepare(raw, catalog, mapping)
+        if not finished and last is not None:  # the next chunk reads while this one loads
+            self._snapshot_rows(catalog, mapping, state, after_key=last.key, ahead=True)
+        # The suite in Polars: GX would cost as much as the rest of a chunk (DESIGN §6).
+        rows, screened = self.prepare(raw, catalog, mapping, polars_validation=True)
         result, state = commit_chunk(
             self.warehouse, system=catalog.system, mapping=mapping, state=state, rows=rows,
             last_key=last.key if last else None, finished=finished, run_id=self.run_id,
             quarantine=screened,
         )  # fmt: skip
         crash_point("after_snapshot_chunk")
-        cache, cache_error = self.apply_cache(mapping, rows, result)
+        cache, cache_error = self._feed_cache(mapping, rows, result, last=finished)
         return TableBatch(
             system=catalog.system, table=mapping.table, entity=mapping.entity,
             tier=mapping.tier, rows_read=raw.num_rows, inserted=result.inserted,
@@ -347,6 +433,45 @@ class SyncEngine:
             quarantined=screened.quarantined, released=screened.released_rows,
             validation=screened.report,
         )  # fmt: skip
+
+    def _snapshot_rows(
+        self,
+        catalog: SourceCatalog,
+        mapping: TableMapping,
+        state: SnapshotState,
+        *,
+        after_key: tuple[Any, ...] | None,
+        ahead: bool = False,
+    ) -> pa.Table:
+        """The chunk after ``after_key``: read ahead already, or read now. ``ahead``: start
+        reading it in the background instead (returns an empty table)."""
+        limit = self.settings.capture.snapshot_rows
+        query = build_snapshot_query(
+            mapping, schema=catalog.schema_name, after_key=after_key, limit=limit,
+            where=state.where_sql,
+        )  # fmt: skip
+        schema = source_schema(mapping)
+        key = (mapping.table, state.snapshot_id, after_key, state.where_sql, limit)
+        prefetch = self.snapshot_io.prefetch(catalog.system)
+        if ahead:
+            prefetch.start(key, query, schema)
+            return schema.empty_table()
+        rows = prefetch.take(key)
+        return self.source(catalog.system).read_arrow(query, schema) if rows is None else rows
+
+    def _feed_cache(
+        self, mapping: TableMapping, rows: pa.Table, result: CommitResult, *, last: bool
+    ) -> tuple[CacheApplied | None, str | None]:
+        """Hand a snapshot chunk to the background cache feed (applied several chunks at a
+        time; all of it at the snapshot's ``last`` chunk); what the feed applied meanwhile."""
+        feed = self.snapshot_io.feed
+        if result.batch_id is not None:
+            feed.add(
+                entity_columns(mapping), _with_batch_id(rows, result), batch_id=result.batch_id,
+                previous_batch_id=result.previous_entity_batch_id, last=last,
+            )  # fmt: skip
+        done = feed.flush() if last else feed.results()
+        return (done.applied[-1] if done.applied else None), done.busy
 
     def backfill(
         self,
@@ -378,12 +503,8 @@ class SyncEngine:
     ) -> tuple[CacheApplied | None, str | None]:
         if result.batch_id is None:
             return None, None
-        written = rows.filter(
-            pc.is_in(rows.column("_source_key"), pa.array(sorted(result.written_keys), pa.string()))
-        )
-        with_batch = written.append_column(
-            "_batch_id", pa.array([result.batch_id] * written.num_rows, pa.int64())
-        )
+        self.snapshot_io.feed.flush()  # snapshot chunks gathered for the cache go first
+        with_batch = _with_batch_id(rows, result)
         try:
             applied = self.cache.apply(
                 entity_columns(mapping),
@@ -399,6 +520,7 @@ class SyncEngine:
 
     def catch_up_cache(self) -> list[CacheApplied]:
         """Bring every cache entity up to the warehouse (after the cache was busy or lost)."""
+        self.snapshot_io.feed.flush()
         return [
             self.cache.catch_up(columns, catch_up=self.warehouse.rows_since)
             for columns in entities_of(self.catalogs).values()
@@ -446,10 +568,24 @@ class SyncEngine:
         self.catch_up_cache()
 
 
+def _with_batch_id(rows: pa.Table, result: CommitResult) -> pa.Table:
+    """The rows the warehouse wrote (all, or ``written_keys``), with their ``_batch_id``."""
+    written = (
+        rows
+        if result.wrote_all
+        else rows.filter(
+            pc.is_in(rows.column("_source_key"), pa.array(result.written_keys, pa.string()))
+        )
+    )
+    return written.append_column(
+        "_batch_id", pa.repeat(pa.scalar(result.batch_id, pa.int64()), written.num_rows)
+    )
+
+
 def _last_cursor(raw: pa.Table, mapping: TableMapping) -> Cursor | None:
     if raw.num_rows == 0:
         return None
-    last = raw.slice(raw.num_rows - 1, 1).to_pylist()[0]
+    last = decode_cursor(raw.slice(raw.num_rows - 1, 1), mapping).to_pylist()[0]
     return Cursor(last[CURSOR_ALIAS], tuple(last[name] for name in mapping.key))
 
 
@@ -468,13 +604,9 @@ def tables_behind(engine: SyncEngine, tier: Tier | None = None) -> list[str]:
 
     One index read per table on the source; the sensors ask this before starting a run.
     """
-    from billing_sync.capture.query import build_high_watermark_query
-
     behind = []
     for catalog, mapping in engine.tables(tier):
-        newest = engine.source(catalog.system).scalar(
-            build_high_watermark_query(mapping, schema=catalog.schema_name)
-        )
+        newest = newest_change(engine.source(catalog.system), catalog, mapping)
         watermark = engine.warehouse.watermark(catalog.system, mapping)
         if newest is not None and (watermark.cursor is None or newest > watermark.cursor.change_ts):
             behind.append(f"{catalog.system}.{mapping.table}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib
 import statistics
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -25,7 +26,9 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("billing_sync.source.session", "SourceSession.read_arrow", "source read"),
     ("billing_sync.source.session", "SourceSession.scalar", "source read"),
     ("billing_sync.sync", "normalize", "normalize (Polars)"),
+    ("billing_sync.sync", "normalize_batch", "normalize (Polars)"),
     ("billing_sync.validate.runner", "Validator.validate", "validate (GX)"),
+    ("billing_sync.validate.polars_suite", "PolarsValidator.validate", "validate (Polars)"),
     ("billing_sync.validate.quarantine", "screen", "quarantine screen"),
     ("billing_sync.sync", "SyncEngine._late_rows", "lookback (late rows)"),
     ("billing_sync.load.warehouse", "Warehouse.commit_batch", "warehouse commit"),
@@ -37,12 +40,26 @@ STAGES: tuple[tuple[str, str, str], ...] = (
 
 
 class StageTimer:
-    """Accumulates exclusive seconds per stage; :meth:`batch` closes one micro-batch."""
+    """Accumulates exclusive seconds per stage; :meth:`batch` closes one micro-batch.
+
+    Stages that run in a background thread (reading ahead, the snapshot's cache feed)
+    count as ``<stage> (background)``: they overlap the rest and are not part of the sum.
+    """
+
+    BACKGROUND = " (background)"
 
     def __init__(self) -> None:
         self.current: dict[str, float] = defaultdict(float)
         self.batches: list[dict[str, float]] = []
-        self._stack: list[float] = []  # nested time of the enclosing wrapped calls
+        self._local = threading.local()  # per thread: nested time of enclosing wrapped calls
+        self._lock = threading.Lock()
+
+    @property
+    def _stack(self) -> list[float]:
+        stack: list[float] | None = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        return stack
 
     def wrap(self, stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(function)
@@ -54,7 +71,11 @@ class StageTimer:
             finally:
                 elapsed = time.perf_counter() - started
                 nested = self._stack.pop()
-                self.current[stage] += elapsed - nested
+                name = stage
+                if threading.current_thread() is not threading.main_thread():
+                    name += self.BACKGROUND
+                with self._lock:
+                    self.current[name] += elapsed - nested
                 if self._stack:
                     self._stack[-1] += elapsed
 
@@ -62,7 +83,8 @@ class StageTimer:
 
     def batch(self, total_seconds: float, rows: int) -> None:
         stages = dict(self.current)
-        stages["other (engine, Python)"] = max(0.0, total_seconds - sum(stages.values()))
+        foreground = sum(v for k, v in stages.items() if not k.endswith(self.BACKGROUND))
+        stages["other (engine, Python)"] = max(0.0, total_seconds - foreground)
         stages["_total"] = total_seconds
         stages["_rows"] = float(rows)
         self.batches.append(stages)

@@ -45,7 +45,8 @@ def billing_sync_snapshot(args: Args) -> Args:
     engine = SyncEngine.from_settings(_settings(args))
     with engine:
         engine.setup()
-        warm = engine.validator.warm_up()
+        # Snapshot chunks validate in Polars: no GX to import (DESIGN §6).
+        warm = engine.polars_validator.warm_up()
         pairs = {mapping.table: (catalog, mapping) for catalog, mapping in engine.tables()}
 
         def load(tables: list[str]) -> tuple[int, int]:
@@ -239,76 +240,67 @@ def engine_loop(args: Args) -> Args:
 
 
 def extract(args: Args) -> Args:
-    """Read the snapshot table into Arrow one way (``args["method"]``), in 50k-row batches.
+    """Read the snapshot table into Arrow one way (``args["method"]``), in 50k-row chunks.
 
-    ``psycopg``: a cursor's rows to ``pa.array`` per column (what the engine does today);
-    ``psycopg-copy``: ``COPY (...) TO STDOUT (FORMAT binary)`` rows, then the same;
-    ``connectorx``: its Arrow stream; ``adbc``: the ADBC PostgreSQL driver's Arrow batches.
-    Returns the seconds, and whether '' and NULL and the decimals came through exact.
+    The chunks are the engine's snapshot queries (:func:`build_snapshot_query`, key order).
+    ``cursor``: a psycopg cursor's rows to ``pa.array`` per column (the engine before);
+    ``copy-csv``: ``COPY (...) TO STDOUT (FORMAT csv)`` parsed by pyarrow (the engine now,
+    :meth:`SourceSession.read_arrow`); ``connectorx``: its Arrow result; ``adbc``: the ADBC
+    PostgreSQL driver's. Returns the seconds, and whether '' and NULL and the decimals
+    came through exact.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from billing_sync.capture.snapshot import build_snapshot_query
     from billing_sync.config import load_catalog
+    from billing_sync.source.dialect import DB2
+    from billing_sync.source.session import SourceSession
     from billing_sync.transform.normalize import source_schema
 
-    mapping = load_catalog("icoms").by_table[args["table"]]
+    mapping = load_catalog(args.get("system", "icoms")).by_table[args["table"]]
     schema = source_schema(mapping)
-    names = [column.source for column in mapping.columns]
-    query = (
-        f"SELECT {', '.join(f'{chr(34)}{n}{chr(34)}' for n in names)},"
-        f' COALESCE("CHG_TS", "CRT_TS") AS _cursor_ts FROM "{args["schema"]}"."{args["table"]}"'
-    )
     method = args["method"]
-    batches: list[pa.RecordBatch] = []
-    started = time.perf_counter()
-    if method in ("psycopg", "psycopg-copy"):
-        import psycopg
-
-        def to_batch(rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
-            columns = list(zip(*rows, strict=True))
-            return pa.RecordBatch.from_arrays(
-                [pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)],
-                schema=schema,
-            )
-
-        with psycopg.connect(args["source"], autocommit=True) as conn:
-            if method == "psycopg":
-                with conn.cursor(name="extract") as cur:
-                    conn.autocommit = False
-                    cur.execute(query)
-                    while rows := cur.fetchmany(50_000):
-                        batches.append(to_batch(rows))
-            else:
-                statement = f"COPY ({query}) TO STDOUT (FORMAT binary)"
-                with conn.cursor() as copy_cursor, copy_cursor.copy(statement) as copy:
-                    copy.set_types(
-                        ["bpchar", "int8", "bpchar", "date", "numeric", "bpchar", "bpchar",
-                         "timestamp", "timestamp", "varchar", "bpchar", "timestamp"]
-                    )  # fmt: skip
-                    chunk: list[tuple[Any, ...]] = []
-                    for row in copy.rows():
-                        chunk.append(row)
-                        if len(chunk) == 50_000:
-                            batches.append(to_batch(chunk))
-                            chunk = []
-                    if chunk:
-                        batches.append(to_batch(chunk))
-    elif method == "connectorx":
-        import connectorx as cx
-
-        reader = cx.read_sql(args["cx_url"], query, return_type="arrow_stream", batch_size=50_000)
-        for batch in reader:
-            batches.append(batch.cast(schema) if hasattr(batch, "cast") else batch)
-    elif method == "adbc":
+    chunk = int(args.get("chunk", 50_000))
+    session = SourceSession(args["source"])
+    if method == "cursor":
+        session.dialect = DB2  # not PostgreSQL: read_arrow takes the cursor path
+    other: Any = None
+    if method == "adbc":
         import adbc_driver_postgresql.dbapi as adbc
 
-        with adbc.connect(args["adbc_url"]) as conn, conn.cursor() as cur:
-            cur.execute(query)
-            for batch in cur.fetch_record_batch():
-                batches.append(batch)
+        other = adbc.connect(args["adbc_url"])
+
+    def read(query: Any) -> pa.Table:
+        if method in ("cursor", "copy-csv"):
+            return session.read_arrow(query, schema)
+        text = psycopg.ClientCursor(session._conn).mogrify(query.text, query.params)
+        if method == "connectorx":
+            import connectorx as cx
+
+            return cx.read_sql(args["cx_url"], text, return_type="arrow")
+        with other.cursor() as cursor:
+            cursor.execute(text)
+            return cursor.fetch_arrow_table()
+
+    import psycopg
+
+    tables: list[pa.Table] = []
+    after: tuple[Any, ...] | None = None
+    started = time.perf_counter()
+    while True:
+        query = build_snapshot_query(mapping, schema=args["schema"], after_key=after, limit=chunk)
+        table = read(query)
+        tables.append(table)
+        if table.num_rows < chunk:
+            break
+        last = table.slice(table.num_rows - 1, 1).to_pylist()[0]
+        after = tuple(last[name] for name in mapping.key)
     seconds = time.perf_counter() - started
-    table = pa.Table.from_batches(batches)
+    session.close()
+    if other is not None:
+        other.close()
+    table = pa.concat_tables(tables)
     user = table.column("CHG_USER")
     amount = table.column("AMOUNT")
     return {

@@ -7,35 +7,40 @@ bind parameter (``%(name)s``), so nothing read from a row ever becomes SQL text.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from billing_sync.capture.cursor import (
+    CURSOR_ALIAS,
+    change_ts_expression,
+    cursor_select,
+    cursor_sql_columns,
+    cursor_values,
+    decode_packed,
+    is_composite,
+    quote_ident,
+)
 from billing_sync.capture.window import Window
 from billing_sync.config import TableMapping
 
-CURSOR_ALIAS = "_cursor_ts"
-
-
-def quote_ident(name: str) -> str:
-    """Quote ``name`` as an SQL identifier.
-
-    >>> quote_ident('ACCOUNT')
-    '"ACCOUNT"'
-    >>> quote_ident('we"ird')
-    '"we""ird"'
-    """
-    return '"' + name.replace('"', '""') + '"'
+__all__ = [
+    "CURSOR_ALIAS",
+    "POSTGRES_STYLE",
+    "BoundQuery",
+    "QueryStyle",
+    "build_change_query",
+    "build_high_watermark_query",
+    "build_region_keys_query",
+    "build_rows_by_key_query",
+    "change_ts_expression",
+    "decode_high_watermark",
+    "qualified",
+    "quote_ident",
+]
 
 
 def qualified(schema: str, table: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(table)}"
-
-
-def change_ts_expression(mapping: TableMapping) -> str:
-    """The change timestamp: the cursor column, or the creation column when it is NULL."""
-    cursor = quote_ident(mapping.cursor)
-    if mapping.cursor_fallback is None:
-        return cursor
-    return f"COALESCE({cursor}, {quote_ident(mapping.cursor_fallback)})"
 
 
 @dataclass(frozen=True)
@@ -67,17 +72,38 @@ class QueryStyle:
 
     def greater_than(self, columns: list[str], params: list[str]) -> str:
         """``columns > params`` as a row value comparison, or its expansion."""
+        return self.compare(columns, ">", params)
+
+    def compare(self, columns: list[str], operator: str, params: list[str]) -> str:
+        """``columns <operator> params`` (``>``, ``>=`` or ``<``) in tuple order.
+
+        One column is a plain comparison. Without row values the comparison is expanded
+        into nested ``OR``s, led by a range predicate on the leading (indexed) column.
+        """
         placeholders = [self.param(name) for name in params]
+        if len(columns) == 1:
+            return f"{columns[0]} {operator} {placeholders[0]}"
         if self.row_values:
-            return f"({', '.join(columns)}) > ({', '.join(placeholders)})"
-        # Nested form keeps a range predicate on the leading (indexed) column.
-        expanded = f"{columns[-1]} > {placeholders[-1]}"
+            return f"({', '.join(columns)}) {operator} ({', '.join(placeholders)})"
+        strict = operator.rstrip("=")
+        expanded = f"{columns[-1]} {operator} {placeholders[-1]}"
         for column, placeholder in zip(columns[-2::-1], placeholders[-2::-1], strict=True):
-            expanded = f"{column} > {placeholder} OR ({column} = {placeholder} AND ({expanded}))"
-        return f"{columns[0]} >= {placeholders[0]} AND ({expanded})"
+            tie = f"{column} = {placeholder} AND ({expanded})"
+            expanded = f"{column} {strict} {placeholder} OR ({tie})"
+        return f"{columns[0]} {strict}= {placeholders[0]} AND ({expanded})"
 
 
 POSTGRES_STYLE = QueryStyle()
+
+
+def _cursor_params(name: str, mapping: TableMapping, value: datetime) -> dict[str, Any]:
+    """Bind values of a change timestamp: ``{name: value}``, or for a composite cursor
+    ``<base>_date`` and ``<base>_time`` (``base`` is ``name`` less a ``_ts`` suffix)."""
+    if not is_composite(mapping):
+        return {name: value}
+    base = name.removesuffix("_ts")
+    names = [f"{base}_date", f"{base}_time"]
+    return dict(zip(names, cursor_values(mapping, value), strict=True))
 
 
 def build_change_query(
@@ -85,47 +111,60 @@ def build_change_query(
 ) -> BoundQuery:
     """The bounded, index-friendly change query for one window.
 
-    ``ORDER BY`` matches the cursor index ``(change_ts, key...)`` so the database can
-    walk the index from the cursor and stop after ``LIMIT`` rows. A cursor without key
-    values (the hand-over point of a snapshot) means "from this timestamp on".
+    ``ORDER BY`` matches the cursor index ``(change_ts, key...)`` (or ``(date, time,
+    key...)``) so the database can walk the index from the cursor and stop after
+    ``LIMIT`` rows. A cursor without key values (the hand-over point of a snapshot)
+    means "from this timestamp on".
     """
-    change_ts = change_ts_expression(mapping)
+    cursor = cursor_sql_columns(mapping)
     key = [quote_ident(name) for name in mapping.key]
-    selected = [quote_ident(column.source) for column in mapping.columns]
-    params: dict[str, Any] = {"horizon": window.horizon, "limit": window.limit}
+    selected = [quote_ident(name) for name in mapping.source_columns]
+    horizon = _cursor_params("horizon", mapping, window.horizon)
+    params: dict[str, Any] = {**horizon, "limit": window.limit}
     conditions = []
-    if window.after is not None and not window.after.key:
-        params["cursor_ts"] = window.after.change_ts
-        conditions.append(f"{change_ts} >= {style.param('cursor_ts')}")
-    elif window.after is not None:
-        names = ["cursor_ts"] + [f"cursor_k{i}" for i in range(len(key))]
-        params.update(zip(names, window.after.as_row(), strict=True))
-        conditions.append(style.greater_than([change_ts, *key], names))
-    conditions.append(f"{change_ts} < {style.param('horizon')}")
+    if window.after is not None:
+        after = _cursor_params("cursor_ts", mapping, window.after.change_ts)
+        params.update(after)
+        if not window.after.key:
+            conditions.append(style.compare(cursor, ">=", list(after)))
+        else:
+            names = [*after, *(f"cursor_k{i}" for i in range(len(key)))]
+            params.update(zip(names[len(after) :], window.after.key, strict=True))
+            conditions.append(style.greater_than([*cursor, *key], names))
+    conditions.append(style.compare(cursor, "<", list(horizon)))
     text = (
-        f"SELECT {', '.join(selected)}, {change_ts} AS {quote_ident(CURSOR_ALIAS)}"
+        f"SELECT {', '.join(selected)}, {cursor_select(mapping)}"
         f" FROM {qualified(schema, mapping.table)}"
         f" WHERE {' AND '.join(conditions)}"
-        f" ORDER BY {change_ts}, {', '.join(key)}"
+        f" ORDER BY {', '.join([*cursor, *key])}"
         f"{style.limit('limit')}"
     )
     return BoundQuery(text=text, params=params)
 
 
 def build_region_keys_query(
-    mapping: TableMapping, *, schema: str, since: Any, until: Any, limit: int
+    mapping: TableMapping,
+    *,
+    schema: str,
+    since: datetime,
+    until: datetime,
+    limit: int,
+    style: QueryStyle = POSTGRES_STYLE,
 ) -> BoundQuery:
     """Keys and change timestamps in ``[since, until)``: an index-only read for late rows."""
-    change_ts = change_ts_expression(mapping)
-    key = ", ".join(quote_ident(name) for name in mapping.key)
+    cursor = cursor_sql_columns(mapping)
+    key = [quote_ident(name) for name in mapping.key]
+    low = _cursor_params("since", mapping, since)
+    high = _cursor_params("until", mapping, until)
     return BoundQuery(
         text=(
-            f"SELECT {key}, {change_ts} AS {quote_ident(CURSOR_ALIAS)}"
+            f"SELECT {', '.join(key)}, {cursor_select(mapping)}"
             f" FROM {qualified(schema, mapping.table)}"
-            f" WHERE {change_ts} >= %(since)s AND {change_ts} < %(until)s"
-            f" ORDER BY {change_ts}, {key} LIMIT %(limit)s"
+            f" WHERE {style.compare(cursor, '>=', list(low))}"
+            f" AND {style.compare(cursor, '<', list(high))}"
+            f" ORDER BY {', '.join([*cursor, *key])}{style.limit('limit')}"
         ),
-        params={"since": since, "until": until, "limit": limit},
+        params={**low, **high, "limit": limit},
     )
 
 
@@ -133,8 +172,7 @@ def build_rows_by_key_query(
     mapping: TableMapping, *, schema: str, keys: list[tuple[Any, ...]]
 ) -> BoundQuery:
     """Full rows (as the change query selects them) for the given source keys."""
-    change_ts = change_ts_expression(mapping)
-    selected = [quote_ident(column.source) for column in mapping.columns]
+    selected = [quote_ident(name) for name in mapping.source_columns]
     params: dict[str, Any] = {}
     tuples = []
     for row, values in enumerate(keys):
@@ -144,7 +182,7 @@ def build_rows_by_key_query(
     key = ", ".join(quote_ident(name) for name in mapping.key)
     return BoundQuery(
         text=(
-            f"SELECT {', '.join(selected)}, {change_ts} AS {quote_ident(CURSOR_ALIAS)}"
+            f"SELECT {', '.join(selected)}, {cursor_select(mapping)}"
             f" FROM {qualified(schema, mapping.table)}"
             f" WHERE ({key}) IN ({', '.join(tuples) or '(NULL)'})"
         ),
@@ -152,7 +190,29 @@ def build_rows_by_key_query(
     )
 
 
-def build_high_watermark_query(mapping: TableMapping, *, schema: str) -> str:
-    """The newest change timestamp in the table (reads one index entry)."""
-    change_ts = change_ts_expression(mapping)
-    return f"SELECT max({change_ts}) FROM {qualified(schema, mapping.table)}"
+def build_high_watermark_query(
+    mapping: TableMapping, *, schema: str, style: QueryStyle = POSTGRES_STYLE
+) -> str:
+    """The newest change in the table (reads one index entry), as one value.
+
+    A composite cursor gives ``CYYMMDD * 1000000 + HHMMSS`` of the last row in index
+    order (the expression is in the select list only, so the index still serves the
+    order); read it back with :func:`decode_high_watermark`.
+    """
+    if not is_composite(mapping):
+        table = qualified(schema, mapping.table)
+        return f"SELECT max({change_ts_expression(mapping)}) FROM {table}"
+    date, time = cursor_sql_columns(mapping)
+    limit = " FETCH FIRST 1 ROWS ONLY" if style.fetch_first else " LIMIT 1"
+    return (
+        f"SELECT CAST({date} AS bigint) * 1000000 + {time} FROM {qualified(schema, mapping.table)}"
+        f" WHERE {date} IS NOT NULL AND {time} IS NOT NULL"
+        f" ORDER BY {date} DESC, {time} DESC{limit}"
+    )
+
+
+def decode_high_watermark(mapping: TableMapping, value: Any) -> datetime | None:
+    """The newest change timestamp from :func:`build_high_watermark_query`'s value."""
+    if value is None or not is_composite(mapping):
+        return value  # type: ignore[no-any-return]
+    return decode_packed(int(value))

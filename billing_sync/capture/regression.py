@@ -11,7 +11,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from billing_sync.capture.query import build_high_watermark_query, qualified
+from billing_sync.capture.query import (
+    build_high_watermark_query,
+    decode_high_watermark,
+    qualified,
+)
 from billing_sync.capture.window import Cursor
 from billing_sync.config import CaptureSettings, SourceCatalog, TableMapping
 
@@ -40,6 +44,12 @@ REBASE_HINT = (
 )
 
 
+def newest_change(source: _Source, catalog: SourceCatalog, mapping: TableMapping) -> Any:
+    """The newest change timestamp in the source table (one index entry), or None."""
+    value = source.scalar(build_high_watermark_query(mapping, schema=catalog.schema_name))
+    return decode_high_watermark(mapping, value)
+
+
 @dataclass
 class RegressionGuard:
     settings: CaptureSettings
@@ -54,7 +64,7 @@ class RegressionGuard:
         # A hand-over cursor (no key) is a horizon, not a row: the table may hold nothing
         # that new yet, so only a row cursor can prove a regression.
         if cursor is not None and cursor.key:
-            newest = source.scalar(build_high_watermark_query(mapping, schema=catalog.schema_name))
+            newest = newest_change(source, catalog, mapping)
             if newest is None or newest < cursor.change_ts:
                 raise SourceRegressionError(
                     f"{name}: the source's newest change is {newest}, below the committed "

@@ -11,13 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from billing_sync.capture.query import (
-    CURSOR_ALIAS,
-    BoundQuery,
-    change_ts_expression,
-    qualified,
-    quote_ident,
-)
+from billing_sync.capture.cursor import cursor_select
+from billing_sync.capture.query import BoundQuery, qualified, quote_ident
 from billing_sync.config import TableMapping
 
 FORBIDDEN_IN_WHERE = (";", "--", "/*")
@@ -52,7 +47,7 @@ def build_snapshot_query(
 ) -> BoundQuery:
     """The next chunk of a snapshot: keys after ``after_key``, in key order."""
     key = [quote_ident(name) for name in mapping.key]
-    selected = [quote_ident(column.source) for column in mapping.columns]
+    selected = [quote_ident(name) for name in mapping.source_columns]
     params: dict[str, Any] = {"limit": limit}
     conditions = []
     if after_key is not None:
@@ -63,8 +58,8 @@ def build_snapshot_query(
     if where:
         conditions.append(f"({where})")
     text = (
-        f"SELECT {', '.join(selected)}, {change_ts_expression(mapping)}"
-        f" AS {quote_ident(CURSOR_ALIAS)} FROM {qualified(schema, mapping.table)}"
+        f"SELECT {', '.join(selected)}, {cursor_select(mapping)}"
+        f" FROM {qualified(schema, mapping.table)}"
         + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
         + f" ORDER BY {', '.join(key)} LIMIT %(limit)s"
     )

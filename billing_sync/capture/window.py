@@ -24,6 +24,38 @@ Caught up to
 Empty windows
     A horizon at or below the cursor's timestamp (a larger delay, an old transaction)
     gives an empty window: nothing is read and nothing moves.
+Composite cursors (``cursor_format: cyymmdd_hhmmss``)
+    Billers of AS/400 heritage stamp a change as two integers, ``CHG_DATE`` (CYYMMDD)
+    and ``CHG_TIME`` (HHMMSS), in local time. The watermark is still stored as
+    ``(change_ts, key...)``: ``change_ts`` is the naive local timestamp the pair stands
+    for (:mod:`billing_sync.capture.cursor` encodes and decodes). Every query compares
+    the raw columns as a tuple, ``(CHG_DATE, CHG_TIME, key...) > (:d, :t, :k...)`` and
+    ``(CHG_DATE, CHG_TIME) < (:hd, :ht)``, so the source's index on
+    ``(CHG_DATE, CHG_TIME, key...)`` serves them; no expression touches the columns.
+Second resolution
+    A composite stamp has whole seconds. The horizon is floored to the second
+    (:func:`~billing_sync.capture.cursor.cursor_horizon`): a transaction open at the
+    horizon ``h`` may still write rows stamped ``floor(h)``, so only stamps strictly
+    below ``floor(h)`` are complete. Thousands of rows in one second are the normal case
+    and the key part of the cursor resumes inside it.
+Local time
+    The source session runs in the catalog's ``timezone`` (PostgreSQL ``TimeZone``), so
+    ``source_now`` and transaction starts read as ``timestamp`` are local times like the
+    stamps they bound, and the horizon needs no conversion. Watermarks, ``caught_up_to``
+    and ``_source_version`` of such a catalog are local times too.
+Daylight saving
+    Spring forward skips an hour: nothing happens. Fall back repeats an hour of local
+    time (01:00-02:00 twice in America/Chicago): when the clock goes back, the horizon
+    falls below the watermark, windows are empty and the table does not move (its
+    freshness lags) until local time passes the watermark again, one hour later. Rows
+    written during the repeated hour carry stamps already below the watermark: the
+    lookback re-reads ``[caught_up_to - lookback, caught_up_to)`` and so finds those
+    of its last ``lookback_seconds`` only (30 s by default); the others are found by
+    ``billing-sync verify`` (a key-range hash of the whole table), which repairs them.
+    Set ``lookback_seconds`` to 3600 for the night of the change, or run verify after
+    it. One case neither repairs: a row changed in both passes of the hour gets a
+    newer content with an older stamp, which the version-guarded merge refuses; verify
+    reports it stale until the row changes again. A source in UTC has none of this.
 """
 
 from __future__ import annotations

@@ -28,15 +28,38 @@ def batch_metadata(batch: TableBatch) -> dict[str, dg.MetadataValue | float | in
         metadata["lag_seconds"] = round(batch.lag_seconds, 3)
     if batch.held_back_by is not None:
         metadata["horizon_held_by_pid"] = batch.held_back_by.pid
+    if batch.cache_lag is not None:
+        metadata["cache_lag_seconds"] = round(batch.cache_lag.seconds, 3)
+        metadata["cache_batches_behind"] = batch.cache_lag.batches_behind
     return metadata
 
 
-def materializations(batch: TableBatch) -> Iterator[dg.AssetMaterialization]:
-    """One warehouse materialization per changed batch, and one for the cache if applied."""
-    if not batch.changed:
+def materializations(
+    batch: TableBatch,
+) -> Iterator[dg.AssetMaterialization | dg.AssetObservation]:
+    """One warehouse materialization per changed batch, and one for the cache if applied.
+
+    A cache left behind (a reader held the DuckDB file) is an observation of the cache
+    asset with its lag; its catch-up later is a materialization, even in a batch that
+    changed nothing else.
+    """
+    if not batch.changed and (batch.cache is None or batch.cache.rows == 0):
         return
     metadata = batch_metadata(batch)
-    yield dg.AssetMaterialization(asset_key=warehouse_key(batch.entity), metadata=metadata)
+    if batch.changed:
+        yield dg.AssetMaterialization(asset_key=warehouse_key(batch.entity), metadata=metadata)
+    if batch.cache is None and batch.cache_error is not None:
+        lag = batch.cache_lag
+        yield dg.AssetObservation(
+            asset_key=cache_key(batch.entity),
+            metadata={
+                "cache_busy": batch.cache_error,
+                "cache_lag_seconds": round(lag.seconds, 3) if lag else -1.0,
+                "cache_batches_behind": lag.batches_behind if lag else -1,
+                "cache_batch": lag.cache_batch if lag else -1,
+                "warehouse_batch": lag.warehouse_batch if lag else batch.batch_id or 0,
+            },
+        )
     if batch.cache is not None:
         yield dg.AssetMaterialization(
             asset_key=cache_key(batch.entity),

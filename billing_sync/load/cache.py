@@ -5,26 +5,38 @@ in hand directly follows it, the batch is applied from memory; otherwise (the ca
 was busy, lost, rebuilt or is new) the cache catches up **from the warehouse**, never
 from the source, by copying every row whose ``_batch_id`` is above its own.
 
-DuckDB admits one writing process per file, and readers in other processes block a
-writer. The writer therefore opens the file only while applying and gives up at once
-when the file is taken: the cache falls behind, :class:`CacheBusy` says so, and the
-next apply catches up.
+DuckDB admits one writing process per file, and a reader in another process excludes
+the writer (and the writer excludes readers). So the writer holds the file only while
+applying: it reads what a catch-up needs from the warehouse *before* it opens the file,
+waits at most ``lock_wait_seconds`` for readers (retrying every few milliseconds), and
+then gives up: the cache falls behind, :class:`CacheBusy` says so, and a later apply
+catches up. After giving up it waits only ``busy_wait_seconds`` until an open succeeds
+again, so that a reader holding the file for minutes costs each micro-batch little.
+:attr:`Cache.waits` counts how often the file was held and for how long the writer held
+it. How readers connect: :mod:`billing_sync.serve.reader`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from billing_sync.faults import crash_point
-from billing_sync.load.ddl import STATE_SCHEMA, EntityColumns
+from billing_sync.load.ddl import ENTITY_SCHEMA, STATE_SCHEMA, EntityColumns
+from billing_sync.serve.locking import LockWaits, is_lock_conflict, open_duckdb
+
+LOCK_WAIT_SECONDS = 1.0  # for readers' short queries and another tier's apply to end
+BUSY_WAIT_SECONDS = 0.05  # while a reader keeps the file: one or two quick tries
+READ_WAIT_SECONDS = 5.0  # status and verify reading the cache while the pipeline writes
 
 _STATE_DDL = f"""
-CREATE SCHEMA IF NOT EXISTS billing;
+CREATE SCHEMA IF NOT EXISTS {ENTITY_SCHEMA};
 CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA};
 CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.cache_state (
     entity VARCHAR PRIMARY KEY,
@@ -45,46 +57,107 @@ class CacheApplied:
     caught_up: bool  # True when rows came from the warehouse rather than the batch in hand
 
 
+@dataclass
+class HoldTimes:
+    """How long this process kept the cache file open for writing (readers wait that long)."""
+
+    holds: int = 0
+    seconds: float = 0.0
+    max_seconds: float = 0.0
+
+    def record(self, seconds: float) -> None:
+        self.holds += 1
+        self.seconds += seconds
+        self.max_seconds = max(self.max_seconds, seconds)
+
+
 CatchUpSource = Callable[[EntityColumns, int], tuple[pa.Table, int]]
+FileHook = Callable[[duckdb.DuckDBPyConnection], object]
 
 
+@dataclass
 class Cache:
-    """The DuckDB cache file; each call opens and closes it."""
+    """The DuckDB cache file; each call opens and closes it.
 
-    def __init__(self, path: Path, entities: dict[str, EntityColumns]) -> None:
-        self.path = path
-        self.entities = entities
+    ``on_create`` runs (in the writing transaction's connection) whenever the file's
+    tables had to be created: a new, lost or rebuilt cache, or a new entity. The serve
+    views use it (:func:`billing_sync.serve.views.create_views`).
+    """
 
-    def _connect(self, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    path: Path
+    entities: dict[str, EntityColumns]
+    on_create: FileHook | None = None
+    lock_wait_seconds: float = LOCK_WAIT_SECONDS
+    busy_wait_seconds: float = BUSY_WAIT_SECONDS
+    waits: LockWaits = field(default_factory=LockWaits)
+    held: HoldTimes = field(default_factory=HoldTimes)
+    # Entities whose tables this process created (a new, lost or rebuilt file): they are
+    # empty and must catch up from the warehouse even if no new batch of theirs comes.
+    created: set[str] = field(default_factory=set)
+    _busy: bool = False
+
+    def _connect(
+        self, *, read_only: bool = False, wait_seconds: float = READ_WAIT_SECONDS
+    ) -> duckdb.DuckDBPyConnection:
+        """A connection the caller closes; read-only ones wait up to ``wait_seconds``."""
         try:
             if read_only:
-                return duckdb.connect(str(self.path), read_only=True)
+                return open_duckdb(self.path, read_only=True, wait_seconds=wait_seconds)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = duckdb.connect(str(self.path))
-            self._ensure_tables(con)
-            return con
+            wait = self.busy_wait_seconds if self._busy else self.lock_wait_seconds
+            con = open_duckdb(self.path, read_only=False, wait_seconds=wait, waits=self.waits)
         except duckdb.IOException as error:
-            if "lock" in str(error).lower():
+            if is_lock_conflict(error):
+                if not read_only:
+                    self._busy = True
                 raise CacheBusy(
                     f"the DuckDB cache {self.path} is held by another process: {error}"
                 ) from error
             raise
+        self._busy = False
+        try:
+            self._ensure_tables(con)
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    @contextmanager
+    def _writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = self._connect()
+        opened = time.monotonic()
+        try:
+            yield con
+        finally:
+            con.close()  # the close checkpoints: part of the hold
+            self.held.record(time.monotonic() - opened)
 
     def setup(self) -> None:
         """Create the cache's tables (idempotent); raises :class:`CacheBusy` if held."""
-        with self._connect():
-            pass
+        with self._writing() as con:
+            if self.on_create is not None:
+                self.on_create(con)  # views follow the code: replace them at every start
 
     def _ensure_tables(self, con: duckdb.DuckDBPyConnection) -> None:
-        # Every time, not once: a deleted or rebuilt cache file must come back whole.
+        # Checked at every open, not once: a deleted or rebuilt cache file must come back
+        # whole. One catalog read when all is there; DDL only for what is missing.
+        present = {
+            (schema, name)
+            for schema, name in con.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() WHERE schema_name IN (?, ?)",
+                [ENTITY_SCHEMA, STATE_SCHEMA],
+            ).fetchall()
+        }
+        missing = [c for c in self.entities.values() if (ENTITY_SCHEMA, c.entity) not in present]
+        if (STATE_SCHEMA, "cache_state") in present and not missing:
+            return
         con.execute(_STATE_DDL)
-        for columns in self.entities.values():
+        for columns in missing:
             definitions = ", ".join(columns.column_definitions())
             con.execute(f"CREATE TABLE IF NOT EXISTS {columns.table} ({definitions})")
-            con.execute(
-                f"INSERT INTO {STATE_SCHEMA}.cache_state VALUES (?, 0) ON CONFLICT DO NOTHING",
-                [columns.entity],
-            )
+            self.created.add(columns.entity)
+        if self.on_create is not None:
+            self.on_create(con)
 
     def apply(
         self,
@@ -100,19 +173,19 @@ class Cache:
         ``previous_batch_id`` is the entity's last warehouse batch before this one; when
         the cache is not there, it catches up from the warehouse through ``catch_up``.
         """
-        with self._connect() as con:
+        with self._writing() as con:
             applied = self._last_applied(con, columns.entity)
             if applied >= batch_id:
                 return CacheApplied(columns.entity, applied, 0, caught_up=False)
-            caught_up = applied != previous_batch_id
-            if caught_up:
-                rows, batch_id = catch_up(columns, applied)
-            self._apply_rows(con, columns, rows, batch_id)
-            return CacheApplied(columns.entity, batch_id, rows.num_rows, caught_up)
+            if applied == previous_batch_id:
+                self._apply_rows(con, columns, rows, batch_id)
+                return CacheApplied(columns.entity, batch_id, rows.num_rows, caught_up=False)
+        # Behind: read the warehouse with the file closed, then apply.
+        return self.catch_up(columns, catch_up=catch_up, applied=applied)
 
     def delete_keys(self, columns: EntityColumns, *, system: str, keys: list[str]) -> int:
         """Drop cached rows the warehouse does not hold (verify --repair); the count."""
-        with self._connect() as con:
+        with self._writing() as con:
             con.register("doomed", pa.table({"_source_key": pa.array(keys, pa.string())}))
             try:
                 rows = con.execute(
@@ -124,18 +197,39 @@ class Cache:
                 con.unregister("doomed")
             return int(rows[0][0]) if rows else 0
 
-    def catch_up(self, columns: EntityColumns, *, catch_up: CatchUpSource) -> CacheApplied:
-        """Bring the entity up to the warehouse's last batch."""
-        with self._connect() as con:
-            applied = self._last_applied(con, columns.entity)
-            rows, last = catch_up(columns, applied)
-            if last <= applied:
-                return CacheApplied(columns.entity, applied, 0, caught_up=True)
+    def catch_up(
+        self,
+        columns: EntityColumns,
+        *,
+        catch_up: CatchUpSource,
+        applied: int | None = None,
+        warehouse_batch: int | None = None,
+    ) -> CacheApplied:
+        """Bring the entity up to the warehouse's last batch.
+
+        ``applied`` is the cache's last batch if the caller just read it;
+        ``warehouse_batch`` the warehouse's, to skip the warehouse query when level.
+        """
+        if applied is None:
+            with self._writing() as con:
+                applied = self._last_applied(con, columns.entity)
+        if warehouse_batch is not None and applied >= warehouse_batch:
+            return CacheApplied(columns.entity, applied, 0, caught_up=True)
+        rows, last = catch_up(columns, applied)  # the file is closed meanwhile
+        if last <= applied:
+            return CacheApplied(columns.entity, applied, 0, caught_up=True)
+        with self._writing() as con:
+            # Another process may have applied some of it meanwhile; the rows read are
+            # the warehouse's current versions, so applying them again is harmless.
+            now = self._last_applied(con, columns.entity)
+            if now >= last:
+                return CacheApplied(columns.entity, now, 0, caught_up=True)
             self._apply_rows(con, columns, rows, last)
             return CacheApplied(columns.entity, last, rows.num_rows, caught_up=True)
 
-    def last_applied(self) -> dict[str, int]:
-        with self._connect(read_only=True) as con:
+    def last_applied(self, *, wait_seconds: float = READ_WAIT_SECONDS) -> dict[str, int]:
+        """Each entity's last applied batch, read-only (raises :class:`CacheBusy`)."""
+        with self._connect(read_only=True, wait_seconds=wait_seconds) as con:
             rows = con.execute(f"SELECT entity, last_batch_id FROM {STATE_SCHEMA}.cache_state")
             return {entity: int(batch) for entity, batch in rows.fetchall()}
 
@@ -173,8 +267,9 @@ class Cache:
                 " WHERE t._source_system = b._source_system AND t._source_key = b._source_key)"
             )
             con.execute(
-                f"UPDATE {STATE_SCHEMA}.cache_state SET last_batch_id = ? WHERE entity = ?",
-                [batch_id, columns.entity],
+                f"INSERT INTO {STATE_SCHEMA}.cache_state VALUES (?, ?) ON CONFLICT (entity)"
+                " DO UPDATE SET last_batch_id = excluded.last_batch_id",
+                [columns.entity, batch_id],
             )
             crash_point("during_cache_apply")
             con.execute("COMMIT")

@@ -1,4 +1,12 @@
-"""Snapshot progress in the warehouse: each chunk commits with the key it reached."""
+"""Snapshot progress in the warehouse: each chunk commits with the key it reached.
+
+A first load (``initial``) into an entity that holds none of its system's rows is a
+**bulk** snapshot: its chunks are COPYed straight into the entity table, without the
+temporary table and the ``ON CONFLICT`` merge (:meth:`Warehouse._write` with ``bulk``).
+Nothing is lost if a key is there after all (a repair, a released quarantine row, a
+backfill running beside it): that chunk's COPY is undone and the chunk merges, and the
+snapshot merges from then on.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,7 @@ import pyarrow as pa
 
 from billing_sync.capture.window import Cursor
 from billing_sync.config import TableMapping
-from billing_sync.load.ddl import STATE_SCHEMA
+from billing_sync.load.ddl import STATE_SCHEMA, entity_columns
 from billing_sync.load.warehouse import (
     BatchInfo,
     CommitResult,
@@ -33,6 +41,7 @@ class SnapshotState:
     last_key: tuple[Any, ...] | None
     rows_done: int
     rows_total: int | None
+    bulk: bool = False  # COPY chunks straight into the entity (see the module's docstring)
 
 
 def running_snapshot(
@@ -40,8 +49,8 @@ def running_snapshot(
 ) -> SnapshotState | None:
     with warehouse.conn.transaction():
         row = warehouse.conn.execute(
-            f"SELECT snapshot_id, kind, handover_ts, where_sql, last_key, rows_done, rows_total"
-            f" FROM {STATE_SCHEMA}.snapshot WHERE system = %s AND source_table = %s"
+            f"SELECT snapshot_id, kind, handover_ts, where_sql, last_key, rows_done, rows_total,"
+            f" bulk FROM {STATE_SCHEMA}.snapshot WHERE system = %s AND source_table = %s"
             " AND kind = %s AND status = 'running'",
             (system, mapping.table, kind),
         ).fetchone()
@@ -58,13 +67,20 @@ def start_snapshot(
     where_sql: str | None,
     rows_total: int | None,
 ) -> SnapshotState:
+    entity = entity_columns(mapping).table
     with warehouse.conn.transaction():
+        # One source table per entity and system: none of the system's rows in the entity
+        # means none of this table's.
+        bulk = kind == "initial" and not warehouse.conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {entity} WHERE _source_system = %s)", (system,)
+        ).fetchone()[0]  # type: ignore[index]
         row = warehouse.conn.execute(
             f"INSERT INTO {STATE_SCHEMA}.snapshot"
-            " (system, source_table, kind, where_sql, handover_ts, rows_total)"
-            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
-            " RETURNING snapshot_id, kind, handover_ts, where_sql, last_key, rows_done, rows_total",
-            (system, mapping.table, kind, where_sql, handover_ts, rows_total),
+            " (system, source_table, kind, where_sql, handover_ts, rows_total, bulk)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+            " RETURNING snapshot_id, kind, handover_ts, where_sql, last_key, rows_done,"
+            " rows_total, bulk",
+            (system, mapping.table, kind, where_sql, handover_ts, rows_total, bulk),
         ).fetchone()
     if row is None:  # another process started one first: join it
         running = running_snapshot(warehouse, system, mapping, kind)
@@ -107,15 +123,19 @@ def commit_chunk(
             info,
             replace_equal=state.kind == "backfill",
             quarantine=quarantine,
+            bulk=state.bulk,
         )
+        # A bulk chunk that had to merge: merge from now on.
+        bulk = state.bulk and (result.wrote_all or result.batch_id is None)
         reached = last_key if last_key is not None else state.last_key
         conn.execute(
             f"UPDATE {STATE_SCHEMA}.snapshot SET last_key = %s, rows_done = rows_done + %s,"
-            " status = %s, updated_at = clock_timestamp() WHERE snapshot_id = %s",
+            " status = %s, bulk = %s, updated_at = clock_timestamp() WHERE snapshot_id = %s",
             (
                 encode_key(reached) if reached is not None else None,
                 rows.num_rows,
                 "done" if finished else "running",
+                bulk,
                 state.snapshot_id,
             ),
         )
@@ -125,7 +145,7 @@ def commit_chunk(
             )
     return result, SnapshotState(
         state.snapshot_id, state.kind, state.handover_ts, state.where_sql, reached,
-        state.rows_done + rows.num_rows, state.rows_total,
+        state.rows_done + rows.num_rows, state.rows_total, bulk,
     )  # fmt: skip
 
 
@@ -133,5 +153,5 @@ def _state(mapping: TableMapping, row: tuple[Any, ...]) -> SnapshotState:
     return SnapshotState(
         snapshot_id=row[0], kind=row[1], handover_ts=row[2], where_sql=row[3],
         last_key=None if row[4] is None else decode_key(mapping, row[4]),
-        rows_done=row[5], rows_total=row[6],
+        rows_done=row[5], rows_total=row[6], bulk=row[7],
     )  # fmt: skip

@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING
 import duckdb
 import polars as pl
 
-from billing_sync.capture.query import BoundQuery, change_ts_expression, qualified, quote_ident
+from billing_sync.capture.cursor import cursor_select
+from billing_sync.capture.query import BoundQuery, qualified, quote_ident
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.load.ddl import entity_columns
 from billing_sync.load.warehouse import Warehouse, rows_to_arrow
 from billing_sync.source.session import SourceSession
 from billing_sync.transform.normalize import normalize, source_schema
+from billing_sync.transform.protect import Protector
 
 if TYPE_CHECKING:
     from billing_sync.sync import SyncEngine
@@ -42,15 +44,24 @@ class TableParity:
 
 
 def source_frame(
-    session: SourceSession, catalog: SourceCatalog, mapping: TableMapping
+    session: SourceSession,
+    catalog: SourceCatalog,
+    mapping: TableMapping,
+    *,
+    protector: Protector | None = None,
 ) -> pl.DataFrame:
-    columns = ", ".join(quote_ident(column.source) for column in mapping.columns)
+    """Every source row, normalized by the same code as the sync (converters and
+    protection included), so it compares with the warehouse column by column. A value
+    that does not convert is NULL here; its row is in quarantine, not the warehouse."""
+    columns = ", ".join(quote_ident(name) for name in mapping.source_columns)
     text = (
-        f"SELECT {columns}, {change_ts_expression(mapping)} AS _cursor_ts"
+        f"SELECT {columns}, {cursor_select(mapping)}"
         f" FROM {qualified(catalog.schema_name, mapping.table)}"
     )
     raw = session.read_arrow(BoundQuery(text, {}), source_schema(mapping))
-    frame = normalize(raw, mapping, system=catalog.system, synced_at=datetime.now(UTC))
+    frame = normalize(
+        raw, mapping, system=catalog.system, synced_at=datetime.now(UTC), protector=protector
+    )
     return frame.drop("_synced_at")
 
 
@@ -112,8 +123,9 @@ def compare_table(
     cache: duckdb.DuckDBPyConnection,
     catalog: SourceCatalog,
     mapping: TableMapping,
+    protector: Protector | None = None,
 ) -> TableParity:
-    source = source_frame(session, catalog, mapping)
+    source = source_frame(session, catalog, mapping, protector=protector)
     in_warehouse = warehouse_frame(warehouse, catalog.system, mapping)
     in_cache = cache_frame(cache, catalog.system, mapping)
     return TableParity(
@@ -141,6 +153,7 @@ def compare_all(engine: SyncEngine) -> list[TableParity]:
                 cache=con,
                 catalog=catalog,
                 mapping=mapping,
+                protector=engine.protector,
             )
             for catalog, mapping in engine.tables()
         ]

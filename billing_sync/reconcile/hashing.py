@@ -11,6 +11,13 @@ soft-delete flag, joined with ``|`` and hashed with ``hashtextextended(..., 0)``
   ``_is_deleted``, only rows of one ``_source_system``, and leaves out rows recorded as hard
   deletes (:data:`HARD_DELETE_TABLE`) whose version has not moved since.
 
+Converters and protection (DESIGN §5) are not all reproducible in SQL on the source:
+only columns :func:`hashed_columns` names are hashed (plain, ``trim``,
+``implied_decimal``); the rest are left out on both sides and covered by the change stamp,
+which any change to the row moves. A composite ``(CYYMMDD, HHMMSS)`` stamp is compared as
+one packed integer (:func:`_version_text`). Source keys are made target values in Python
+after the fetch (``verify._target_key``); bounds cross sides as bind values.
+
 So a row loaded faithfully hashes equal on both sides, whatever the source column types
 (``char(n)`` padding, ``smallint`` vs ``integer``). Ranges are row-value comparisons on the
 key, ``(k...) >= (lo...) AND (k...) < (hi...)``, either end open, which the key's index
@@ -25,13 +32,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from billing_sync.capture.query import (
-    BoundQuery,
-    change_ts_expression,
-    qualified,
-    quote_ident,
+from billing_sync.capture.cursor import (
+    cursor_sql_columns,
+    cursor_values,
+    is_composite,
+    packed_stamp_sql,
 )
-from billing_sync.config import TableMapping
+from billing_sync.capture.query import BoundQuery, qualified, quote_ident
+from billing_sync.config import ColumnSpec, TableMapping
 from billing_sync.load.ddl import ENTITY_SCHEMA, STATE_SCHEMA, entity_columns
 from billing_sync.types import sql_type
 
@@ -131,18 +139,56 @@ class Side:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+def hashed_columns(mapping: TableMapping) -> list[ColumnSpec]:
+    """The mapped columns whose normalized value SQL on the source reproduces exactly:
+    plain columns, ``trim`` (canonical text is right-trimmed anyway) and
+    ``implied_decimal``. The others (date and time numbers, floats, lookups, byte
+    decoding, protection, constants) are left out on both sides; a change to them
+    changes the row's change stamp, which is hashed, so a missed change still shows.
+    What verify cannot see is a warehouse value altered in place without a new version.
+    """
+    return [column for column in mapping.columns if _source_sql(column) is not None]
+
+
+def _source_sql(column: ColumnSpec) -> str | None:
+    if column.is_constant or column.protect is not None or not isinstance(column.source, str):
+        return None
+    name = column.converter.name if column.converter else None
+    expression = quote_ident(column.source)
+    if name is None or name == "trim":
+        return expression
+    if name == "implied_decimal":
+        assert column.converter is not None and column.converter.places is not None
+        return f"CAST({expression} AS numeric) / {10**column.converter.places}"
+    return None
+
+
+def _version_text(mapping: TableMapping, expression: str, *, source: bool) -> str:
+    """The change stamp as canonical text. A composite cursor compares as the packed
+    integer ``CYYMMDD * 1000000 + HHMMSS``: the raw columns on the source, the version
+    re-encoded on the warehouse; the source side floors a stamp that is not a real
+    instant as the sync's decode does (:func:`packed_stamp_sql`)."""
+    if not is_composite(mapping):
+        return canonical_text(expression, "timestamp")
+    if source:
+        packed = packed_stamp_sql(*cursor_sql_columns(mapping))
+    else:
+        packed = f"CAST(to_char({expression}, 'YYYYMMDDHH24MISS') AS bigint) - 19000000000000"
+    return f"coalesce(CAST({packed} AS text), '{NULL_TEXT}')"
+
+
 def source_side(
     mapping: TableMapping, *, schema: str, pending_after: tuple[datetime, tuple[Any, ...]] | None
 ) -> Side:
     """The source table. ``extra`` is ``_pending``, whether the row is past the watermark
     cursor ``pending_after`` (``(change_ts, key...)``, compared like the change query), so
     the tail has not claimed it yet (every row when there is no watermark), and
-    ``_change_ts``.
+    ``_change_ts`` (for a composite cursor, packed: see :func:`_version_text`).
     """
-    change_ts = change_ts_expression(mapping)
+    cursor = cursor_sql_columns(mapping)
     key = tuple(quote_ident(name) for name in mapping.key)
-    parts = [canonical_text(quote_ident(c.source), c.type) for c in mapping.columns]
-    parts.append(canonical_text(change_ts, "timestamp"))
+    parts = [canonical_text(_source_sql(c) or "", c.type) for c in hashed_columns(mapping)]
+    parts.append(_version_text(mapping, cursor[0], source=True))
     params: dict[str, Any] = {}
     if mapping.soft_delete is not None:
         column = quote_ident(mapping.soft_delete.column)
@@ -154,14 +200,17 @@ def source_side(
         parts.append("'f'")
     if pending_after is None:
         pending = "true"
-    elif not pending_after[1]:  # a snapshot's hand-over point: from this timestamp on
-        params["wm_ts"] = pending_after[0]
-        pending = f"{change_ts} >= %(wm_ts)s"
     else:
-        names = ["wm_ts"] + [f"wm_k{i}" for i in range(len(key))]
-        params.update(zip(names, (pending_after[0], *pending_after[1]), strict=True))
-        placeholders = ", ".join(f"%({name})s" for name in names)
-        pending = f"({change_ts}, {', '.join(key)}) > ({placeholders})"
+        values = cursor_values(mapping, pending_after[0])
+        names = [f"wm_c{i}" for i in range(len(values))] if is_composite(mapping) else ["wm_ts"]
+        params.update(zip(names, values, strict=True))
+        if not pending_after[1]:  # a snapshot's hand-over point: from this timestamp on
+            pending = _tuple(cursor, ">=", names)
+        else:
+            keys = [f"wm_k{i}" for i in range(len(key))]
+            params.update(zip(keys, pending_after[1], strict=True))
+            pending = _tuple([*cursor, *key], ">", [*names, *keys])
+    change_ts = packed_stamp_sql(*cursor) if is_composite(mapping) else cursor[0]
     return Side(
         name="source",
         table=qualified(schema, mapping.table),
@@ -170,6 +219,13 @@ def source_side(
         extra=(f"{pending} AS _pending", f"{change_ts} AS _change_ts"),
         params=params,
     )
+
+
+def _tuple(columns: list[str], operator: str, names: list[str]) -> str:
+    placeholders = [f"%({name})s" for name in names]
+    if len(columns) == 1:
+        return f"{columns[0]} {operator} {placeholders[0]}"
+    return f"({', '.join(columns)}) {operator} ({', '.join(placeholders)})"
 
 
 def hard_delete_exclusion(entity_param: str = "entity") -> str:
@@ -187,8 +243,10 @@ def warehouse_side(mapping: TableMapping, *, system: str) -> Side:
     deletes. ``extra`` is ``_source_key, _source_version``."""
     t = WAREHOUSE_ALIAS
     key = tuple(f"{t}.{quote_ident(name)}" for name in mapping.target_key)
-    parts = [canonical_text(f"{t}.{quote_ident(c.target)}", c.type) for c in mapping.columns]
-    parts.append(canonical_text(f"{t}._source_version", "timestamp"))
+    parts = [
+        canonical_text(f"{t}.{quote_ident(c.target)}", c.type) for c in hashed_columns(mapping)
+    ]
+    parts.append(_version_text(mapping, f"{t}._source_version", source=False))
     parts.append(f"CASE WHEN {t}._is_deleted THEN 't' ELSE 'f' END")
     return Side(
         name="warehouse",

@@ -55,6 +55,7 @@ import polars as pl
 import psycopg
 import pyarrow as pa
 
+from billing_sync.capture.cursor import decode_packed, is_composite
 from billing_sync.capture.query import BoundQuery, build_rows_by_key_query, qualified
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.load.cache import CacheBusy
@@ -62,7 +63,7 @@ from billing_sync.load.ddl import ENTITY_SCHEMA, STATE_SCHEMA, entity_columns
 from billing_sync.load.warehouse import CommitResult, rows_to_arrow
 from billing_sync.reconcile import hashing
 from billing_sync.reconcile.hashing import EVERYTHING, KeyRange, Side
-from billing_sync.transform.normalize import source_key, source_schema
+from billing_sync.transform.normalize import fetch_type, source_key, source_schema
 from billing_sync.types import arrow_type
 
 if TYPE_CHECKING:
@@ -183,6 +184,23 @@ def _norm(key: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(value.rstrip(" ") if isinstance(value, str) else value for value in key)
 
 
+def _target_key(mapping: TableMapping, values: Sequence[Any]) -> tuple[Any, ...]:
+    """Source key values as the warehouse holds them: text keys right-trimmed (padded
+    CHAR) or written as text (a number mapped to text), integer keys as ints."""
+    out: list[Any] = []
+    for name, value in zip(mapping.key, values, strict=True):
+        kind = mapping.column(name).type
+        if value is None:
+            out.append(None)
+        elif kind == "text":
+            out.append(str(value).rstrip(" "))
+        elif kind in ("integer", "bigint"):
+            out.append(int(value))
+        else:
+            out.append(value)
+    return tuple(out)
+
+
 def _chunks(items: Sequence[Any], size: int = KEYS_PER_QUERY) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -217,10 +235,9 @@ class _Differ:
             pending_after=None if cursor is None else (cursor.change_ts, cursor.key),
         )
         self.warehouse = hashing.warehouse_side(mapping, system=catalog.system)
-        keys = [
-            pa.field(f"_k{i}", arrow_type(mapping.column(name).type))
-            for i, name in enumerate(mapping.key)
-        ]
+        # Source keys are fetched with the source's types, then made target values
+        # (:func:`_target_key`) so that they compare with the warehouse's.
+        keys = [pa.field(f"_k{i}", fetch_type(mapping, name)) for i, name in enumerate(mapping.key)]
         self._key_schema = pa.schema(keys)
         self._aggregate_schema = pa.schema(
             [pa.field("count", pa.int64()), pa.field("total", pa.decimal128(38, 0))]
@@ -230,7 +247,7 @@ class _Differ:
                 *keys,
                 pa.field("_hash", pa.int64()),
                 pa.field("_pending", pa.bool_()),
-                pa.field("_change_ts", pa.timestamp("us")),
+                pa.field("_change_ts", pa.int64() if is_composite(mapping) else pa.timestamp("us")),
             ]
         )
 
@@ -277,7 +294,8 @@ class _Differ:
         self.result.boundary_queries += 1
         query = hashing.build_boundaries(side, key_range, every=every)
         if side is self.source:
-            return self._source_rows(query, self._key_schema)
+            rows = self._source_rows(query, self._key_schema)
+            return [_target_key(self.mapping, row) for row in rows]
         return [tuple(row) for row in self._warehouse_rows(query)]
 
     def leaves(
@@ -329,7 +347,11 @@ class _Differ:
 
     def _source_row(self, row: tuple[Any, ...]) -> _SourceRow:
         n = len(self.mapping.key)
-        return _SourceRow(tuple(row[:n]), int(row[n]), bool(row[n + 1]), row[n + 2])
+        change_ts = row[n + 2]
+        if is_composite(self.mapping):
+            change_ts = decode_packed(change_ts)
+        key = _target_key(self.mapping, row[:n])
+        return _SourceRow(key, int(row[n]), bool(row[n + 1]), change_ts)
 
     def _warehouse_row(self, row: tuple[Any, ...]) -> _WarehouseRow:
         n = len(self.mapping.key)
@@ -488,6 +510,7 @@ def verify_table(
     """
     if segment_rows < 2 or leaf_rows < 1:
         raise ValueError("segment_rows must be at least 2 and leaf_rows at least 1")
+    catalog, mapping = engine.checked(catalog, mapping)  # with the source's column types
     started = time.perf_counter()
     result = TableVerification(catalog.system, mapping.table, mapping.entity)
     ensure_parity_schema(engine, catalog, mapping)

@@ -12,6 +12,7 @@ import pyarrow as pa
 from billing_sync.capture.query import BoundQuery
 from billing_sync.capture.window import Horizon, OpenTransaction, compute_horizon
 from billing_sync.postgres import redact_url
+from billing_sync.source.copy_reader import CopyUnsupported, copy_supported, read_copy
 from billing_sync.source.dialect import CAPTURE_APPLICATION_NAME, POSTGRES, SourceDialect
 
 log = logging.getLogger(__name__)
@@ -30,15 +31,22 @@ class SourceSession:
     change query that follows it.
     """
 
-    def __init__(self, url: str, *, dialect: SourceDialect = POSTGRES) -> None:
+    def __init__(
+        self, url: str, *, dialect: SourceDialect = POSTGRES, timezone: str | None = None
+    ) -> None:
         self.dialect = dialect
         self._url = url
+        self._timezone = timezone
+        # The session's TimeZone is the catalog's: the source clock and transaction starts
+        # (read as ``timestamp``) are then local times like the audit columns they bound.
+        zone = f" -c TimeZone={timezone}" if timezone else ""
         try:
             self._conn = psycopg.connect(
                 url,
                 autocommit=True,
                 application_name=CAPTURE_APPLICATION_NAME,
-                options="-c default_transaction_read_only=on",
+                # ISO dates: what COPY ... (FORMAT csv) writes must parse (copy_reader).
+                options=f"-c default_transaction_read_only=on -c DateStyle=ISO{zone}",
                 connect_timeout=10,
             )
         except psycopg.OperationalError as error:
@@ -51,6 +59,10 @@ class SourceSession:
 
     def close(self) -> None:
         self._conn.close()
+
+    def sibling(self) -> SourceSession:
+        """Another session like this one (a second connection, e.g. to read ahead)."""
+        return SourceSession(self._url, dialect=self.dialect, timezone=self._timezone)
 
     def __enter__(self) -> SourceSession:
         return self
@@ -103,8 +115,17 @@ class SourceSession:
         return self._scalar(text, params)
 
     def read_arrow(self, query: BoundQuery, schema: pa.Schema) -> pa.Table:
-        """Run ``query`` and return its rows as an Arrow table of ``schema``."""
+        """Run ``query`` and return its rows as an Arrow table of ``schema``.
+
+        On PostgreSQL through ``COPY ... TO STDOUT`` parsed by pyarrow
+        (:mod:`billing_sync.source.copy_reader`), else through a cursor.
+        """
         self.queries += 1
+        if self.dialect is POSTGRES and copy_supported(schema):
+            try:
+                return read_copy(self._conn, query, schema)
+            except CopyUnsupported as why:  # e.g. a value out of the type's range
+                log.debug("reading through a cursor: %s", why)
         with self._conn.cursor() as cur:
             cur.execute(query.text, query.params)
             rows = cur.fetchall()

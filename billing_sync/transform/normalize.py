@@ -14,14 +14,18 @@ Every normalized row carries lineage (DESIGN §5):
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import polars as pl
 import pyarrow as pa
 
-from billing_sync.capture.query import CURSOR_ALIAS
-from billing_sync.config import TableMapping
-from billing_sync.types import arrow_type
+from billing_sync.capture.cursor import CURSOR_ALIAS, cursor_fields, decode_cursor
+from billing_sync.config import ColumnSpec, TableMapping
+from billing_sync.transform.converters import Conversion, convert, input_type, trim
+from billing_sync.transform.protect import Protector
+from billing_sync.types import arrow_type, sql_arrow_type
+from billing_sync.validate.report import ExpectationFailure, ValidationReport
 
 LINEAGE_COLUMNS = (
     "_source_system",
@@ -32,24 +36,56 @@ LINEAGE_COLUMNS = (
     "_synced_at",
 )
 KEY_SEPARATOR = "|"
+CONVERT_EXPECTATION = "expect_column_values_to_convert"
+_BAD = "__bad__"  # prefix of the per-column bad-value flags while normalizing
+_RAW = "__raw__"  # prefix of the offending source values (unprotected columns only)
+
+
+def fetch_type(mapping: TableMapping, name: str) -> pa.DataType:
+    """The Arrow type source column ``name`` is fetched as: its reflected type when known
+    (``mapping.source_types``), else what its converter reads, else the target type."""
+    reflected = mapping.source_types.get(name)
+    if reflected is not None:
+        return sql_arrow_type(reflected)
+    column = next(c for c in mapping.columns if name in c.source_names)
+    if column.converter is None and column.protect is None:
+        return arrow_type(column.type)
+    return input_type(column)
 
 
 def source_schema(mapping: TableMapping) -> pa.Schema:
-    """The Arrow schema of the change query's result for ``mapping``."""
-    fields = [pa.field(column.source, arrow_type(column.type)) for column in mapping.columns]
-    return pa.schema([*fields, pa.field(CURSOR_ALIAS, pa.timestamp("us"))])
+    """The Arrow schema of the change query's result for ``mapping`` (the cursor as
+    fetched: ``_cursor_ts``, or a composite cursor's raw ``_cursor_date, _cursor_time``)."""
+    fields = [pa.field(name, fetch_type(mapping, name)) for name in mapping.source_columns]
+    return pa.schema([*fields, *cursor_fields(mapping)])
 
 
 def region_schema(mapping: TableMapping) -> pa.Schema:
     """The Arrow schema of a lookback region query: key columns and change timestamp."""
-    fields = [pa.field(name, arrow_type(mapping.column(name).type)) for name in mapping.key]
-    return pa.schema([*fields, pa.field(CURSOR_ALIAS, pa.timestamp("us"))])
+    fields = [pa.field(name, fetch_type(mapping, name)) for name in mapping.key]
+    return pa.schema([*fields, *cursor_fields(mapping)])
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """Normalized rows, and the source values that did not convert (now NULL in ``frame``)
+    as row-level failures naming table, column, converter and reason."""
+
+    frame: pl.DataFrame
+    failures: list[ExpectationFailure] = field(default_factory=list)
 
 
 def normalize(
-    batch: pa.Table, mapping: TableMapping, *, system: str, synced_at: datetime
+    batch: pa.Table,
+    mapping: TableMapping,
+    *,
+    system: str,
+    synced_at: datetime,
+    protector: Protector | None = None,
 ) -> pl.DataFrame:
-    """Rename, type and add lineage; keep the newest version of each key.
+    """Rename, convert, protect, type and add lineage; keep the newest version of each key.
+
+    Values that do not convert become NULL; :func:`normalize_batch` also says which.
 
     Examples
     --------
@@ -66,31 +102,123 @@ def normalize(
     >>> frame.select("id", "_source_key", "_is_deleted").row(0)
     (1, '1', True)
     """
-    frame = pl.from_arrow(batch)
+    return normalize_batch(
+        batch, mapping, system=system, synced_at=synced_at, protector=protector
+    ).frame
+
+
+def normalize_batch(
+    batch: pa.Table,
+    mapping: TableMapping,
+    *,
+    system: str,
+    synced_at: datetime,
+    protector: Protector | None = None,
+) -> Normalized:
+    """:func:`normalize`, with the bad source values as row-level failures whose
+    positions are those of the returned frame."""
+    frame = pl.from_arrow(decode_cursor(batch, mapping))
     assert isinstance(frame, pl.DataFrame)
-    renames = {column.source: column.target for column in mapping.columns}
+    protector = protector or Protector()
     business = [column.target for column in mapping.columns]
+    conversions = {column.target: convert(column) for column in mapping.columns}
+    values = [
+        _protected(column, conversions[column.target].value, protector).alias(column.target)
+        for column in mapping.columns
+    ]
+    flagged = [c for c in mapping.columns if conversions[c.target].bad is not None]
+    flags = []
+    for column in flagged:
+        bad = conversions[column.target].bad
+        assert bad is not None
+        flags.append(bad.fill_null(False).alias(_BAD + column.target))
+        raw = None if column.protect else _raw_text(column)
+        flags.append(pl.when(bad).then(raw).otherwise(None).alias(_RAW + column.target))
     key = mapping.target_key
+    # The soft-delete rule is in source terms: the source column's code, right-trimmed.
     deleted = (
-        pl.col(renames[mapping.soft_delete.column])
-        .is_in(mapping.soft_delete.values)
-        .fill_null(False)
+        trim(pl.col(mapping.soft_delete.column)).is_in(mapping.soft_delete.values).fill_null(False)
         if mapping.soft_delete
         else pl.lit(False)
     )
-    return (
-        frame.rename(renames)
+    checks = [name for c in flagged for name in (_BAD + c.target, _RAW + c.target)]
+    normalized = (
+        frame.select(*values, *flags, pl.col(CURSOR_ALIAS), deleted.alias("_is_deleted"))
         .with_columns(
             pl.lit(system, pl.Utf8).alias("_source_system"),
             source_key(key).alias("_source_key"),
             pl.col(CURSOR_ALIAS).alias("_source_version"),
             row_hash(business).alias("_row_hash"),
-            deleted.alias("_is_deleted"),
             pl.lit(synced_at, pl.Datetime("us", "UTC")).alias("_synced_at"),
         )
         .sort("_source_version", maintain_order=True)
         .unique(subset=["_source_system", "_source_key"], keep="last", maintain_order=True)
-        .select(*business, *LINEAGE_COLUMNS)
+        .select(*business, *LINEAGE_COLUMNS, *checks)
+    )
+    failures = [
+        _failure(mapping, column, conversions[column.target], normalized) for column in flagged
+    ]
+    return Normalized(
+        normalized.drop(checks), [failure for failure in failures if failure is not None]
+    )
+
+
+def _protected(column: ColumnSpec, value: pl.Expr, protector: Protector) -> pl.Expr:
+    return value if column.protect is None else protector.apply(column.protect, value)
+
+
+def _raw_text(column: ColumnSpec) -> pl.Expr:
+    """The offending source value(s) as text, for the quarantine line."""
+    parts = [pl.col(name).cast(pl.Utf8) for name in column.source_names]
+    return parts[0] if len(parts) == 1 else pl.concat_str(parts, separator=" ")
+
+
+def _failure(
+    mapping: TableMapping, column: ColumnSpec, conversion: Conversion, frame: pl.DataFrame
+) -> ExpectationFailure | None:
+    positions = frame.get_column(_BAD + column.target).arg_true().to_list()
+    if not positions:
+        return None
+    raw = frame.get_column(_RAW + column.target).gather(positions).to_list()
+    keys = frame.get_column("_source_key").gather(positions[:5]).to_list()
+    return ExpectationFailure(
+        expectation=CONVERT_EXPECTATION,
+        column=column.target,
+        unexpected_count=len(positions),
+        unexpected_percent=100.0 * len(positions) / frame.height,
+        sample_keys=[str(k) for k in keys],
+        sample_values=raw[:5],
+        kwargs={
+            "table": mapping.table,
+            "source": ",".join(column.source_names),
+            "converter": conversion.converter,
+            "reason": conversion.reason,
+        },
+        row_positions=tuple(positions),
+        row_values=tuple(raw),
+    )
+
+
+def with_conversion_failures(
+    report: ValidationReport, failures: list[ExpectationFailure]
+) -> ValidationReport:
+    """``report`` with the batch's conversion failures first (they quarantine their rows)."""
+    if not failures:
+        return report
+    return replace(report, success=False, failures=[*failures, *report.failures])
+
+
+def key_values(mapping: TableMapping) -> list[pl.Expr]:
+    """The key's normalized values (converters applied) from a frame of source columns,
+    named by target: what ``_source_key`` is built from."""
+    return [convert(mapping.column(name)).value.alias(mapping.column(name).target)
+            for name in mapping.key]  # fmt: skip
+
+
+def normalized_source_key(mapping: TableMapping) -> pl.Expr:
+    """``_source_key`` from a frame of source columns, exactly as :func:`normalize` builds it."""
+    return pl.concat_str(
+        [value.cast(pl.Utf8) for value in key_values(mapping)], separator=KEY_SEPARATOR
     )
 
 

@@ -46,7 +46,7 @@ from billing_sync.capture.query import build_rows_by_key_query, quote_ident
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.load.ddl import STATE_SCHEMA, EntityColumns, entities_of, entity_columns
 from billing_sync.source.session import SourceSession
-from billing_sync.transform.normalize import source_key, source_schema
+from billing_sync.transform.normalize import normalized_source_key, source_schema
 from billing_sync.validate.report import ExpectationFailure, ValidationReport, _json_safe
 from billing_sync.validate.suites import KEY_COLUMN, ParentRule, Suite
 
@@ -116,9 +116,14 @@ class RowProblem:
     expectation: str  # a label: ``type(column)``
     column: str | None
     value: Any
+    converter: str | None = None  # a source value that did not convert: which converter
+    reason: str | None = None  # and why
 
     def as_json(self) -> dict[str, Any]:
-        return {"expectation": self.expectation, "column": self.column, "value": self.value}
+        found = {"expectation": self.expectation, "column": self.column, "value": self.value}
+        if self.converter is not None:
+            found.update(converter=self.converter, reason=self.reason)
+        return found
 
 
 def row_problems(
@@ -132,13 +137,16 @@ def row_problems(
             whole.append(failure)
             continue
         values: list[Any] = (
-            frame.get_column(failure.column).gather(list(failure.row_positions)).to_list()
+            list(failure.row_values)
+            if failure.row_values is not None
+            else frame.get_column(failure.column).gather(list(failure.row_positions)).to_list()
             if failure.column is not None and failure.column in frame.columns
             else [None] * len(failure.row_positions)
         )
+        converter, reason = failure.kwargs.get("converter"), failure.kwargs.get("reason")
         for position, value in zip(failure.row_positions, values, strict=True):
             by_row.setdefault(position, []).append(
-                RowProblem(failure.label, failure.column, _json_safe(value))
+                RowProblem(failure.label, failure.column, _json_safe(value), converter, reason)
             )
     return by_row, whole
 
@@ -343,7 +351,7 @@ class SourceParents:
             )
             rows = pl.from_arrow(self.session.read_arrow(query, source_schema(mapping)))
             assert isinstance(rows, pl.DataFrame)
-            found.update(rows.select(source_key(mapping.key)).to_series().to_list())
+            found.update(rows.select(normalized_source_key(mapping)).to_series().to_list())
         return found
 
 
@@ -737,9 +745,10 @@ def explain(entry: Entry) -> str:
         f" batch {entry.batch_id}",
     ]
     for problem in entry.problems:
-        lines.append(
-            f"  - {problem['expectation']}: {problem.get('column')} = {problem.get('value')!r}"
-        )
+        line = f"  - {problem['expectation']}: {problem.get('column')} = {problem.get('value')!r}"
+        if problem.get("converter"):
+            line += f" ({problem['converter']}: {problem.get('reason')})"
+        lines.append(line)
     if entry.status == RELEASED:
         lines.append(f"  released {entry.released_at} ({entry.release_reason})")
     elif all(p["expectation"].startswith("expect_parent_to_exist") for p in entry.problems):

@@ -29,6 +29,9 @@ class ExpectationFailure:
     error: str | None = None
     #: Positions (in the validated frame) of every offending row, for quarantine.
     row_positions: tuple[int, ...] = field(default=(), repr=False)
+    #: The offending values of those rows when the frame no longer holds them (a source
+    #: value that did not convert is NULL in the frame; None for protected columns).
+    row_values: tuple[Any, ...] | None = field(default=None, repr=False)
 
     @property
     def row_level(self) -> bool:

@@ -151,3 +151,190 @@ def test_rows_by_key_binds_every_value() -> None:
         'WHERE ("SITE_ID", "PAYMENT_NO") IN ((%(k0_0)s, %(k1_0)s), (%(k0_1)s, %(k1_1)s))'
     )
     assert query.params == {"k0_0": "001", "k1_0": "1", "k0_1": "002", "k1_1": "9"}
+
+
+# -- composite cursor: (CYYMMDD, HHMMSS) integer columns in local time ------------------------
+
+
+def composite(*, key: list[str]) -> TableMapping:
+    columns = [{"source": name, "target": name.lower(), "type": "text"} for name in key]
+    columns.append({"source": "AMOUNT", "target": "amount", "type": "decimal(12,2)"})
+    return TableMapping.model_validate(
+        {
+            "table": "ACCOUNT",
+            "entity": "billing_account",
+            "key": key,
+            "cursor": ["CHG_DATE", "CHG_TIME"],
+            "cursor_format": "cyymmdd_hhmmss",
+            "columns": columns,
+        }
+    )
+
+
+ACCOUNT = composite(key=["SITE_ID", "ACCOUNT_NO"])
+SELECT_ACCOUNT = (
+    'SELECT "SITE_ID", "ACCOUNT_NO", "AMOUNT",'
+    ' "CHG_DATE" AS "_cursor_date", "CHG_TIME" AS "_cursor_time" FROM "icoms"."ACCOUNT"'
+)
+ORDER_ACCOUNT = ' ORDER BY "CHG_DATE", "CHG_TIME", "SITE_ID", "ACCOUNT_NO"'
+HORIZON_PARAMS = {"horizon_date": 1261125, "horizon_time": 120005}
+
+COMPOSITE_CASES = [
+    pytest.param(
+        None,
+        "postgresql",
+        SELECT_ACCOUNT
+        + ' WHERE ("CHG_DATE", "CHG_TIME") < (%(horizon_date)s, %(horizon_time)s)'
+        + ORDER_ACCOUNT
+        + " LIMIT %(limit)s",
+        {**HORIZON_PARAMS, "limit": 500},
+        id="first batch: below the horizon, raw columns only",
+    ),
+    pytest.param(
+        Cursor(T, ("001", "42")),
+        "postgresql",
+        SELECT_ACCOUNT + ' WHERE ("CHG_DATE", "CHG_TIME", "SITE_ID", "ACCOUNT_NO")'
+        " > (%(cursor_date)s, %(cursor_time)s, %(cursor_k0)s, %(cursor_k1)s)"
+        ' AND ("CHG_DATE", "CHG_TIME") < (%(horizon_date)s, %(horizon_time)s)'
+        + ORDER_ACCOUNT
+        + " LIMIT %(limit)s",
+        {
+            **HORIZON_PARAMS,
+            "limit": 500,
+            "cursor_date": 1261125,
+            "cursor_time": 120000,
+            "cursor_k0": "001",
+            "cursor_k1": "42",
+        },
+        id="tuple cursor over (date, time, key...); microseconds floored",
+    ),
+    pytest.param(
+        Cursor(T, ()),
+        "postgresql",
+        SELECT_ACCOUNT + ' WHERE ("CHG_DATE", "CHG_TIME") >= (%(cursor_date)s, %(cursor_time)s)'
+        ' AND ("CHG_DATE", "CHG_TIME") < (%(horizon_date)s, %(horizon_time)s)'
+        + ORDER_ACCOUNT
+        + " LIMIT %(limit)s",
+        {**HORIZON_PARAMS, "limit": 500, "cursor_date": 1261125, "cursor_time": 120000},
+        id="snapshot hand-over: from this second on",
+    ),
+    pytest.param(
+        Cursor(T, ("001", "42")),
+        "db2",
+        'SELECT "SITE_ID", "ACCOUNT_NO", "AMOUNT",'
+        ' "CHG_DATE" AS "_cursor_date", "CHG_TIME" AS "_cursor_time" FROM "icoms"."ACCOUNT"'
+        ' WHERE "CHG_DATE" >= :cursor_date AND ("CHG_DATE" > :cursor_date'
+        ' OR ("CHG_DATE" = :cursor_date AND ("CHG_TIME" > :cursor_time'
+        ' OR ("CHG_TIME" = :cursor_time AND ("SITE_ID" > :cursor_k0'
+        ' OR ("SITE_ID" = :cursor_k0 AND ("ACCOUNT_NO" > :cursor_k1)))))))'
+        ' AND "CHG_DATE" <= :horizon_date AND ("CHG_DATE" < :horizon_date'
+        ' OR ("CHG_DATE" = :horizon_date AND ("CHG_TIME" < :horizon_time)))'
+        + ORDER_ACCOUNT
+        + " FETCH FIRST :limit ROWS ONLY",
+        {
+            **HORIZON_PARAMS,
+            "limit": 500,
+            "cursor_date": 1261125,
+            "cursor_time": 120000,
+            "cursor_k0": "001",
+            "cursor_k1": "42",
+        },
+        id="DB2: expanded, led by a range on the leading index column",
+    ),
+    pytest.param(
+        Cursor(T, ()),
+        "oracle",
+        SELECT_ACCOUNT + ' WHERE "CHG_DATE" >= :cursor_date AND ("CHG_DATE" > :cursor_date'
+        ' OR ("CHG_DATE" = :cursor_date AND ("CHG_TIME" >= :cursor_time)))'
+        ' AND "CHG_DATE" <= :horizon_date AND ("CHG_DATE" < :horizon_date'
+        ' OR ("CHG_DATE" = :horizon_date AND ("CHG_TIME" < :horizon_time)))'
+        + ORDER_ACCOUNT
+        + " FETCH FIRST :limit ROWS ONLY",
+        {**HORIZON_PARAMS, "limit": 500, "cursor_date": 1261125, "cursor_time": 120000},
+        id="Oracle hand-over: >= expanded",
+    ),
+]
+
+
+@pytest.mark.parametrize(("after", "dialect_name", "text", "params"), COMPOSITE_CASES)
+def test_composite_change_query_text(
+    after: Cursor | None, dialect_name: str, text: str, params: dict[str, object]
+) -> None:
+    from billing_sync.source.dialect import DIALECTS
+
+    query = build_change_query(
+        ACCOUNT, schema="icoms", window=Window(after, H, 500), style=DIALECTS[dialect_name].style
+    )
+    assert query.text == text
+    assert query.params == params
+
+
+def test_composite_region_keys_and_rows_by_key_and_high_watermark() -> None:
+    from billing_sync.capture.query import build_region_keys_query, decode_high_watermark
+
+    region = build_region_keys_query(
+        ACCOUNT, schema="icoms", since=datetime(2026, 11, 25, 11, 59, 30, 5), until=H, limit=9
+    )
+    assert region.text == (
+        'SELECT "SITE_ID", "ACCOUNT_NO", "CHG_DATE" AS "_cursor_date",'
+        ' "CHG_TIME" AS "_cursor_time" FROM "icoms"."ACCOUNT"'
+        ' WHERE ("CHG_DATE", "CHG_TIME") >= (%(since_date)s, %(since_time)s)'
+        ' AND ("CHG_DATE", "CHG_TIME") < (%(until_date)s, %(until_time)s)'
+        + ORDER_ACCOUNT
+        + " LIMIT %(limit)s"
+    )
+    assert region.params == {
+        "since_date": 1261125,
+        "since_time": 115930,
+        "until_date": 1261125,
+        "until_time": 120005,
+        "limit": 9,
+    }
+    by_key = build_rows_by_key_query(ACCOUNT, schema="icoms", keys=[("001", "1")])
+    assert by_key.text == (
+        SELECT_ACCOUNT + ' WHERE ("SITE_ID", "ACCOUNT_NO") IN ((%(k0_0)s, %(k1_0)s))'
+    )
+    assert build_high_watermark_query(ACCOUNT, schema="icoms") == (
+        'SELECT CAST("CHG_DATE" AS bigint) * 1000000 + "CHG_TIME" FROM "icoms"."ACCOUNT"'
+        ' WHERE "CHG_DATE" IS NOT NULL AND "CHG_TIME" IS NOT NULL'
+        ' ORDER BY "CHG_DATE" DESC, "CHG_TIME" DESC LIMIT 1'
+    )
+    assert decode_high_watermark(ACCOUNT, 1261125_120005) == H
+    assert decode_high_watermark(ACCOUNT, None) is None
+    assert decode_high_watermark(mapping(key=["ID"]), T) == T
+
+
+def test_composite_snapshot_query_carries_the_raw_cursor() -> None:
+    from billing_sync.capture.snapshot import build_snapshot_query
+
+    query = build_snapshot_query(ACCOUNT, schema="icoms", after_key=("001", "9"), limit=5)
+    assert query.text == (
+        SELECT_ACCOUNT + ' WHERE ("SITE_ID", "ACCOUNT_NO") > (%(after_k0)s, %(after_k1)s)'
+        ' ORDER BY "SITE_ID", "ACCOUNT_NO" LIMIT %(limit)s'
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"cursor": ["CHG_DATE", "CHG_TIME"]}, "timestamp takes one cursor column"),
+        ({"cursor_format": "cyymmdd_hhmmss"}, "takes two cursor columns"),
+        (
+            {"cursor": ["CHG_DATE", "CHG_TIME"], "cursor_format": "cyymmdd_hhmmss"},
+            "cursor_fallback is only allowed",
+        ),
+        ({"cursor_format": "julian"}, "cursor_format"),
+    ],
+)
+def test_cursor_and_format_must_agree(changes: dict[str, object], error: str) -> None:
+    raw = {
+        "table": "T",
+        "entity": "e",
+        "key": ["ID"],
+        "cursor": "CHG_TS",
+        "cursor_fallback": "CRT_TS",
+        "columns": [{"source": "ID", "target": "id", "type": "text"}],
+        **changes,
+    }
+    with pytest.raises(ValueError, match=error):
+        TableMapping.model_validate(raw)

@@ -1,0 +1,239 @@
+"""The cursor codec: how a table's change cursor is spelled in SQL and read back.
+
+A watermark is stored as ``(change_ts, key...)`` whatever the source holds. For
+``cursor_format: timestamp`` the change timestamp is the cursor column itself (or
+``COALESCE(cursor, cursor_fallback)``). For ``cursor_format: cyymmdd_hhmmss`` it is the
+naive local timestamp decoded from two integer columns, CYYMMDD (``C`` the century
+after 1900: ``1251124`` is 2025-11-24) and HHMMSS, in the catalog's timezone:
+
+* SQL reads and compares the raw columns only (``("CHG_DATE", "CHG_TIME", key...) >
+  (:d, :t, :k...)``), so the source's index on ``(CHG_DATE, CHG_TIME, key...)`` serves
+  every query; a timestamp becomes bind values with :func:`encode_cyymmdd_hhmmss`.
+* The fetched ``_cursor_date`` and ``_cursor_time`` become ``_cursor_ts`` in Polars
+  after the fetch (:func:`decode_cursor`), never in SQL, so no expression sits on the
+  indexed columns and an odd value cannot fail the read.
+
+Decoding floors instead of failing: a value that is not a real instant counts as the
+last real second at or below it (month or day 0: the second before that year or month
+starts; month > 12, a day past the month's end, hour > 23: the last second of that
+year, month or day; minute or second > 59 likewise; NULL or negative count as 0, which
+decodes to 1899-12-31 23:59:59 and encodes back as ``(0, 0)``). A floor keeps the
+columns' order and re-encodes at or below the row it came from, so a watermark taken
+from such a row never skips one: the next batch at most reads a few rows again, which
+the version-guarded merge makes harmless. Converters in
+:mod:`billing_sync.transform` are strict about the same values, for the business columns.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from billing_sync.config import TableMapping
+
+CURSOR_ALIAS = "_cursor_ts"
+CURSOR_DATE_ALIAS = "_cursor_date"
+CURSOR_TIME_ALIAS = "_cursor_time"
+
+FIRST_YEAR = 1900  # CYYMMDD with C = 0
+LAST_YEAR = 2899  # CYYMMDD with C = 9, the largest a 7-digit value holds
+_LARGEST_DATE = 9_999_999
+_LARGEST_TIME = 999_999
+
+
+def quote_ident(name: str) -> str:
+    """Quote ``name`` as an SQL identifier.
+
+    >>> quote_ident('ACCOUNT')
+    '"ACCOUNT"'
+    >>> quote_ident('we"ird')
+    '"we""ird"'
+    """
+    return '"' + name.replace('"', '""') + '"'
+
+
+def is_composite(mapping: TableMapping) -> bool:
+    return mapping.cursor_format == "cyymmdd_hhmmss"
+
+
+# -- SQL -------------------------------------------------------------------------------------
+
+
+def change_ts_expression(mapping: TableMapping) -> str:
+    """The change timestamp of a ``timestamp`` cursor: the cursor column, or the creation
+    column when it is NULL. A composite cursor has no single SQL expression."""
+    if is_composite(mapping):
+        raise ValueError(
+            f"{mapping.table}: a cyymmdd_hhmmss cursor has no change timestamp expression;"
+            " use cursor_sql_columns"
+        )
+    cursor = quote_ident(mapping.cursor_columns[0])
+    if mapping.cursor_fallback is None:
+        return cursor
+    return f"COALESCE({cursor}, {quote_ident(mapping.cursor_fallback)})"
+
+
+def cursor_sql_columns(mapping: TableMapping) -> list[str]:
+    """What the change order is over, in index order, before the key columns."""
+    if is_composite(mapping):
+        return [quote_ident(name) for name in mapping.cursor_columns]
+    return [change_ts_expression(mapping)]
+
+
+def cursor_select(mapping: TableMapping) -> str:
+    """The select-list item(s) that carry the cursor out of a query."""
+    columns = cursor_sql_columns(mapping)
+    if is_composite(mapping):
+        date, time = columns
+        date_alias, time_alias = quote_ident(CURSOR_DATE_ALIAS), quote_ident(CURSOR_TIME_ALIAS)
+        return f"{date} AS {date_alias}, {time} AS {time_alias}"
+    return f"{columns[0]} AS {quote_ident(CURSOR_ALIAS)}"
+
+
+def cursor_fields(mapping: TableMapping) -> list[pa.Field]:
+    """The Arrow fields :func:`cursor_select` fetches."""
+    if is_composite(mapping):
+        return [pa.field(CURSOR_DATE_ALIAS, pa.int64()), pa.field(CURSOR_TIME_ALIAS, pa.int64())]
+    return [pa.field(CURSOR_ALIAS, pa.timestamp("us"))]
+
+
+def cursor_values(mapping: TableMapping, change_ts: datetime) -> tuple[Any, ...]:
+    """Bind values for a change timestamp, one per :func:`cursor_sql_columns` item."""
+    if is_composite(mapping):
+        return encode_cyymmdd_hhmmss(change_ts)
+    return (change_ts,)
+
+
+def cursor_horizon(mapping: TableMapping, at: datetime) -> datetime:
+    """The horizon a window of ``mapping`` can use: floored to the cursor's resolution.
+
+    A second-resolution stamp written at or after ``at`` can read ``floor(at)``, so only
+    stamps strictly below ``floor(at)`` are complete.
+    """
+    return at.replace(microsecond=0) if is_composite(mapping) else at
+
+
+# -- the codec -------------------------------------------------------------------------------
+
+
+def encode_cyymmdd_hhmmss(value: datetime) -> tuple[int, int]:
+    """``(CYYMMDD, HHMMSS)`` of a naive local timestamp, floored to the second.
+
+    Anything before 1900 (a decoded zero date) is ``(0, 0)``, the lowest value.
+
+    >>> encode_cyymmdd_hhmmss(datetime(2025, 11, 24, 7, 5, 9, 999_999))
+    (1251124, 70509)
+    >>> encode_cyymmdd_hhmmss(datetime(1999, 12, 31, 23, 59, 59))
+    (991231, 235959)
+    """
+    if value.year < FIRST_YEAR:
+        return 0, 0
+    if value.year > LAST_YEAR:
+        raise ValueError(f"{value} cannot be written as CYYMMDD (years {FIRST_YEAR}-{LAST_YEAR})")
+    date = (value.year - FIRST_YEAR) * 10_000 + value.month * 100 + value.day
+    return date, value.hour * 10_000 + value.minute * 100 + value.second
+
+
+def decode_cyymmdd_hhmmss(date: pl.Expr, time: pl.Expr) -> pl.Expr:
+    """The saturating decode of ``(CYYMMDD, HHMMSS)`` to a naive ``Datetime("us")``:
+    the last real second at or below the value (see the module docstring).
+
+    Total, never NULL, and a floor: it keeps the columns' order and
+    ``encode(decode(v)) <= v``, so a watermark never skips a row.
+    """
+    d = date.cast(pl.Int64).fill_null(0).clip(0, _LARGEST_DATE)
+    t = time.cast(pl.Int64).fill_null(0).clip(0, _LARGEST_TIME)
+    year = d // 10_000 + FIRST_YEAR
+    month = d // 100 % 100
+    day = d % 100
+    hour, minute, second = t // 10_000, t // 100 % 100, t % 100
+    valid_month = month.clip(1, 12)
+    month_days = pl.date(year, valid_month, 1).dt.month_end().dt.day().cast(pl.Int64)
+    # Month or day 0: the second before the year or month starts.
+    before_start = (month == 0) | ((month <= 12) & (day == 0))
+    # Month 13+, a day past the month's end, hour 24+: the last second of that period.
+    end_of_period = ~before_start & ((month > 12) | (day > month_days))
+    valid_date = ~before_start & ~end_of_period
+    end_of_day = end_of_period | (valid_date & (hour > 23))
+    end_of_hour = end_of_day | (valid_date & (minute > 59))
+    end_of_minute = end_of_hour | (valid_date & (second > 59))
+    out_day = pl.when(before_start).then(1).when(end_of_period).then(month_days).otherwise(day)
+    out_hour = pl.when(before_start).then(0).when(end_of_day).then(23).otherwise(hour)
+    out_minute = pl.when(before_start).then(0).when(end_of_hour).then(59).otherwise(minute)
+    out_second = pl.when(before_start).then(0).when(end_of_minute).then(59).otherwise(second)
+    moment = pl.datetime(year, valid_month, out_day, out_hour, out_minute, out_second)
+    return (
+        pl.when(before_start)
+        .then(moment - pl.duration(seconds=1))
+        .otherwise(moment)
+        .cast(pl.Datetime("us"))
+    )
+
+
+def packed_stamp_sql(date: str, time: str) -> str:
+    """``CYYMMDD * 1000000 + HHMMSS`` of the instant the sync decodes ``(date, time)`` to:
+    the last real second at or below it (:func:`decode_cyymmdd_hhmmss`), as PostgreSQL
+    integer arithmetic that never fails (verify hashes the stamp with it)."""
+    d = f"LEAST(GREATEST(coalesce(CAST({date} AS bigint), 0), 0), 9999999)"
+    t = f"LEAST(GREATEST(coalesce(CAST({time} AS bigint), 0), 0), 999999)"
+    # mod(), not %: the text goes through psycopg, where % starts a placeholder.
+    year, month, day = f"({d} / 10000)", f"mod({d} / 100, 100)", f"mod({d}, 100)"
+    hour, minute, second = f"({t} / 10000)", f"mod({t} / 100, 100)", f"mod({t}, 100)"
+
+    def days_in(y: str, m: str) -> str:
+        first = f"make_date(CAST(1900 + {y} AS integer), CAST({m} AS integer), 1)"
+        return f"CAST(extract(day FROM {first} + interval '1 month' - interval '1 day') AS bigint)"
+
+    def packed(y: str, m: str, dd: str, hms: str) -> str:
+        return f"(({y}) * 10000000000 + ({m}) * 100000000 + ({dd}) * 1000000 + {hms})"
+
+    time_floor = (
+        f"CASE WHEN {hour} > 23 THEN 235959 WHEN {minute} > 59 THEN {hour} * 10000 + 5959"
+        f" WHEN {second} > 59 THEN {hour} * 10000 + {minute} * 100 + 59 ELSE {t} END"
+    )
+    end = "235959"
+    return (
+        f"CASE WHEN {month} = 0 THEN {packed(f'{year} - 1', '12', '31', end)}"
+        f" WHEN {month} > 12 THEN {packed(year, '12', '31', end)}"
+        f" WHEN {day} = 0 AND {month} = 1 THEN {packed(f'{year} - 1', '12', '31', end)}"
+        f" WHEN {day} = 0 THEN"
+        f" {packed(year, f'{month} - 1', days_in(year, f'{month} - 1'), end)}"
+        f" WHEN {day} > {days_in(year, month)} THEN"
+        f" {packed(year, month, days_in(year, month), end)}"
+        f" ELSE {packed(year, month, day, time_floor)} END"
+    )
+
+
+def decode_cursor(table: pa.Table, mapping: TableMapping) -> pa.Table:
+    """``table`` with ``_cursor_ts`` in place of a composite cursor's raw columns.
+
+    A table that already has ``_cursor_ts`` (a timestamp cursor) is returned as it is.
+    """
+    names = table.column_names
+    if CURSOR_ALIAS in names or CURSOR_DATE_ALIAS not in names:
+        return table
+    frame = pl.from_arrow(table.select([CURSOR_DATE_ALIAS, CURSOR_TIME_ALIAS]))
+    assert isinstance(frame, pl.DataFrame)
+    decoded = frame.select(
+        decode_cyymmdd_hhmmss(pl.col(CURSOR_DATE_ALIAS), pl.col(CURSOR_TIME_ALIAS))
+    ).to_series()
+    kept = table.drop_columns([CURSOR_DATE_ALIAS, CURSOR_TIME_ALIAS])
+    return kept.append_column(
+        pa.field(CURSOR_ALIAS, pa.timestamp("us")), decoded.to_arrow().cast(pa.timestamp("us"))
+    )
+
+
+def decode_packed(value: int | None) -> datetime | None:
+    """Decode ``CYYMMDD * 1_000_000 + HHMMSS`` (the high-watermark query's one value).
+
+    >>> decode_packed(1251124_070509)
+    datetime.datetime(2025, 11, 24, 7, 5, 9)
+    """
+    if value is None:
+        return None
+    frame = pl.DataFrame({"d": [value // 1_000_000], "t": [value % 1_000_000]})
+    decoded: datetime = frame.select(decode_cyymmdd_hhmmss(pl.col("d"), pl.col("t"))).item()
+    return decoded

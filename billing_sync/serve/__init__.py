@@ -1,0 +1,1 @@
+"""What analysts read: the DuckDB cache (safely, while the pipeline writes it) and the views."""

@@ -1,0 +1,249 @@
+"""The source's own schema, and a catalog checked against it at start (DESIGN §5).
+
+Before the first read, every mapping of a catalog is checked against the reflected
+tables of its source schema. Each problem names the catalog file, the table and the
+column, and all of them are reported together as one :class:`ConfigError`:
+
+* a table or column (mapped, key, cursor, soft-delete) the source does not have;
+* a converter that cannot read the column's type (``implied_decimal`` on a text
+  column, ``cyymmdd`` on a date, ``ebcdic`` on anything but bytes), or a plain
+  column whose type does not cast exactly to its target (a float into a decimal
+  needs ``float_money``);
+* a key that the source does not keep unique: a primary key or unique index on a
+  subset of the key proves it; without one, the first :data:`DUPLICATE_CHECK_ROWS`
+  rows are searched for a duplicate (a bounded read) and the table is logged as unproven.
+
+A catalog that passes comes back with ``source_types`` filled in, so batches are fetched
+with the source's own types (a ``BAN`` number mapped to text is cast after the fetch).
+Columns marked ``drop`` are never selected: :mod:`billing_sync.config` refuses a mapping
+that names one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from billing_sync.capture.query import BoundQuery, qualified, quote_ident
+from billing_sync.config import ColumnSpec, ConfigError, SourceCatalog, TableMapping
+
+log = logging.getLogger(__name__)
+
+DUPLICATE_CHECK_ROWS = 100_000
+
+# Source type families, from PostgreSQL's format_type() names (lower case).
+_FAMILIES: list[tuple[str, tuple[str, ...]]] = [
+    ("int", ("smallint", "integer", "bigint", "int")),
+    ("float", ("real", "double precision", "float")),
+    ("binary", ("bytea", "blob", "raw")),
+    ("date", ("date",)),
+    ("timestamp", ("timestamp",)),
+    ("boolean", ("boolean",)),
+    ("text", ("character", "char", "varchar", "text", "clob", "nvarchar", "nchar")),
+]
+
+# What each converter reads.
+_CONVERTER_READS: dict[str, tuple[str, ...]] = {
+    "trim": ("text",),
+    "lookup": ("text", "int"),
+    "cyymmdd": ("int",),
+    "hhmmss": ("int",),
+    "cyymmdd_hhmmss": ("int",),
+    "implied_decimal": ("int",),
+    "float_money": ("float", "numeric", "int"),
+    "ebcdic": ("binary",),
+    "latin1": ("binary",),
+}
+
+# A plain column (no converter): source families that cast exactly to the target type.
+_PLAIN_READS: dict[str, tuple[str, ...]] = {
+    "text": ("text", "int", "numeric", "date", "timestamp", "boolean"),
+    "integer": ("int",),
+    "bigint": ("int",),
+    "decimal": ("int", "numeric"),
+    "date": ("date", "timestamp"),
+    "timestamp": ("timestamp", "date"),
+    "boolean": ("boolean",),
+}
+
+
+def type_family(sql_type: str) -> str:
+    """The family of a reflected SQL type.
+
+    >>> type_family("numeric(7,0)"), type_family("numeric(12,2)"), type_family("character(3)")
+    ('int', 'numeric', 'text')
+    """
+    name = sql_type.lower()
+    if name.startswith(("numeric", "decimal", "number")):
+        return "int" if name.endswith(",0)") else "numeric"
+    for family, prefixes in _FAMILIES:
+        if name.startswith(prefixes):
+            return family
+    return "other"
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    """One reflected source table: column SQL types and the unique keys it enforces."""
+
+    name: str
+    columns: dict[str, str]  # name -> SQL type, e.g. "character(10)", "numeric(7,0)"
+    unique_keys: list[tuple[str, ...]] = field(default_factory=list)
+
+    def key_is_unique(self, key: list[str]) -> bool:
+        return any(set(unique) <= set(key) for unique in self.unique_keys)
+
+
+# -- pure: a mapping against a reflected table ----------------------------------------------
+
+
+def mapping_problems(mapping: TableMapping, table: SourceTable | None) -> list[str]:
+    """What is wrong with ``mapping`` against the source ``table`` (``None``: absent)."""
+    if table is None:
+        return [f"table {mapping.table}: not in the source schema"]
+    problems: list[str] = []
+
+    def where(name: str) -> str:
+        return f"table {mapping.table}, column {name}"
+
+    named = {
+        *mapping.source_columns, *mapping.key, *mapping.cursor_columns,
+        *([mapping.cursor_fallback] if mapping.cursor_fallback else []),
+        *([mapping.soft_delete.column] if mapping.soft_delete else []),
+    }  # fmt: skip
+    for name in sorted(named - set(table.columns)):
+        problems.append(f"{where(name)}: not in the source table")
+    for column in mapping.columns:
+        problems.extend(_type_problems(column, table, where))
+    cursor_families = ("int",) if mapping.cursor_format == "cyymmdd_hhmmss" else (
+        "timestamp", "date")  # fmt: skip
+    for name in mapping.cursor_columns:
+        if name in table.columns and type_family(table.columns[name]) not in cursor_families:
+            problems.append(
+                f"{where(name)}: a {mapping.cursor_format} cursor column cannot be"
+                f" {table.columns[name]}"
+            )
+    return problems
+
+
+def _type_problems(
+    column: ColumnSpec, table: SourceTable, where: Callable[[str], str]
+) -> list[str]:
+    problems = []
+    for name in column.source_names:
+        if name not in table.columns:
+            continue
+        sql_type = table.columns[name]
+        family = type_family(sql_type)
+        if column.converter is not None:
+            wanted = _CONVERTER_READS[column.converter.name]
+            what = f"converter {column.converter.label}"
+        elif column.protect is not None:
+            wanted, what = ("text", "int"), f"protect {column.protect}"
+        else:
+            wanted = _PLAIN_READS[column.type.split("(")[0]]
+            what = f"target type {column.type}"
+        if family not in wanted:
+            hint = " (use float_money)" if family == "float" and column.type.startswith(
+                "decimal") else ""  # fmt: skip
+            problems.append(f"{where(name)}: {what} cannot read a {sql_type} column{hint}")
+    return problems
+
+
+# -- I/O: reflecting PostgreSQL --------------------------------------------------------------
+
+_COLUMNS_SQL = (
+    "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod)"
+    " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = %(schema)s AND c.relname = ANY(%(tables)s)"
+    " AND a.attnum > 0 AND NOT a.attisdropped"
+)
+_UNIQUE_SQL = (
+    "SELECT c.relname, array_agg(a.attname::text ORDER BY k.ord)"
+    " FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)"
+    " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum"
+    " WHERE n.nspname = %(schema)s AND c.relname = ANY(%(tables)s) AND i.indisunique"
+    " AND i.indpred IS NULL AND i.indexprs IS NULL"
+    " GROUP BY c.relname, i.indexrelid"
+)
+
+
+def reflect_tables(session: Any, schema: str, tables: list[str]) -> dict[str, SourceTable]:
+    """The named tables of ``schema`` as the source (PostgreSQL) describes them."""
+    params = {"schema": schema, "tables": tables}
+    text = pa.string()
+    columns = session.read_arrow(
+        BoundQuery(_COLUMNS_SQL, params),
+        pa.schema([("table", text), ("column", text), ("type", text)]),
+    ).to_pylist()
+    uniques = session.read_arrow(
+        BoundQuery(_UNIQUE_SQL, params),
+        pa.schema([("table", text), ("columns", pa.list_(text))]),
+    ).to_pylist()
+    found: dict[str, SourceTable] = {}
+    for row in columns:
+        table = found.setdefault(row["table"], SourceTable(row["table"], {}))
+        table.columns[row["column"]] = row["type"]
+    for row in uniques:
+        if row["table"] in found:
+            found[row["table"]].unique_keys.append(tuple(row["columns"]))
+    return found
+
+
+def duplicate_key(session: Any, schema: str, mapping: TableMapping) -> tuple[Any, ...] | None:
+    """A key value held by two rows among the first :data:`DUPLICATE_CHECK_ROWS` rows."""
+    key = ", ".join(quote_ident(name) for name in mapping.key)
+    as_text = ", ".join(f"CAST({quote_ident(name)} AS text)" for name in mapping.key)
+    text = (
+        f"SELECT {as_text} FROM (SELECT {key} FROM {qualified(schema, mapping.table)}"
+        f" LIMIT {DUPLICATE_CHECK_ROWS}) AS sample GROUP BY {key} HAVING count(*) > 1 LIMIT 1"
+    )
+    schema_of_row = pa.schema([pa.field(name, pa.string()) for name in mapping.key])
+    rows = session.read_arrow(BoundQuery(text, {}), schema_of_row).to_pylist()
+    return tuple(rows[0].values()) if rows else None
+
+
+def check_catalog(session: Any, catalog: SourceCatalog) -> SourceCatalog:
+    """``catalog`` checked against its reflected source schema, with ``source_types``
+    filled in; a :class:`ConfigError` listing every problem otherwise."""
+    origin = catalog.source_file or f"catalog {catalog.system}"
+    tables = reflect_tables(session, catalog.schema_name, [m.table for m in catalog.tables])
+    problems: list[str] = []
+    checked: list[TableMapping] = []
+    for mapping in catalog.tables:
+        table = tables.get(mapping.table)
+        found = mapping_problems(mapping, table)
+        if table is not None and not found and not table.key_is_unique(mapping.key):
+            duplicate = duplicate_key(session, catalog.schema_name, mapping)
+            if duplicate is not None:
+                found.append(
+                    f"table {mapping.table}: key {mapping.key} is not unique in the source"
+                    f" (two rows hold {list(duplicate)})"
+                )
+            else:
+                log.warning(
+                    "%s: no primary key or unique index of %s.%s covers its key %s; no"
+                    " duplicate among its first %d rows",
+                    origin, catalog.schema_name, mapping.table, mapping.key,
+                    DUPLICATE_CHECK_ROWS,
+                )  # fmt: skip
+        problems.extend(found)
+        types = {} if table is None else {
+            name: table.columns[name] for name in mapping.source_columns if name in table.columns
+        }  # fmt: skip
+        checked.append(mapping.model_copy(update={"source_types": types}))
+    if problems:
+        raise ConfigError(
+            f"{origin} does not fit the source schema {catalog.schema_name}:\n  - "
+            + "\n  - ".join(problems)
+        )
+    checked_catalog = catalog.model_copy(update={"tables": checked})
+    checked_catalog.__dict__.pop("by_table", None)  # a cached_property of the old tables
+    return checked_catalog
