@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -344,6 +345,22 @@ class SourceCatalog(_Strict):
     def for_tier(self, tier: Tier) -> list[TableMapping]:
         return [mapping for mapping in self.tables if mapping.tier == tier]
 
+    def local_time(self, instant: datetime) -> datetime:
+        """``instant`` as this biller's naive local time, the way its watermarks hold time.
+
+        An aware ``instant`` is converted to the catalog's ``timezone``; a naive one is taken
+        as local already.
+
+        >>> from datetime import UTC
+        >>> catalog = SourceCatalog.model_validate(
+        ...     {"system": "s", "schema": "s", "timezone": "America/Chicago", "tables": []})
+        >>> catalog.local_time(datetime(2026, 11, 25, 18, 0, tzinfo=UTC))
+        datetime.datetime(2026, 11, 25, 12, 0)
+        """
+        if instant.tzinfo is None:
+            return instant
+        return instant.astimezone(ZoneInfo(self.timezone)).replace(tzinfo=None)
+
 
 class CaptureSettings(_Strict):
     """Watermark capture knobs (DESIGN §4)."""
@@ -409,6 +426,7 @@ class Settings(_Strict):
     warehouse_url: str | None = None
     cache_path: Path | None = None
     systems: list[str] = ["icoms"]
+    catalog_dir: Path | None = None
     capture: CaptureSettings = CaptureSettings()
     tiers: dict[Tier, TierSettings] = Field(default_factory=_default_tiers)
     alerts: AlertSettings = AlertSettings()
@@ -434,6 +452,7 @@ _ENV_FIELDS = {
     "BILLING_SYNC_SOURCE_URL": "source_url",
     "BILLING_SYNC_WAREHOUSE_URL": "warehouse_url",
     "BILLING_SYNC_CACHE_PATH": "cache_path",
+    "BILLING_SYNC_CATALOG_DIR": "catalog_dir",
     "BILLING_SYNC_HMAC_KEY": "hmac_key",
 }
 _ALERT_ENV_FIELDS = {
@@ -460,6 +479,8 @@ def load_settings(
     for variable, field in _ENV_FIELDS.items():
         if env.get(variable):
             raw[field] = env[variable]
+    if env.get("BILLING_SYNC_SYSTEMS"):
+        raw["systems"] = [name.strip() for name in env["BILLING_SYNC_SYSTEMS"].split(",") if name]
     prefix = "BILLING_SYNC_SOURCE_URL_"
     per_system = {
         variable.removeprefix(prefix).lower(): value
@@ -491,3 +512,10 @@ def load_catalog(system: str, *, directory: Path = CATALOG_DIR) -> SourceCatalog
         return SourceCatalog.model_validate({**(raw or {}), "source_file": str(path)})
     except ValidationError as error:
         raise ConfigError(f"invalid catalog {path}:\n{error}") from error
+
+
+def load_catalogs(settings: Settings) -> list[SourceCatalog]:
+    """The catalogs of ``settings.systems``, from ``catalog_dir`` when set (an operator's
+    own mappings, kept outside the package), else the packaged ``catalog/`` folder."""
+    directory = settings.catalog_dir or CATALOG_DIR
+    return [load_catalog(system, directory=directory) for system in settings.systems]

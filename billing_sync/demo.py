@@ -8,6 +8,7 @@ instance (``dagster/``).
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import statistics
 import subprocess
@@ -18,8 +19,9 @@ from datetime import datetime
 from pathlib import Path
 
 import psycopg
+from pydantic import SecretStr
 
-from billing_sync.config import Settings
+from billing_sync.config import Settings, load_catalogs
 from billing_sync.load.ddl import STATE_SCHEMA
 from billing_sync.postgres import (
     DatabaseUrls,
@@ -28,6 +30,7 @@ from billing_sync.postgres import (
     uses_embedded_server,
 )
 from billing_sync.reconcile.compare import TableParity, compare_all
+from billing_sync.reconcile.deletes import apply_hard_deletes
 from billing_sync.simulator import Workload, create_schema, seed_if_empty
 from billing_sync.sync import SyncEngine
 
@@ -39,6 +42,7 @@ class DemoOptions:
     accounts: int = 2_000
     rate: float = 200.0
     seconds: float | None = None
+    systems: tuple[str, ...] = ("icoms", "amdocs")
     port: int = 3000
     drain_timeout: float = 90.0
 
@@ -47,15 +51,31 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+def with_demo_hmac_key(settings: Settings) -> Settings:
+    """Settings with an HMAC key for protected columns: the environment's when set, else
+    one generated once into the state folder (mode 0600), so tokens stay stable across
+    demo runs. A production deployment sets ``BILLING_SYNC_HMAC_KEY`` itself.
+    """
+    if settings.hmac_key is not None:
+        return settings
+    path = settings.state_dir / "demo-hmac.key"
+    if not path.exists():
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return settings.model_copy(update={"hmac_key": SecretStr(path.read_text().strip())})
+
+
 def prepare(settings: Settings, *, accounts: int) -> DatabaseUrls:
-    """Databases, the simulated biller (seeded once) and the warehouse and cache tables."""
+    """Databases, the simulated billers (seeded once) and the warehouse and cache tables."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     urls = resolve_database_urls(settings)
-    with psycopg.connect(urls.source, autocommit=True) as conn:
-        create_schema(conn)
-        seeded = seed_if_empty(conn, accounts=accounts)
-    if seeded:
-        say(f"seeded the ICOMS-style biller: {seeded}")
+    for system in settings.systems:
+        with psycopg.connect(urls.source_for(system), autocommit=True) as conn:
+            create_schema(conn, system=system)
+            seeded = seed_if_empty(conn, accounts=accounts, system=system)
+        if seeded:
+            say(f"seeded the {system} biller: {sum(seeded.values()):,} rows ({_counts(seeded)})")
     with SyncEngine.from_settings(settings) as engine:
         engine.setup()
         # The first load (a key-range snapshot) before the clock starts: the demo shows
@@ -66,9 +86,22 @@ def prepare(settings: Settings, *, accounts: int) -> DatabaseUrls:
     return urls
 
 
+def _by_system(workload: Workload) -> str:
+    totals: dict[str, int] = {}
+    for table, count in workload.counts().items():
+        system = table.split(".")[0]
+        totals[system] = totals.get(system, 0) + count
+    return ", ".join(f"{system} {count:,}" for system, count in totals.items())
+
+
+def _counts(rows: dict[str, int]) -> str:
+    return ", ".join(f"{table} {count:,}" for table, count in rows.items())
+
+
 def _source_clock(url: str) -> datetime:
+    """The source's clock, time-zone aware: each biller compares it in its own zone."""
     with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT clock_timestamp()::timestamp(6)").fetchone()
+        row = conn.execute("SELECT clock_timestamp()").fetchone()
     assert row is not None
     value: datetime = row[0]
     return value
@@ -85,8 +118,18 @@ def dagster_environment(settings: Settings, urls: DatabaseUrls) -> dict[str, str
         "DAGSTER_HOME": str(home),
         "BILLING_SYNC_STATE_DIR": str(settings.state_dir.resolve()),
         "BILLING_SYNC_SOURCE_URL": urls.source,
+        "BILLING_SYNC_SYSTEMS": ",".join(settings.systems),
+        **{
+            f"BILLING_SYNC_SOURCE_URL_{system.upper()}": url
+            for system, url in urls.system_sources.items()
+        },
         "BILLING_SYNC_WAREHOUSE_URL": urls.warehouse,
         "BILLING_SYNC_CACHE_PATH": str(settings.resolved_cache_path.resolve()),
+        **(
+            {"BILLING_SYNC_HMAC_KEY": settings.hmac_key.get_secret_value()}
+            if settings.hmac_key
+            else {}
+        ),
     }
 
 
@@ -115,13 +158,23 @@ def stop_process_group(process: subprocess.Popen[bytes], *, timeout: float = 20.
         process.wait()
 
 
-def wait_caught_up(warehouse_url: str, *, until: datetime, timeout: float) -> float | None:
-    """Seconds until every table's watermark is caught up to ``until``, or None on timeout."""
+def wait_caught_up(
+    settings: Settings, warehouse_url: str, *, until: datetime, timeout: float
+) -> float | None:
+    """Seconds until every table's watermark is caught up to ``until``, or None on timeout.
+
+    Each biller's watermarks hold its own local time: ``until`` is compared in each zone.
+    """
+    local = {catalog.system: catalog.local_time(until) for catalog in load_catalogs(settings)}
     started = time.monotonic()
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
         while time.monotonic() - started < timeout:
-            row = conn.execute(f"SELECT min(caught_up_to) FROM {STATE_SCHEMA}.watermark").fetchone()
-            if row and row[0] is not None and row[0] >= until:
+            rows = conn.execute(
+                f"SELECT system, min(caught_up_to), bool_or(caught_up_to IS NULL)"
+                f" FROM {STATE_SCHEMA}.watermark GROUP BY system"
+            ).fetchall()
+            reached = {system: not empty and low >= local[system] for system, low, empty in rows}
+            if rows and all(reached.get(system, False) for system in local):
                 return time.monotonic() - started
             time.sleep(0.5)
     return None
@@ -174,7 +227,7 @@ def parity(settings: Settings) -> list[TableParity]:
 
 
 def format_parity(results: list[TableParity]) -> str:
-    lines = [f"{'table':<22} {'source':>9} {'warehouse':>10} {'cache':>9}  parity"]
+    lines = [f"{'table':<26} {'source':>9} {'warehouse':>10} {'cache':>9} {'deleted':>8}  parity"]
     for r in results:
         verdict = (
             "equal"
@@ -186,8 +239,8 @@ def format_parity(results: list[TableParity]) -> str:
             )
         )
         lines.append(
-            f"{r.system + '.' + r.table:<22} {r.source_rows:>9} {r.warehouse_rows:>10}"
-            f" {r.cache_rows:>9}  {verdict}"
+            f"{r.system + '.' + r.table:<26} {r.source_rows:>9} {r.warehouse_rows:>10}"
+            f" {r.cache_rows:>9} {r.hard_deleted:>8}  {verdict}"
         )
     return "\n".join(lines)
 
@@ -204,6 +257,7 @@ def _interrupt_on_termination() -> None:
 
 def run_demo(settings: Settings, options: DemoOptions) -> int:
     """Run the demo; headless for ``options.seconds`` when given. Returns the exit code."""
+    settings = with_demo_hmac_key(settings).model_copy(update={"systems": list(options.systems)})
     settings.pause_file.unlink(missing_ok=True)
     _interrupt_on_termination()
     urls = prepare(settings, accounts=options.accounts)
@@ -217,7 +271,12 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
         else [str(bin_dir / "dagster"), "dev", *module, "-h", "127.0.0.1", "-p", str(options.port)]
     )
     log_path = settings.state_dir / ("dagster-daemon.log" if headless else "dagster-dev.log")
-    workload = Workload(urls.source, rate=options.rate)
+    workload = Workload(
+        urls.source,
+        rate=options.rate,
+        systems=options.systems,
+        urls={system: urls.source_for(system) for system in options.systems},
+    )
     dagster = start_dagster(command, env, log_path)
     try:
         workload.start()
@@ -237,7 +296,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
 
 def announce(settings: Settings, options: DemoOptions, log_path: Path, *, headless: bool) -> None:
     cache = settings.resolved_cache_path.resolve()
-    say(f"workload: {options.rate:.0f} changed rows/s into the ICOMS-style biller")
+    say(f"workload: {options.rate:.0f} changed rows/s into {' and '.join(options.systems)}")
     if not headless:
         say(f"Dagster UI:   http://127.0.0.1:{options.port}  (log: {log_path})")
     say(f"DuckDB cache: {cache}")
@@ -259,7 +318,7 @@ def run_workload(
                 say(f"Dagster exited with {dagster.returncode}; see {log_path}")
                 return False
             time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
-            say(f"  {time.strftime('%H:%M:%S')} workload rows changed: {workload.counts()}")
+            say(f"  {time.strftime('%H:%M:%S')} workload rows changed: {_by_system(workload)}")
     except KeyboardInterrupt:
         say("stopping")
     return True
@@ -270,7 +329,9 @@ def finish_headless(
 ) -> int:
     stopped_at = _source_clock(urls.source)
     say("workload stopped; draining through Dagster")
-    drained = wait_caught_up(urls.warehouse, until=stopped_at, timeout=options.drain_timeout)
+    drained = wait_caught_up(
+        settings, urls.warehouse, until=stopped_at, timeout=options.drain_timeout
+    )
     say(
         f"Dagster drained in {drained:.1f}s"
         if drained is not None
@@ -281,6 +342,12 @@ def finish_headless(
     stop_process_group(dagster)
     with SyncEngine.from_settings(settings) as engine:
         engine.drain(until=stopped_at, timeout=options.drain_timeout)
+        for deletes in apply_hard_deletes(engine):
+            say(
+                f"{deletes.table}: {deletes.found} rows deleted from the source, "
+                + (f"not flagged ({deletes.left_alone})" if deletes.left_alone
+                   else f"{deletes.flagged} flagged _is_deleted")
+            )  # fmt: skip
     results = parity(settings)
     say(format_parity(results))
     lag = freshness(urls.warehouse)

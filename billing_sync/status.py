@@ -117,7 +117,7 @@ def _cache_state(
 def format_status(statuses: list[TableStatus]) -> str:
     header = (
         f"{'table':<20} {'tier':<9} {'caught up to':<26} {'lag s':>7} "
-        f"{'source':>9} {'warehouse':>9} {'cache':>9} {'cache batch':>12} {'cache lag s':>11}"
+        f"{'cache lag s':>11} {'source':>9} {'warehouse':>9} {'cache':>9} {'cache batch':>12}"
         f" {'late':>6}"
     )
     lines = [header, "-" * len(header)]
@@ -134,8 +134,8 @@ def format_status(statuses: list[TableStatus]) -> str:
         )
         lines.append(
             f"{s.system + '.' + s.table:<20} {s.tier:<9} {s.caught_up_to or '-'!s:<26} {lag:>7} "
-            f"{s.source_rows:>9} {s.warehouse_rows:>9} {cache_rows:>9} {cache_batch:>12}"
-            f" {cache_lag:>11} {s.late_rows:>6}"
+            f"{cache_lag:>11} {s.source_rows:>9} {s.warehouse_rows:>9} {cache_rows:>9}"
+            f" {cache_batch:>12} {s.late_rows:>6}"
         )
     behind = sorted({s.entity for s in statuses if s.cache_lag and s.cache_lag.behind})
     if behind:

@@ -30,7 +30,7 @@ from billing_sync.capture.query import (
 from billing_sync.capture.regression import RegressionGuard, newest_change
 from billing_sync.capture.snapshot import build_count_query, build_snapshot_query, check_filter
 from billing_sync.capture.window import Cursor, OpenTransaction, Window, advance
-from billing_sync.config import Settings, SourceCatalog, TableMapping, Tier, load_catalog
+from billing_sync.config import Settings, SourceCatalog, TableMapping, Tier, load_catalogs
 from billing_sync.faults import crash_point
 from billing_sync.load.cache import Cache, CacheApplied, CacheBusy
 from billing_sync.load.ddl import entities_of, entity_columns
@@ -139,7 +139,7 @@ class SyncEngine:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, run_id: str | None = None) -> SyncEngine:
-        catalogs = [load_catalog(system) for system in settings.systems]
+        catalogs = load_catalogs(settings)
         return cls(settings, catalogs, resolve_database_urls(settings), run_id=run_id)
 
     @property
@@ -166,13 +166,15 @@ class SyncEngine:
         self._cache_behind = entities_behind(self.cache, self.warehouse.conn)
 
     def close(self) -> None:
-        self.snapshot_io.close()  # applies gathered snapshot chunks to the cache
-        for session in self._sources.values():
-            session.close()
-        self._sources.clear()
-        if self._warehouse is not None:
-            self._warehouse.close()
-            self._warehouse = None
+        try:
+            self.snapshot_io.close()  # applies gathered snapshot chunks to the cache
+        finally:
+            for session in self._sources.values():
+                session.close()
+            self._sources.clear()
+            if self._warehouse is not None:
+                self._warehouse.close()
+                self._warehouse = None
 
     def __enter__(self) -> SyncEngine:
         return self
@@ -200,7 +202,6 @@ class SyncEngine:
         return found, found.by_table[mapping.table]
 
     def tables(self, tier: Tier | None = None) -> Iterator[tuple[SourceCatalog, TableMapping]]:
-        self.check_sources()
         for catalog in self.catalogs:
             for mapping in catalog.tables:
                 if tier is None or mapping.tier == tier:
@@ -551,17 +552,23 @@ class SyncEngine:
         return done
 
     def drain(self, *, until: datetime, timeout: float = 120.0, tier: Tier | None = None) -> None:
-        """Sync until every table is caught up to source time ``until``; then the cache too."""
+        """Sync until every table is caught up to source time ``until``; then the cache too.
+
+        An aware ``until`` (say the source's ``clock_timestamp()``) is compared in each
+        biller's own time zone; a naive one is taken as every biller's local time.
+        """
         deadline = time.monotonic() + timeout
+        local = {catalog.system: catalog.local_time(until) for catalog in self.catalogs}
+
+        def reached(r: TableBatch) -> bool:
+            return r.caught_up_to is not None and r.caught_up_to >= local[r.system]
+
         while True:
             results = self.sync_once(tier)
-            if all(
-                r.caught_up_to is not None and r.caught_up_to >= until and not r.more_waiting
-                for r in results
-            ):
+            if all(reached(r) and not r.more_waiting for r in results):
                 break
             if time.monotonic() > deadline:
-                behind = [r.table for r in results if not r.caught_up_to or r.caught_up_to < until]
+                behind = [r.table for r in results if not reached(r)]
                 raise TimeoutError(f"drain did not reach {until} within {timeout}s: {behind}")
             if not any(r.more_waiting for r in results):
                 time.sleep(0.2)

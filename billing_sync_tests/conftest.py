@@ -23,6 +23,11 @@ from billing_sync.postgres import (
     ensure_runtime_dir,
 )
 
+# The catalogs protect national ids and card numbers with HMAC: every sync needs a key.
+# Set here, in the environment, so that CLI subprocesses and Dagster resources get it too.
+TEST_HMAC_KEY = "billing-sync-tests-only-hmac-key"
+os.environ.setdefault("BILLING_SYNC_HMAC_KEY", TEST_HMAC_KEY)
+
 
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:

@@ -40,10 +40,12 @@ class BenchOptions:
                 profile_seconds=3.0, tail_first_load=False,
             )  # fmt: skip
         elif quick:
+            # A few minutes for ``bench all --quick`` on 2 cores: one rate, short windows,
+            # scale at 1x and 4x only.
             base = cls(
-                quick=True, snapshot_rows=200_000, rates=(3_500.0,), tail_seconds=60.0,
-                tail_accounts=5_000, shapes_seconds=30.0, scale_base_accounts=1_000,
-                scale_tail_seconds=15.0, profile_seconds=15.0,
+                quick=True, snapshot_rows=200_000, rates=(3_500.0,), tail_seconds=30.0,
+                tail_accounts=3_000, shapes_seconds=20.0, scale_base_accounts=500,
+                scale_factors=(1, 4), scale_tail_seconds=10.0, profile_seconds=10.0,
             )  # fmt: skip
         else:
             base = cls(repeat=3)

@@ -17,8 +17,6 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from billing_sync.simulator.schema import TABLES, create_schema
-
 SCHEMA = "icoms"
 TABLE = "PAYMENT"
 EMPTY_EVERY = 97
@@ -50,33 +48,95 @@ def expected_counts(rows: int) -> SnapshotTable:
 
 
 _FILL = """
-INSERT INTO {table}
+INSERT INTO {table} ("SITE_ID", "PAYMENT_NO", "ACCOUNT_NO", "PAY_DATE", "AMOUNT",
+    "PAY_METHOD", "PAY_STATUS", "CARD_NO", "CARD_EXP", "CVV", "CRT_DATE", "CRT_TIME",
+    "CHG_DATE", "CHG_TIME", "CHG_USER", "REC_STATUS")
 SELECT lpad((1 + g %% 5)::text, 3, '0'),
        g,
-       lpad((1 + (g / 5) %% %(accounts)s)::text, 9, '0'),
-       date '2024-01-01' + (g %% 700)::int,
+       lpad((1 + (g / 5) %% %(accounts)s)::text, 8, '0'),
+       to_char(date '2024-01-01' + (g %% 700)::int, 'YYYYMMDD')::int - 19000000,
        round(((g * 37) %% 20000 + 100) / 100.0, 2),
        (ARRAY['CA', 'CK', 'CC', 'AC'])[1 + (g %% 4)::int],
        CASE WHEN g %% 50 = 0 THEN 'R' ELSE 'P' END,
-       ts,
-       CASE WHEN g %% 3 = 0 THEN NULL ELSE ts + (g %% 5) * interval '1 hour' END,
+       NULL, NULL, NULL,
+       to_char(t.ts, 'YYYYMMDD')::int - 19000000, to_char(t.ts, 'HH24MISS')::int,
+       to_char(c.ts, 'YYYYMMDD')::int - 19000000, to_char(c.ts, 'HH24MISS')::int,
        CASE WHEN g %% {empty} = 0 THEN '' WHEN g %% {null} = 0 THEN NULL
             ELSE 'USER' || (g %% 40)::text END,
        CASE WHEN g %% 200 = 0 THEN 'D' ELSE 'A' END
 FROM generate_series(1::bigint, %(rows)s::bigint) AS g,
-     LATERAL (SELECT timestamp '2024-01-01' + g * interval '20 millisecond' AS ts) AS t
-ORDER BY COALESCE(CASE WHEN g %% 3 = 0 THEN NULL ELSE ts + (g %% 5) * interval '1 hour' END, ts)
+     LATERAL (SELECT timestamp '2024-01-01' + g * interval '20 millisecond' AS ts) AS t,
+     LATERAL (SELECT CASE WHEN g %% 3 = 0 THEN t.ts
+                          ELSE t.ts + (g %% 5) * interval '1 hour' END AS ts) AS c
+ORDER BY c.ts
 """
 
 
 _ACCOUNTS = """
-INSERT INTO {table}
-SELECT lpad(site::text, 3, '0'), lpad(n::text, 9, '0'),
+INSERT INTO {table} ("SITE_ID", "ACCOUNT_NO", "ACCT_NAME", "ACCT_TYPE", "ACCT_STATUS",
+    "BILL_CYCLE", "AR_BALANCE", "CREDIT_CLASS", "OPEN_DATE", "CRT_DATE", "CRT_TIME",
+    "CHG_DATE", "CHG_TIME", "CHG_USER", "REC_STATUS")
+SELECT lpad(site::text, 3, '0'), lpad(n::text, 8, '0'),
        CASE WHEN n %% 101 = 0 THEN '' WHEN n %% 103 = 0 THEN NULL ELSE 'Account ' || n END,
-       'A', 1 + (n %% 28)::int, 0, 'A', timestamp '2023-06-01' + n * interval '1 second',
-       NULL, 'CONVERT', 'A'
+       'R', 'A', 1 + (n %% 28)::int, 0, 'A', 1230601,
+       1230601, (n %% 86400 / 3600) * 10000 + (n %% 3600 / 60) * 100 + n %% 60,
+       1230601, (n %% 86400 / 3600) * 10000 + (n %% 3600 / 60) * 100 + n %% 60,
+       'CONVERT', 'A'
 FROM generate_series(1, 5) AS site, generate_series(1, %(accounts)s) AS n
 """
+
+
+# The ICOMS tables since the simulator's CYYMMDD/HHMMSS audit columns (local time), with
+# named columns: PAY_DATE and the audit stamps are integers, CARD_NO a legacy card number
+# (protected by the catalog; cards on one payment in four), CVV never read.
+_ACCOUNTS_V2 = """
+INSERT INTO {table} ("SITE_ID", "ACCOUNT_NO", "ACCT_NAME", "ACCT_TYPE", "SSN", "DOB",
+    "ACCT_STATUS", "BILL_CYCLE", "AR_BALANCE", "CREDIT_CLASS", "OPEN_DATE",
+    "CRT_DATE", "CRT_TIME", "CHG_DATE", "CHG_TIME", "CHG_USER", "REC_STATUS")
+SELECT lpad(site::text, 3, '0'), lpad(n::text, 8, '0'),
+       CASE WHEN n %% 101 = 0 THEN '' WHEN n %% 103 = 0 THEN NULL ELSE 'Account ' || n END,
+       'R', NULL, 0, 'A', 1 + (n %% 28)::int, 0, 'A', 1230601,
+       1230601, 120000, 1230601, 120000, 'CONVERT', 'A'
+FROM generate_series(1, 5) AS site, generate_series(1, %(accounts)s) AS n
+"""
+
+_FILL_V2 = """
+INSERT INTO {table} ("SITE_ID", "PAYMENT_NO", "ACCOUNT_NO", "PAY_DATE", "AMOUNT",
+    "PAY_METHOD", "PAY_STATUS", "CARD_NO", "CARD_EXP", "CVV",
+    "CRT_DATE", "CRT_TIME", "CHG_DATE", "CHG_TIME", "CHG_USER", "REC_STATUS")
+SELECT lpad((1 + g %% 5)::text, 3, '0'),
+       g,
+       lpad((1 + (g / 5) %% %(accounts)s)::text, 8, '0'),
+       1240101 + (g %% 12) * 100 + (g %% 28),
+       round(((g * 37) %% 20000 + 100) / 100.0, 2),
+       m.method,
+       CASE WHEN g %% 50 = 0 THEN 'R' ELSE 'P' END,
+       CASE WHEN m.method = 'CC' THEN '4111' || lpad(((g / 5) %% %(accounts)s)::text, 12, '0')
+       END,
+       CASE WHEN m.method = 'CC' THEN '1229' END,
+       CASE WHEN m.method = 'CC' THEN '123' END,
+       c.d, c.t,
+       CASE WHEN g %% 3 = 0 THEN c.d ELSE u.d END,
+       CASE WHEN g %% 3 = 0 THEN c.t ELSE u.t END,
+       CASE WHEN g %% {empty} = 0 THEN '' WHEN g %% {null} = 0 THEN NULL
+            ELSE 'USER' || (g %% 40)::text END,
+       CASE WHEN g %% 200 = 0 THEN 'D' ELSE 'A' END
+FROM generate_series(1::bigint, %(rows)s::bigint) AS g,
+     LATERAL (SELECT (ARRAY['CA', 'CK', 'CC', 'AC'])[1 + (g %% 4)::int] AS method) AS m,
+     LATERAL (SELECT timestamp '2024-01-01' + g * interval '20 millisecond' AS ts) AS t,
+     LATERAL (SELECT t.ts + (g %% 5) * interval '1 hour' AS ts) AS changed,
+     LATERAL (SELECT (to_char(t.ts, 'YYYYMMDD')::int - 19000000) AS d,
+                     to_char(t.ts, 'HH24MISS')::int AS t) AS c,
+     LATERAL (SELECT (to_char(changed.ts, 'YYYYMMDD')::int - 19000000) AS d,
+                     to_char(changed.ts, 'HH24MISS')::int AS t) AS u
+"""
+
+
+def _composite_catalog() -> bool:
+    """Whether the ICOMS catalog reads the CYYMMDD/HHMMSS audit columns (the new tables)."""
+    from billing_sync.config import load_catalog
+
+    return load_catalog("icoms").by_table[TABLE].cursor_format == "cyymmdd_hhmmss"
 
 
 def ensure_snapshot_table(url: str, rows: int) -> SnapshotTable:
@@ -86,6 +146,10 @@ def ensure_snapshot_table(url: str, rows: int) -> SnapshotTable:
     ``STATEMENT`` stay empty. Reuses the tables when ``PAYMENT`` already holds exactly
     ``rows`` rows (a re-run of the benchmark).
     """
+    if _composite_catalog():
+        return _ensure_v2(url, rows)
+    from billing_sync.simulator.icoms.schema import TABLES, create_schema  # type: ignore[import-not-found,unused-ignore]
+
     table = TABLES[TABLE]
     qualified = sql.Identifier(SCHEMA, TABLE)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -117,6 +181,49 @@ def ensure_snapshot_table(url: str, rows: int) -> SnapshotTable:
             for name in ("ACCOUNT", TABLE):
                 conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(SCHEMA, name)))
     return expected_counts(rows)
+
+
+def _ensure_v2(url: str, rows: int) -> SnapshotTable:
+    from billing_sync.simulator.icoms.schema import TABLES, create_schema
+    from billing_sync.simulator.tables import drop_secondary_indexes
+
+    qualified = sql.Identifier(SCHEMA, TABLE)
+    with psycopg.connect(url, autocommit=True) as conn:
+        create_schema(conn, schema=SCHEMA)
+        found = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(qualified)).fetchone()
+        if found is None or found[0] != rows:
+            with conn.transaction():
+                for other in TABLES:
+                    conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(SCHEMA, other)))
+                drop_secondary_indexes(conn, {TABLE: TABLES[TABLE]}, schema=SCHEMA)
+                accounts = max(rows // (5 * ROWS_PER_ACCOUNT), 1)
+                conn.execute(
+                    sql.SQL(_ACCOUNTS_V2).format(table=sql.Identifier(SCHEMA, "ACCOUNT")),
+                    {"accounts": accounts},
+                )
+                conn.execute(
+                    sql.SQL(_FILL_V2).format(
+                        table=qualified,
+                        empty=sql.Literal(EMPTY_EVERY),
+                        null=sql.Literal(NULL_EVERY),
+                    ),
+                    {"rows": rows, "accounts": accounts},
+                )
+                create_schema(conn, schema=SCHEMA)
+            for name in ("ACCOUNT", TABLE):
+                conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(SCHEMA, name)))
+    return expected_counts(rows)
+
+
+def source_tables() -> Any:
+    """The ICOMS table definitions the snapshot's floors copy (the catalog's generation)."""
+    if _composite_catalog():
+        from billing_sync.simulator.icoms.schema import TABLES
+
+        return TABLES
+    from billing_sync.simulator.schema import TABLES as OLD  # type: ignore[import-not-found,unused-ignore]
+
+    return OLD
 
 
 def socket_netloc_url(url: str) -> str:

@@ -31,6 +31,7 @@ from psycopg import errors, sql
 
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.load.ddl import entity_columns
+from billing_sync.simulator.clock import ICOMS_STAMP_VALUES
 from billing_sync.transform.normalize import normalize, source_schema
 
 log = logging.getLogger(__name__)
@@ -39,25 +40,37 @@ SITE = "BEN"
 ACCOUNT = "000000001"
 MAX_PENDING = 2_000
 
-_ACCOUNT_ROW = """INSERT INTO {t} VALUES ('BEN', '000000001', 'Benchmark marker', 'A', 1, 0,
-    'A', localtimestamp, NULL, 'BENCH', 'A') ON CONFLICT DO NOTHING"""
+# ICOMS stamps: the transaction's start in local time, as CYYMMDD and HHMMSS numbers.
+_NEW = ICOMS_STAMP_VALUES.replace("%", "%%") + ", 'BENCH', 'A'"
+_ACCOUNT_ROW = (
+    'INSERT INTO {t} ("SITE_ID", "ACCOUNT_NO", "ACCT_NAME", "ACCT_TYPE", "ACCT_STATUS",'
+    ' "BILL_CYCLE", "AR_BALANCE", "CREDIT_CLASS", "OPEN_DATE", "CRT_DATE", "CRT_TIME",'
+    ' "CHG_DATE", "CHG_TIME", "CHG_USER", "REC_STATUS") VALUES (\'BEN\', \'000000001\','
+    f" 'Benchmark marker', 'B', 'A', 1, 0, 'A', 1260101, {_NEW}) ON CONFLICT DO NOTHING"
+)
 
 # Per marker table: the INSERT of marker number %(n)s, the key column that numbers
 # markers, its floor (far from the numbers the workload uses) and the row's key.
 _MARKERS: dict[str, tuple[str, str, int]] = {
     "PAYMENT": (
-        """INSERT INTO {t} VALUES ('BEN', %(n)s, '000000001', current_date, 1.00, 'CA', 'P',
-        localtimestamp, localtimestamp, 'BENCH', 'A') ON CONFLICT DO NOTHING""",
+        'INSERT INTO {t} ("SITE_ID", "PAYMENT_NO", "ACCOUNT_NO", "PAY_DATE", "AMOUNT",'
+        ' "PAY_METHOD", "PAY_STATUS", "CRT_DATE", "CRT_TIME", "CHG_DATE", "CHG_TIME",'
+        ' "CHG_USER", "REC_STATUS") VALUES (\'BEN\', %(n)s, \'000000001\', 1261125, 1.00,'
+        f" 'CA', 'P', {_NEW}) ON CONFLICT DO NOTHING",
         "PAYMENT_NO", 2_000_000_000,
     ),
     "STATEMENT": (
-        """INSERT INTO {t} VALUES ('BEN', '000000001', %(n)s, current_date, current_date + 21,
-        0, 0, 0, localtimestamp, localtimestamp, 'BENCH', 'A') ON CONFLICT DO NOTHING""",
+        'INSERT INTO {t} ("SITE_ID", "ACCOUNT_NO", "STMT_NO", "STMT_DATE", "DUE_DATE",'
+        ' "PREV_BALANCE", "NEW_CHARGES", "AMOUNT_DUE", "CRT_DATE", "CRT_TIME", "CHG_DATE",'
+        ' "CHG_TIME", "CHG_USER", "REC_STATUS") VALUES (\'BEN\', \'000000001\', %(n)s,'
+        f" 1261125, 1261216, 0, 0, 0, {_NEW}) ON CONFLICT DO NOTHING",
         "STMT_NO", 1_000_000,
     ),
     "CUST_SERVICE": (
-        """INSERT INTO {t} VALUES ('BEN', '000000001', 'BENCH', %(n)s, current_date, NULL, 1.00,
-        1, 'A', localtimestamp, localtimestamp, 'BENCH', 'A') ON CONFLICT DO NOTHING""",
+        'INSERT INTO {t} ("SITE_ID", "ACCOUNT_NO", "SERVICE_CODE", "OCCURRENCE", "START_DATE",'
+        ' "STOP_DATE", "MONTHLY_RATE", "QUANTITY", "SVC_STATUS", "CRT_DATE", "CRT_TIME",'
+        ' "CHG_DATE", "CHG_TIME", "CHG_USER", "REC_STATUS") VALUES (\'BEN\', \'000000001\','
+        f" 'BENCH', %(n)s, 1261125, 9999999, 1.00, 1, 'A', {_NEW}) ON CONFLICT DO NOTHING",
         "OCCURRENCE", 1,
     ),
 }  # fmt: skip
@@ -99,8 +112,10 @@ def marker_tables(catalog: SourceCatalog) -> list[MarkerTable]:
 def _source_key(mapping: TableMapping, system: str, key: dict[str, Any]) -> str:
     schema = source_schema(mapping)
     values = {name: [key.get(name)] for name in schema.names}
-    for name in ("_cursor_ts", mapping.cursor):
-        values[name] = [datetime(2026, 1, 1)]
+    stamps = {"_cursor_ts": datetime(2026, 1, 1), "_cursor_date": 1260101, "_cursor_time": 0}
+    for name, value in stamps.items():
+        if name in values:
+            values[name] = [value]
     raw = pa.table({name: pa.array(values[name], field.type) for name, field in
                     zip(schema.names, schema, strict=True)})  # fmt: skip
     frame = normalize(raw, mapping, system=system, synced_at=datetime.now(UTC))

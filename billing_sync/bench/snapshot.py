@@ -355,5 +355,20 @@ def summarize(report: Report, rows: int) -> None:
     wrong = [r for r in report.rows if r.get("status") == "wrong output"]
     for row in wrong:
         report.notes.append(f"{row['contender']} ({row['configuration']}): {row['output']}")
+    if ours and ours.get("worker", {}).get("stages"):
+        report.notes.append(
+            "billing-sync's time by stage: " + stage_summary(ours["worker"]["stages"])
+        )
     report.details["summary"] = summary
     report.details["rows"] = rows
+
+
+def stage_summary(stages: dict[str, float], *, top: int = 8) -> str:
+    """The largest stages of a load, e.g. ``warehouse COPY 3.1 s, normalize 1.2 s``;
+    background stages overlap the others.
+
+    >>> stage_summary({"a": 1.0, "b (background)": 2.5, "c": 0.001})
+    'b (background) 2.50 s, a 1.00 s'
+    """
+    largest = sorted(stages.items(), key=lambda item: -item[1])[:top]
+    return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in largest if seconds >= 0.01)

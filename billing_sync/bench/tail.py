@@ -38,8 +38,10 @@ from billing_sync.bench.server import (
     source_statement_breakdown,
     source_statements,
 )
+from billing_sync.capture.cursor import encode_cyymmdd_hhmmss
 from billing_sync.config import SourceCatalog, load_catalog
 from billing_sync.simulator import Workload, seed
+from billing_sync.simulator.clock import ICOMS_TIMEZONE
 
 TIERS = ("priority", "standard")
 PLACES = ("warehouse", "cache")
@@ -159,17 +161,20 @@ def backlog(data: TailData) -> dict[str, Any]:
     rows: dict[str, int] = {}
     behind: dict[str, float | None] = {}
     with psycopg.connect(data.pipeline.source, autocommit=True) as conn:
-        now_row = conn.execute("SELECT localtimestamp").fetchone()
+        # The watermarks are ICOMS local time (the catalog's timezone).
+        now_row = conn.execute(
+            f"SELECT (now() AT TIME ZONE '{ICOMS_TIMEZONE}')::timestamp"
+        ).fetchone()
         assert now_row is not None
         now = now_row[0]
         for table, cursor_ts, caught_up_to in marks:
             if cursor_ts is None:
                 continue
             count = conn.execute(
-                sql.SQL('SELECT count(*) FROM {} WHERE COALESCE("CHG_TS", "CRT_TS") > %s').format(
+                sql.SQL('SELECT count(*) FROM {} WHERE ("CHG_DATE", "CHG_TIME") > (%s, %s)').format(
                     sql.Identifier("icoms", table)
                 ),
-                (cursor_ts,),
+                encode_cyymmdd_hhmmss(cursor_ts),
             ).fetchone()
             rows[table] = int(count[0]) if count else 0
             behind[table] = (now - caught_up_to).total_seconds() if caught_up_to else None

@@ -131,9 +131,9 @@ def copy_floor(args: Args) -> Args:
     import psycopg
     from psycopg import sql
 
-    from billing_sync.simulator.schema import TABLES
+    from billing_sync.bench.data import source_tables
 
-    table = TABLES[args["table"]]
+    table = source_tables()[args["table"]]
     columns = sql.SQL(", ").join(map(sql.Identifier, table.column_names))
     definitions = sql.SQL(", ").join(
         sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind)) for name, kind in table.columns
@@ -173,9 +173,9 @@ def arrow_duckdb_floor(args: Args) -> Args:
     import connectorx as cx
     import duckdb
 
-    from billing_sync.simulator.schema import TABLES
+    from billing_sync.bench.data import source_tables
 
-    table = TABLES[args["table"]]
+    table = source_tables()[args["table"]]
     names = ", ".join(f'"{name}"' for name in table.column_names)
     casts = ", ".join(
         f'CAST("{name}" AS DECIMAL(12,2)) AS "{name}"' if "numeric" in kind else f'"{name}"'
@@ -249,6 +249,7 @@ def extract(args: Args) -> Args:
     PostgreSQL driver's. Returns the seconds, and whether '' and NULL and the decimals
     came through exact.
     """
+    import psycopg
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -282,8 +283,6 @@ def extract(args: Args) -> Args:
         with other.cursor() as cursor:
             cursor.execute(text)
             return cursor.fetch_arrow_table()
-
-    import psycopg
 
     tables: list[pa.Table] = []
     after: tuple[Any, ...] | None = None

@@ -26,6 +26,7 @@ the version-guarded merge makes harmless. Converters in
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -108,12 +109,48 @@ def cursor_values(mapping: TableMapping, change_ts: datetime) -> tuple[Any, ...]
 
 
 def cursor_horizon(mapping: TableMapping, at: datetime) -> datetime:
-    """The horizon a window of ``mapping`` can use: floored to the cursor's resolution.
+    """The horizon a window of ``mapping`` can use: floored to the stamp's resolution.
 
-    A second-resolution stamp written at or after ``at`` can read ``floor(at)``, so only
-    stamps strictly below ``floor(at)`` are complete.
+    A stamp of whole seconds written by a transaction still open at the horizon ``h``
+    may read ``floor(h)``, so only stamps strictly below ``floor(h)`` are complete. The
+    resolution is that of a composite cursor (seconds) or, for a timestamp cursor, of
+    its reflected source type (``timestamp(0)``, Oracle ``DATE``: seconds; ``date``: days;
+    ``timestamp(3)``: milliseconds); native microseconds need no floor.
+
+    >>> m = TableMapping.model_validate({"table": "T", "entity": "e", "key": ["K"],
+    ...     "cursor": "TS", "source_types": {"TS": "timestamp(0) without time zone"},
+    ...     "columns": [{"source": "K", "target": "k", "type": "text"}]})
+    >>> cursor_horizon(m, datetime(2026, 1, 1, 12, 0, 5, 700_000))
+    datetime.datetime(2026, 1, 1, 12, 0, 5)
     """
-    return at.replace(microsecond=0) if is_composite(mapping) else at
+    digits = stamp_digits(mapping)
+    if digits is None:
+        return at.replace(hour=0, minute=0, second=0, microsecond=0)
+    step = 10 ** (6 - digits)
+    return at.replace(microsecond=at.microsecond // step * step)
+
+
+_PRECISION = re.compile(r"^timestamp\((\d)\)")
+
+
+def stamp_digits(mapping: TableMapping) -> int | None:
+    """Fractional digits of the change stamp (6: microseconds, 0: seconds; None: whole
+    days), the coarsest of the cursor columns' reflected types."""
+    if is_composite(mapping):
+        return 0
+    names = [
+        *mapping.cursor_columns,
+        *([mapping.cursor_fallback] if mapping.cursor_fallback else []),
+    ]
+    digits: int | None = 6
+    for name in names:
+        sql_type = mapping.source_types.get(name, "").lower()
+        if sql_type == "date":
+            return None
+        match = _PRECISION.match(sql_type)
+        if match and digits is not None:
+            digits = min(digits, int(match[1]))
+    return digits
 
 
 # -- the codec -------------------------------------------------------------------------------

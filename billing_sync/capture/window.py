@@ -33,11 +33,16 @@ Composite cursors (``cursor_format: cyymmdd_hhmmss``)
     ``(CHG_DATE, CHG_TIME) < (:hd, :ht)``, so the source's index on
     ``(CHG_DATE, CHG_TIME, key...)`` serves them; no expression touches the columns.
 Second resolution
-    A composite stamp has whole seconds. The horizon is floored to the second
+    A composite stamp has whole seconds, and so has a timestamp cursor whose source type
+    is ``timestamp(0)`` or an Oracle ``DATE`` (the reflected type tells). The horizon is
+    floored to the stamp's resolution
     (:func:`~billing_sync.capture.cursor.cursor_horizon`): a transaction open at the
     horizon ``h`` may still write rows stamped ``floor(h)``, so only stamps strictly
-    below ``floor(h)`` are complete. Thousands of rows in one second are the normal case
-    and the key part of the cursor resumes inside it.
+    below ``floor(h)`` are complete. Without the floor, a row read at stamp ``s`` could
+    be rewritten later with the same stamp ``s``: a new content at an equal version, which
+    neither the tail, the lookback nor the version-guarded merge would take. Thousands of
+    rows in one second are the normal case and the key part of the cursor resumes
+    inside it.
 Local time
     The source session runs in the catalog's ``timezone`` (PostgreSQL ``TimeZone``), so
     ``source_now`` and transaction starts read as ``timestamp`` are local times like the

@@ -5,7 +5,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition,
 )
 
-from billing_sync.config import load_catalog, load_settings
+from billing_sync.config import load_catalogs, load_settings
 from billing_sync.defs.alerts import alerts_sensor
 from billing_sync.defs.assets import source_specs, sync_assets
 from billing_sync.defs.backfill import backfill_jobs
@@ -16,10 +16,11 @@ from billing_sync.defs.parity import parity_checks, parity_job, parity_schedule
 from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.defs.retention import retention_job, retention_schedule
 from billing_sync.defs.sensors import sync_sensor
+from billing_sync.defs.serve import view_specs
 
 
 def build_definitions() -> dg.Definitions:
-    catalogs = [load_catalog(system) for system in load_settings().systems]
+    catalogs = load_catalogs(load_settings())
     tier_assets = sync_assets(catalogs)
     checks = freshness_checks(catalogs)
     jobs = {
@@ -38,7 +39,7 @@ def build_definitions() -> dg.Definitions:
         *backfill_jobs(catalogs),
     ]
     return dg.Definitions(
-        assets=[*source_specs(catalogs), *tier_assets],
+        assets=[*source_specs(catalogs), *tier_assets, *view_specs(catalogs)],
         asset_checks=[checks, parity],
         jobs=all_jobs,
         sensors=[
@@ -49,5 +50,7 @@ def build_definitions() -> dg.Definitions:
             alerts_sensor(entities, [job.name for job in all_jobs]),
         ],
         schedules=[parity_schedule(parity_checks_job), retention_schedule],
-        resources={"billing_sync": BillingSyncResource()},
+        resources={
+            "billing_sync": BillingSyncResource(hmac_key=dg.EnvVar("BILLING_SYNC_HMAC_KEY"))
+        },
     )

@@ -15,3 +15,7 @@ def warehouse_key(entity: str) -> dg.AssetKey:
 
 def cache_key(entity: str) -> dg.AssetKey:
     return dg.AssetKey(["cache", entity])
+
+
+def serve_key(view: str) -> dg.AssetKey:
+    return dg.AssetKey(["serve", view])

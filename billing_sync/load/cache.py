@@ -261,10 +261,16 @@ class Cache:
                 " WHERE t._source_system = b._source_system AND t._source_key = b._source_key"
                 " AND t._batch_id < b._batch_id"
             )
+            # The rows whose key is still there (a newer batch): a semi join probing the
+            # table against the batch, then an anti join with those few. (NOT EXISTS made
+            # DuckDB hash the whole table: 6 s and hundreds of MB at 10M rows.)
             con.execute(
                 f"INSERT INTO {columns.table} ({names}) SELECT {names} FROM incoming AS b"
-                f" WHERE NOT EXISTS (SELECT 1 FROM {columns.table} AS t"
-                " WHERE t._source_system = b._source_system AND t._source_key = b._source_key)"
+                f" ANTI JOIN (SELECT t._source_system, t._source_key FROM {columns.table} AS t"
+                " SEMI JOIN incoming AS i ON t._source_system = i._source_system"
+                " AND t._source_key = i._source_key) AS present"
+                " ON b._source_system = present._source_system"
+                " AND b._source_key = present._source_key"
             )
             con.execute(
                 f"INSERT INTO {STATE_SCHEMA}.cache_state VALUES (?, ?) ON CONFLICT (entity)"

@@ -37,6 +37,7 @@ class TableParity:
     warehouse_rows: int
     cache_rows: int
     differences: dict[str, list[str]] = field(default_factory=dict)
+    hard_deleted: int = 0  # warehouse rows flagged deleted that the source no longer has
 
     @property
     def equal(self) -> bool:
@@ -128,6 +129,9 @@ def compare_table(
     source = source_frame(session, catalog, mapping, protector=protector)
     in_warehouse = warehouse_frame(warehouse, catalog.system, mapping)
     in_cache = cache_frame(cache, catalog.system, mapping)
+    # Rows deleted from the source stay in the warehouse flagged ``_is_deleted``: equal
+    # to the source's absence of them (the cache must still hold them alike).
+    hard_deleted = pl.col("_is_deleted") & ~pl.col("_source_key").is_in(source["_source_key"])
     return TableParity(
         system=catalog.system,
         table=mapping.table,
@@ -136,14 +140,16 @@ def compare_table(
         warehouse_rows=in_warehouse.height,
         cache_rows=in_cache.height,
         differences={
-            "warehouse": compare_frames(source, in_warehouse),
+            "warehouse": compare_frames(source, in_warehouse.filter(~hard_deleted)),
             "cache": compare_frames(in_warehouse, in_cache),
         },
+        hard_deleted=in_warehouse.filter(hard_deleted).height,
     )
 
 
 def compare_all(engine: SyncEngine) -> list[TableParity]:
     """Every table of the engine's catalogs: source vs warehouse vs cache (read-only)."""
+    engine.check_sources()  # mappings that know their source column types
     con = duckdb.connect(str(engine.settings.resolved_cache_path), read_only=True)
     try:
         return [

@@ -30,6 +30,9 @@ class OperationSpec:
         What a biller does here, for :func:`describe_mix`.
     hard_delete
         True when it deletes rows (the workload skips it with ``hard_deletes=False``).
+    table_rows
+        Relative rows per table in :attr:`tables` order (default: even), for the per-table
+        breakdown.
     """
 
     name: str
@@ -38,6 +41,7 @@ class OperationSpec:
     expected_rows: float
     description: str
     hard_delete: bool = False
+    table_rows: tuple[float, ...] = ()
 
 
 def operation_weights(
@@ -83,11 +87,13 @@ def describe(system: str, specs: Sequence[OperationSpec], rows: Mapping[str, flo
 
 
 def table_shares(specs: Sequence[OperationSpec]) -> dict[str, float]:
-    """Expected share of a biller's changed rows per table (rows split evenly between the
-    tables an operation writes, a fair first approximation)."""
+    """Expected share of a biller's changed rows per table: each operation's rows split
+    between its tables as its ``table_rows`` say (evenly when not given)."""
     total_share = sum(spec.row_share for spec in specs)
     shares: dict[str, float] = {}
     for spec in specs:
-        for table in spec.tables:
-            shares[table] = shares.get(table, 0.0) + spec.row_share / total_share / len(spec.tables)
+        parts = spec.table_rows or (1.0,) * len(spec.tables)
+        for table, part in zip(spec.tables, parts, strict=True):
+            share = spec.row_share / total_share * part / sum(parts)
+            shares[table] = shares.get(table, 0.0) + share
     return dict(sorted(shares.items(), key=lambda item: -item[1]))

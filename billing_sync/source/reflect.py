@@ -235,8 +235,11 @@ def check_catalog(session: Any, catalog: SourceCatalog) -> SourceCatalog:
                     DUPLICATE_CHECK_ROWS,
                 )  # fmt: skip
         problems.extend(found)
+        # The fetched columns' types, and the cursor's (its resolution floors the horizon).
+        wanted = [*mapping.source_columns, *mapping.cursor_columns,
+                  *([mapping.cursor_fallback] if mapping.cursor_fallback else [])]  # fmt: skip
         types = {} if table is None else {
-            name: table.columns[name] for name in mapping.source_columns if name in table.columns
+            name: table.columns[name] for name in wanted if name in table.columns
         }  # fmt: skip
         checked.append(mapping.model_copy(update={"source_types": types}))
     if problems:

@@ -222,10 +222,15 @@ def decode_bytes(source: pl.Expr, encoding: str) -> pl.Expr:
 
     def decode(series: pl.Series) -> pl.Series:
         distinct = series.drop_nulls().unique()
-        decoded = [value.decode(encoding) for value in distinct.to_list()]
-        return series.replace_strict(
-            distinct, pl.Series(decoded, dtype=pl.Utf8), default=None, return_dtype=pl.Utf8
+        decoded = pl.Series("out", [value.decode(encoding) for value in distinct.to_list()],
+                            pl.Utf8)  # fmt: skip
+        table = pl.DataFrame([distinct.alias("in"), decoded])
+        joined = (
+            series.alias("in")
+            .to_frame()
+            .join(table, on="in", how="left", maintain_order="left", nulls_equal=False)
         )
+        return joined.get_column("out")
 
     return source.map_batches(decode, return_dtype=pl.Utf8)
 

@@ -10,6 +10,13 @@ Every normalized row carries lineage (DESIGN §5):
 ``_synced_at``       when this batch was normalized (UTC), the same in warehouse and cache
 
 ``_batch_id`` is added by the warehouse load, which allocates it.
+
+Each column's value comes from its converter (:mod:`billing_sync.transform.converters`)
+and then its protection (:mod:`billing_sync.transform.protect`); a constant fills what a
+biller lacks. A source value that does not convert becomes NULL, and
+:func:`normalize_batch` returns it as a row-level failure (table, source column,
+converter, reason, and the value unless the column is protected) that quarantines the
+row like a failed expectation. The soft-delete rule reads the source code, right-trimmed.
 """
 
 from __future__ import annotations

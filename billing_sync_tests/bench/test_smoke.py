@@ -63,3 +63,13 @@ def test_tail_through_dagster_at_a_tiny_size(bench_env: None, tmp_path: Path) ->
     assert runs["runs"] >= 2 and "FAILURE" not in runs["by_status"], runs
     stages = {r["stage"] for r in reports["profile"].rows}
     assert "micro-batch (median)" in stages and len(stages) > 3
+
+
+def test_fast_paths_at_a_tiny_size(bench_env: None, tmp_path: Path) -> None:
+    """Every extraction keeps '' and NULL apart; the Polars suite fails what GX fails."""
+    options = BenchOptions.for_run(quick=True, tiny=True)
+    (paths,) = run_bench(["paths"], options, state_dir=tmp_path)
+    extracts = [row for row in paths.rows if row["path"] == "extract"]
+    assert len(extracts) == 4 and all("kept" in row["output"] for row in extracts), paths.text()
+    validations = [row for row in paths.rows if row["path"].startswith("validate")]
+    assert len(validations) == 2 and validations[1]["output"] == "same failures", paths.text()

@@ -22,6 +22,8 @@ def test_definitions_load_with_the_asset_graph() -> None:
     assert dg.AssetKey(["source", "icoms", "PAYMENT"]) in payment.parent_keys
     cache = graph.get(dg.AssetKey(["cache", "payment"]))
     assert dg.AssetKey(["warehouse", "payment"]) in cache.parent_keys
+    revenue = graph.get(dg.AssetKey(["serve", "daily_revenue"]))
+    assert dg.AssetKey(["cache", "payment"]) in revenue.parent_keys
     assert {s.name for s in definitions.sensors} == {
         "sync_priority_sensor",
         "sync_standard_sensor",

@@ -16,6 +16,7 @@ from billing_sync.definitions import defs
 from billing_sync.defs.keys import TIER_TAG
 from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.postgres import DatabaseUrls
+from billing_sync.simulator.clock import ICOMS_STAMP_SET
 from billing_sync_tests.webhook import webhook_server
 
 pytestmark = [pytest.mark.dagster, pytest.mark.integration]
@@ -61,7 +62,7 @@ def _sensor(
 def _set_amount(url: str, amount: int, n: int) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            f'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = {amount}, "CHG_TS" = localtimestamp'
+            f'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = {amount}, {ICOMS_STAMP_SET}'
             f' WHERE ("SITE_ID", "PAYMENT_NO") IN ({FIRST_PAYMENTS.format(n=n)})'
         )
 

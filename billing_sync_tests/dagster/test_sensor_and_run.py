@@ -12,6 +12,7 @@ from billing_sync.definitions import defs
 from billing_sync.defs.keys import TIER_TAG
 from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.postgres import DatabaseUrls
+from billing_sync.simulator.clock import ICOMS_STAMP_SET
 
 pytestmark = [pytest.mark.dagster, pytest.mark.integration]
 
@@ -57,7 +58,7 @@ def test_sensor_requests_a_run_only_when_the_source_moved(
         with psycopg.connect(databases.source, autocommit=True) as conn:
             conn.execute(
                 'UPDATE "icoms"."ACCOUNT" SET "AR_BALANCE" = "AR_BALANCE" + 1,'
-                ' "CHG_TS" = localtimestamp WHERE ctid = (SELECT min(ctid) FROM "icoms"."ACCOUNT")'
+                f' {ICOMS_STAMP_SET} WHERE ctid = (SELECT min(ctid) FROM "icoms"."ACCOUNT")'
             )
         moved = _evaluate("sync_priority_sensor", instance, resource)
         assert isinstance(moved, dg.SensorResult) and len(moved.run_requests or []) == 1
@@ -72,7 +73,7 @@ def test_sync_run_records_a_materialization_per_batch_with_metadata(
         assert _run("sync_priority_job", instance, resource).success  # the initial load
         with psycopg.connect(databases.source, autocommit=True) as conn:
             conn.execute(
-                'UPDATE "icoms"."PAYMENT" SET "CHG_TS" = localtimestamp WHERE "PAYMENT_NO" % 3 = 0'
+                f'UPDATE "icoms"."PAYMENT" SET {ICOMS_STAMP_SET} WHERE "PAYMENT_NO" % 3 = 0'
             )
         assert _run("sync_priority_job", instance, resource).success
         events = instance.fetch_materializations(dg.AssetKey(["warehouse", "payment"]), limit=10)

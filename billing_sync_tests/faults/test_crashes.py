@@ -17,6 +17,7 @@ import yaml
 from billing_sync.config import Settings
 from billing_sync.faults import POINTS
 from billing_sync.postgres import DatabaseUrls
+from billing_sync.simulator.clock import ICOMS_STAMP_SET
 from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import (
     assert_parity,
@@ -54,7 +55,7 @@ def test_sigkill_at_each_step_boundary_then_parity(
         engine.drain(until=source_now(databases.source))
     with psycopg.connect(databases.source, autocommit=True) as conn:
         conn.execute(
-            'UPDATE "icoms"."PAYMENT" SET "PAY_STATUS" = \'R\', "CHG_TS" = localtimestamp'
+            f'UPDATE "icoms"."PAYMENT" SET "PAY_STATUS" = \'R\', {ICOMS_STAMP_SET}'
             ' WHERE "PAYMENT_NO" % 5 = 0'
         )
     crashed = _sync_process(
@@ -80,9 +81,11 @@ def test_sigkill_inside_50000_rows_sharing_one_timestamp(
         engine.setup()
         engine.drain(until=source_now(databases.source), timeout=300)
     with psycopg.connect(databases.source) as conn:  # one transaction: one timestamp
-        shared_ts = conn.execute("SELECT localtimestamp").fetchone()[0]  # type: ignore[index]
+        shared_ts = conn.execute(  # the transaction's second, as the stamps hold it
+            "SELECT date_trunc('second', now() AT TIME ZONE 'America/Chicago')"
+        ).fetchone()[0]  # type: ignore[index]
         touched = conn.execute(
-            'UPDATE "icoms"."PAYMENT" SET "PAY_STATUS" = \'R\', "CHG_TS" = localtimestamp'
+            f'UPDATE "icoms"."PAYMENT" SET "PAY_STATUS" = \'R\', {ICOMS_STAMP_SET}'
             ' WHERE ("SITE_ID", "PAYMENT_NO") IN (SELECT "SITE_ID", "PAYMENT_NO"'
             ' FROM "icoms"."PAYMENT" ORDER BY "PAYMENT_NO" DESC, "SITE_ID" LIMIT 50000)'
         ).rowcount

@@ -17,6 +17,7 @@ import pytest
 
 from billing_sync.postgres import DatabaseUrls, drop_database, ensure_database
 from billing_sync.simulator import Workload
+from billing_sync.simulator.clock import ICOMS_CHANGED_AT_SQL, ICOMS_STAMP_SET, ICOMS_STAMP_VALUES
 from billing_sync.sync import SyncEngine, TableBatch
 from billing_sync_tests.integration.helpers import (
     assert_parity,
@@ -78,15 +79,16 @@ def _run_beside_a_long_transaction(
     try:
         pid = long_running.info.backend_pid
         long_running.execute(
-            'UPDATE "icoms"."ACCOUNT" SET "CREDIT_CLASS" = \'D\', "CHG_TS" = localtimestamp,'
+            f'UPDATE "icoms"."ACCOUNT" SET "CREDIT_CLASS" = \'D\', {ICOMS_STAMP_SET},'
             ' "CHG_USER" = \'LONGRUN\' WHERE "BILL_CYCLE" = 7'
         )
         # New payments nobody else touches: each must arrive exactly as the long run wrote it.
         touched = long_running.execute(
             'INSERT INTO "icoms"."PAYMENT" ("SITE_ID", "PAYMENT_NO", "ACCOUNT_NO", "PAY_DATE",'
-            ' "AMOUNT", "PAY_METHOD", "PAY_STATUS", "CRT_TS", "CHG_TS", "CHG_USER", "REC_STATUS")'
-            ' SELECT "SITE_ID", 900000000 + row_number() OVER (), "ACCOUNT_NO", current_date,'
-            " 12.34, 'CK', 'P', localtimestamp, localtimestamp, 'LONGRUN', 'A'"
+            ' "AMOUNT", "PAY_METHOD", "PAY_STATUS", "CRT_DATE", "CRT_TIME", "CHG_DATE",'
+            ' "CHG_TIME", "CHG_USER", "REC_STATUS")'
+            ' SELECT "SITE_ID", 900000000 + row_number() OVER (), "ACCOUNT_NO", 1261125,'
+            f" 12.34, 'CK', 'P', {ICOMS_STAMP_VALUES}, 'LONGRUN', 'A'"
             ' FROM "icoms"."ACCOUNT" ORDER BY 1, 3 LIMIT 25'
         ).rowcount
         assert touched == 25
@@ -107,7 +109,8 @@ def _run_beside_a_long_transaction(
 def _stamped_at(engine: SyncEngine) -> object:
     with psycopg.connect(engine.urls.source) as conn:
         row = conn.execute(
-            'SELECT min("CHG_TS") FROM "icoms"."PAYMENT" WHERE "CHG_USER" = \'LONGRUN\''
+            f'SELECT min({ICOMS_CHANGED_AT_SQL}) FROM "icoms"."PAYMENT"'
+            " WHERE \"CHG_USER\" = 'LONGRUN'"
         ).fetchone()
     assert row is not None
     return row[0]

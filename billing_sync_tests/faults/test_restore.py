@@ -12,6 +12,7 @@ from psycopg import sql
 
 from billing_sync.capture.regression import SourceRegressionError
 from billing_sync.postgres import DatabaseUrls, drop_database, with_database
+from billing_sync.simulator.clock import ICOMS_STAMP_SET
 from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import seeded_source, settings_for, source_now
 
@@ -47,7 +48,7 @@ def test_a_source_restored_from_an_older_copy_fails_the_run(
             with psycopg.connect(databases.source, autocommit=True) as conn:
                 conn.execute(
                     'UPDATE "icoms"."PAYMENT" SET "PAY_STATUS" = \'R\','
-                    ' "CHG_TS" = localtimestamp WHERE "PAYMENT_NO" % 4 = 0'
+                    f' {ICOMS_STAMP_SET} WHERE "PAYMENT_NO" % 4 = 0'
                 )
             engine.drain(until=source_now(databases.source))
         before = _warehouse_rows(databases.warehouse)

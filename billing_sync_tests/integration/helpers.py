@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from billing_sync.sync import SyncEngine
 
 def settings_for(urls: DatabaseUrls, state_dir: Path, **overrides: object) -> Settings:
     return load_settings(
-        env={},
+        env={"BILLING_SYNC_HMAC_KEY": os.environ["BILLING_SYNC_HMAC_KEY"]},
         state_dir=state_dir,
         source_url=urls.source,
         warehouse_url=urls.warehouse,
@@ -25,18 +27,36 @@ def settings_for(urls: DatabaseUrls, state_dir: Path, **overrides: object) -> Se
     )
 
 
-def seeded_source(urls: DatabaseUrls, *, accounts: int = 200) -> dict[str, int]:
+def seeded_source(
+    urls: DatabaseUrls, *, accounts: int = 200, systems: tuple[str, ...] = ("icoms",)
+) -> dict[str, int]:
+    """Seed the simulated billers; rows per table (``system.TABLE`` when several)."""
+    counts: dict[str, int] = {}
     with psycopg.connect(urls.source, autocommit=True) as conn:
-        create_schema(conn)
-        return seed(conn, accounts=accounts)
+        for system in systems:
+            create_schema(conn, system=system)
+            seeded = seed(conn, accounts=accounts, system=system)
+            prefix = f"{system}." if len(systems) > 1 else ""
+            counts.update({f"{prefix}{table}": rows for table, rows in seeded.items()})
+    return counts
 
 
-def source_now(url: str) -> datetime:
+def source_now(url: str, *, timezone: str = "America/Chicago") -> datetime:
+    """The source's clock as naive local time of ``timezone``, as the watermarks of a
+    catalog in that zone hold it (ICOMS: America/Chicago; Amdocs: UTC)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT clock_timestamp()::timestamp(6)").fetchone()
+        row = conn.execute(
+            "SELECT (clock_timestamp() AT TIME ZONE %s)::timestamp(6)", (timezone,)
+        ).fetchone()
     assert row is not None
     value: datetime = row[0]
     return value
+
+
+def next_second() -> None:
+    """Sleep into the next whole second: ICOMS stamps have whole seconds, so a window only
+    reads a second once it is over (rows stamped in the current one may still come)."""
+    time.sleep(1.05 - time.time() % 1)
 
 
 def parity(engine: SyncEngine) -> list[TableParity]:

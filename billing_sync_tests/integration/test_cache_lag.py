@@ -13,10 +13,12 @@ import pytest
 
 from billing_sync.defs.metadata import materializations
 from billing_sync.postgres import DatabaseUrls
+from billing_sync.simulator.clock import ICOMS_STAMP_SET
 from billing_sync.status import format_status, table_status
 from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import (
     assert_parity,
+    next_second,
     seeded_source,
     settings_for,
     source_now,
@@ -53,8 +55,9 @@ def test_a_held_cache_shows_its_lag_and_catches_up_without_a_new_batch(
             with psycopg.connect(databases.source, autocommit=True) as conn:
                 conn.execute(
                     'UPDATE "icoms"."ACCOUNT" SET "AR_BALANCE" = "AR_BALANCE" + 1,'
-                    ' "CHG_TS" = localtimestamp'
+                    f" {ICOMS_STAMP_SET}"
                 )
+            next_second()
             held = next(b for b in engine.sync_once() if b.table == "ACCOUNT")
             statuses = table_status(engine)  # a reader beside a reader: status can read
         finally:

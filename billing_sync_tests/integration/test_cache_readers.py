@@ -117,7 +117,7 @@ def test_readers_never_fail_and_a_held_cache_falls_behind_then_catches_up(
                 phase = phases.phase()
                 if phase == "during":
                     phases.during.extend(results)
-                    if not phases.status_text and len(phases.during) > 20:
+                    if not phases.status_text and time.time() > phases.held.stat().st_mtime + 5:
                         phases.status_text = format_status(table_status(engine))
                 elif phase == "after":
                     phases.after.extend(results)
@@ -139,7 +139,7 @@ def test_readers_never_fail_and_a_held_cache_falls_behind_then_catches_up(
 
         # The polling reader: one query every 100 ms for a minute, no error at all.
         assert polled["errors"] == [], polled["errors"]
-        assert polled["queries"] >= 0.5 * RUN_SECONDS / 0.1, polled
+        assert polled["queries"] >= RUN_SECONDS / 0.3, polled  # 100 ms apart, unless slower
 
         # While held: batches kept committing; the cache fell behind, with its lag known.
         during, after = phases.during, phases.after
@@ -169,4 +169,6 @@ def test_readers_never_fail_and_a_held_cache_falls_behind_then_catches_up(
             f" {held.seconds / max(held.holds, 1) * 1000:.0f} ms mean,"
             f" {held.max_seconds * 1000:.0f} ms max; busy batches {len(busy)} of {len(during)}"
         )
-        assert waits.without(*window).gave_up <= 2  # the gate: readers do not starve the writer
+        # The gate: a reader polling in a loop does not starve the writer.
+        outside = waits.without(*window)
+        assert outside.gave_up <= 0.1 * len(outside.opens), outside.summary()

@@ -14,9 +14,11 @@ from billing_sync.capture.window import Advance, Window
 from billing_sync.load.ddl import STATE_SCHEMA
 from billing_sync.load.warehouse import ConcurrentSyncError
 from billing_sync.postgres import DatabaseUrls
+from billing_sync.simulator.clock import ICOMS_STAMP_SET
 from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import (
     assert_parity,
+    next_second,
     seeded_source,
     settings_for,
     source_now,
@@ -38,13 +40,14 @@ def test_thousands_of_rows_sharing_one_timestamp_cross_batch_boundaries(
     with SyncEngine.from_settings(settings) as engine:
         engine.setup()
         engine.drain(until=source_now(databases.source), timeout=120)
-        with psycopg.connect(databases.source) as conn:  # one transaction: one CHG_TS
+        with psycopg.connect(databases.source) as conn:  # one transaction: one stamp
             touched = conn.execute(
-                'UPDATE "icoms"."PAYMENT" SET "PAY_STATUS" = \'R\', "CHG_TS" = localtimestamp'
+                f'UPDATE "icoms"."PAYMENT" SET "PAY_STATUS" = \'R\', {ICOMS_STAMP_SET}'
                 " WHERE \"PAY_STATUS\" = 'P'"
             ).rowcount
         assert touched > 500
         payment = engine.catalogs[0].by_table["PAYMENT"]
+        next_second()
         reads = 0
         while True:
             batch = engine.sync_table(engine.catalogs[0], payment)
@@ -119,9 +122,9 @@ def test_a_reader_holding_the_cache_never_fails_the_sync_and_it_catches_up(
         assert reader.stdout is not None and reader.stdout.readline().strip() == "holding"
         with psycopg.connect(databases.source, autocommit=True) as conn:
             conn.execute(
-                'UPDATE "icoms"."ACCOUNT" SET "AR_BALANCE" = "AR_BALANCE" + 1,'
-                ' "CHG_TS" = localtimestamp'
+                f'UPDATE "icoms"."ACCOUNT" SET "AR_BALANCE" = "AR_BALANCE" + 1, {ICOMS_STAMP_SET}'
             )
+        next_second()
         busy = next(b for b in engine.sync_once("priority") if b.table == "ACCOUNT")
         assert busy.inserted + busy.updated > 0  # the warehouse moved on
         assert (
@@ -132,9 +135,10 @@ def test_a_reader_holding_the_cache_never_fails_the_sync_and_it_catches_up(
         reader.wait(30)
         with psycopg.connect(databases.source, autocommit=True) as conn:
             conn.execute(
-                'UPDATE "icoms"."ACCOUNT" SET "CHG_TS" = localtimestamp'
+                f'UPDATE "icoms"."ACCOUNT" SET {ICOMS_STAMP_SET}'
                 ' WHERE ctid = (SELECT min(ctid) FROM "icoms"."ACCOUNT")'
             )
+        next_second()
         after = next(b for b in engine.sync_once("priority") if b.table == "ACCOUNT")
         assert after.cache is not None and after.cache.caught_up  # from the warehouse
         assert_parity(engine)

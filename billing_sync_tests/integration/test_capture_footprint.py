@@ -1,4 +1,4 @@
-"""NULL change timestamps, out-of-order batches, backfill resume, and the change query's
+"""NULL change timestamps (Amdocs), out-of-order batches, backfill resume, and the change query's
 index use on a 100k-row table."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from billing_sync.capture.snapshot import build_snapshot_query
 from billing_sync.capture.window import Cursor, Window
 from billing_sync.config import load_catalog
 from billing_sync.postgres import DatabaseUrls
+from billing_sync.simulator.clock import ICOMS_CHANGED_AT_SQL
 from billing_sync.sync import SyncEngine
 from billing_sync.transform.normalize import normalize, source_schema
 from billing_sync_tests.integration.helpers import (
@@ -31,24 +32,26 @@ from billing_sync_tests.integration.helpers import (
 
 pytestmark = pytest.mark.integration
 PAYMENT = load_catalog("icoms").by_table["PAYMENT"]
+AMDOCS_PAYMENT = load_catalog("amdocs").by_table["PAYMENT"]
 
 
 def test_a_row_with_a_null_change_timestamp_is_captured(
     databases: DatabaseUrls, tmp_path: Path
 ) -> None:
-    seeded_source(databases, accounts=20)
-    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0})
+    seeded_source(databases, accounts=20, systems=("amdocs",))
+    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0}, systems=["amdocs"])
     with SyncEngine.from_settings(settings) as engine:
         engine.setup()
-        engine.drain(until=source_now(databases.source))
+        engine.drain(until=source_now(databases.source, timezone="UTC"))
         with psycopg.connect(databases.source, autocommit=True) as conn:
-            conn.execute(
-                'INSERT INTO "icoms"."PAYMENT" ("SITE_ID", "PAYMENT_NO", "ACCOUNT_NO", "PAY_DATE",'
-                ' "AMOUNT", "PAY_METHOD", "PAY_STATUS", "CRT_TS", "CHG_TS", "CHG_USER",'
-                ' "REC_STATUS") SELECT "SITE_ID", 800000001, "ACCOUNT_NO", current_date, 5,'
-                " 'CA', 'P', localtimestamp, NULL, 'BATCH', 'A' FROM \"icoms\".\"ACCOUNT\" LIMIT 1"
+            conn.execute(  # never updated since its insert: SYS_UPDATE_DATE is NULL
+                'INSERT INTO "amdocs"."PAYMENT" ("ENT_SEQ_NO", "BAN", "DEPOSIT_DATE",'
+                ' "ACTV_AMT", "PYM_METHOD", "PYM_STATUS", "CR_CARD_NO", "SYS_CREATION_DATE",'
+                ' "SYS_UPDATE_DATE", "OPERATOR_ID") SELECT 800000001, "BAN", current_date, 5,'
+                " 'CA', 'A', NULL, date_trunc('second', now() AT TIME ZONE 'UTC'), NULL, 1"
+                ' FROM "amdocs"."BILLING_ACCOUNT" LIMIT 1'
             )
-        engine.drain(until=source_now(databases.source))
+        engine.drain(until=source_now(databases.source, timezone="UTC"))
         with psycopg.connect(databases.warehouse) as conn:
             found = conn.execute(
                 "SELECT changed_at, _source_version FROM billing.payment"
@@ -59,33 +62,32 @@ def test_a_row_with_a_null_change_timestamp_is_captured(
 
 
 def _version(ts: datetime, amount: str) -> pa.Table:
-    from decimal import Decimal
-
     row = {
-        "SITE_ID": "001", "PAYMENT_NO": 7, "ACCOUNT_NO": "000000001", "PAY_DATE": ts.date(),
-        "AMOUNT": Decimal(amount), "PAY_METHOD": "CK", "PAY_STATUS": "P", "CRT_TS": ts,
-        "CHG_TS": ts, "CHG_USER": "X", "REC_STATUS": "A", "_cursor_ts": ts,
+        "ENT_SEQ_NO": 7, "BAN": 20000001, "DEPOSIT_DATE": ts.date(), "ACTV_AMT": float(amount),
+        "PYM_METHOD": "CH", "PYM_STATUS": "A", "CR_CARD_NO": None, "SYS_CREATION_DATE": ts,
+        "SYS_UPDATE_DATE": ts, "OPERATOR_ID": 1, "_cursor_ts": ts,
     }  # fmt: skip
-    raw = pa.Table.from_pylist([row], schema=source_schema(PAYMENT))
-    return normalize(raw, PAYMENT, system="icoms", synced_at=ts).to_arrow()
+    raw = pa.Table.from_pylist([row], schema=source_schema(AMDOCS_PAYMENT))
+    return normalize(raw, AMDOCS_PAYMENT, system="amdocs", synced_at=ts).to_arrow()
 
 
 def test_batches_applied_out_of_order_or_replayed_change_nothing(
     databases: DatabaseUrls, tmp_path: Path
 ) -> None:
-    seeded_source(databases, accounts=2)
-    with SyncEngine.from_settings(settings_for(databases, tmp_path)) as engine:
+    seeded_source(databases, accounts=2, systems=("amdocs",))
+    with SyncEngine.from_settings(settings_for(databases, tmp_path, systems=["amdocs"])) as engine:
         engine.setup()
-        t1 = datetime(2026, 11, 1, 10, 0, 0, 1)
+        t1 = datetime(2026, 11, 1, 10, 0, 0)
         older, newer = _version(t1, "1.00"), _version(t1 + timedelta(seconds=1), "2.00")
         commit = engine.warehouse.commit_rows
-        assert commit(system="icoms", mapping=PAYMENT, rows=newer, kind="tail").inserted == 1
-        late = commit(system="icoms", mapping=PAYMENT, rows=older, kind="tail")
-        again = commit(system="icoms", mapping=PAYMENT, rows=newer, kind="tail")
+        payment = AMDOCS_PAYMENT
+        assert commit(system="amdocs", mapping=payment, rows=newer, kind="tail").inserted == 1
+        late = commit(system="amdocs", mapping=payment, rows=older, kind="tail")
+        again = commit(system="amdocs", mapping=payment, rows=newer, kind="tail")
         assert (late.inserted, late.updated, again.inserted, again.updated) == (0, 0, 0, 0)
         with psycopg.connect(databases.warehouse) as conn:
             amounts = conn.execute(
-                "SELECT amount::text FROM billing.payment WHERE _source_key = '001|7'"
+                "SELECT amount::text FROM billing.payment WHERE _source_key = '7'"
             ).fetchall()
         assert amounts == [("2.00",)]
 
@@ -95,15 +97,19 @@ def test_the_change_query_walks_the_cursor_index_on_100k_rows(databases: Databas
     with psycopg.connect(databases.source, autocommit=True) as conn:
         conn.execute(
             'INSERT INTO "icoms"."PAYMENT" ("SITE_ID", "PAYMENT_NO", "ACCOUNT_NO", "PAY_DATE",'
-            ' "AMOUNT", "PAY_METHOD", "PAY_STATUS", "CRT_TS", "CHG_TS", "CHG_USER", "REC_STATUS")'
-            " SELECT '00' || (1 + n % 5), 700000000 + n, '000000001', current_date, 1, 'CA', 'P',"
-            " localtimestamp - make_interval(secs => 100000 - n), NULL, 'GEN', 'A'"
-            " FROM generate_series(1, 100000) AS n"
+            ' "AMOUNT", "PAY_METHOD", "PAY_STATUS", "CARD_NO", "CARD_EXP", "CVV", "CRT_DATE",'
+            ' "CRT_TIME", "CHG_DATE", "CHG_TIME", "CHG_USER", "REC_STATUS")'
+            " SELECT '00' || (1 + n % 5), 700000000 + n, '00000001', 1261101, 1, 'CA', 'P',"
+            " NULL, NULL, NULL, d, t, d, t, 'GEN', 'A'"
+            " FROM generate_series(1, 100000) AS n, LATERAL (SELECT"
+            " to_char(localtimestamp - make_interval(secs => 100000 - n), 'YYYYMMDD')::int"
+            " - 19000000 AS d,"
+            " to_char(localtimestamp - make_interval(secs => 100000 - n), 'HH24MISS')::int AS t) s"
         )
         conn.execute('ANALYZE "icoms"."PAYMENT"')
         cursor_row = conn.execute(
-            'SELECT COALESCE("CHG_TS", "CRT_TS"), "SITE_ID", "PAYMENT_NO" FROM "icoms"."PAYMENT"'
-            " ORDER BY 1 DESC, 2 DESC, 3 DESC OFFSET 5000 LIMIT 1"
+            f'SELECT {ICOMS_CHANGED_AT_SQL}, "SITE_ID", "PAYMENT_NO" FROM "icoms"."PAYMENT"'
+            ' ORDER BY "CHG_DATE" DESC, "CHG_TIME" DESC, 2 DESC, 3 DESC OFFSET 5000 LIMIT 1'
         ).fetchone()
         assert cursor_row is not None
         window = Window(Cursor(cursor_row[0], (cursor_row[1], cursor_row[2])),

@@ -11,11 +11,13 @@ import pytest
 
 from billing_sync.cli import main
 from billing_sync.postgres import DatabaseUrls
+from billing_sync.simulator.clock import ICOMS_STAMP_SET, ICOMS_STAMP_VALUES
 from billing_sync.sync import SyncEngine
 from billing_sync.validate import quarantine
 from billing_sync.validate.report import BatchValidationError
 from billing_sync_tests.integration.helpers import (
     assert_parity,
+    next_second,
     seeded_source,
     settings_for,
     source_now,
@@ -50,14 +52,15 @@ def test_bad_rows_wait_in_quarantine_while_the_rest_loads_then_a_fix_releases_th
         bad, good = _payment_keys(databases.source, 6)[:2], _payment_keys(databases.source, 6)[2:]
         with psycopg.connect(databases.source, autocommit=True) as conn:
             conn.execute(
-                'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = -5, "CHG_TS" = localtimestamp'
+                f'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = -5, {ICOMS_STAMP_SET}'
                 f' WHERE ("SITE_ID", "PAYMENT_NO") IN ({FIRST_PAYMENTS.format(n=2)})'
             )
             conn.execute(
-                'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = 77, "CHG_TS" = localtimestamp'
+                f'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = 77, {ICOMS_STAMP_SET}'
                 f' WHERE ("SITE_ID", "PAYMENT_NO") IN ({FIRST_PAYMENTS.format(n=6)})'
                 ' AND "AMOUNT" > 0'
             )
+        next_second()
         batch = engine.sync_table(engine.catalogs[0], payment)
 
         # The good rows loaded, the watermark moved, the bad rows are in quarantine.
@@ -84,9 +87,9 @@ def test_bad_rows_wait_in_quarantine_while_the_rest_loads_then_a_fix_releases_th
         # The biller corrects the rows: the next batch releases them.
         with psycopg.connect(databases.source, autocommit=True) as conn:
             conn.execute(
-                'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = 5, "CHG_TS" = localtimestamp'
-                ' WHERE "AMOUNT" < 0'
+                f'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = 5, {ICOMS_STAMP_SET} WHERE "AMOUNT" < 0'
             )
+        next_second()
         fixed = engine.sync_table(engine.catalogs[0], payment)
         assert fixed.quarantined == 0 and fixed.updated == 2
         assert quarantine.entries(engine.warehouse.conn, entity="payment") == []
@@ -111,11 +114,12 @@ def test_an_orphan_waits_for_its_account_and_is_released_with_it(
         with psycopg.connect(databases.source, autocommit=True) as conn:
             conn.execute(
                 'INSERT INTO "icoms"."PAYMENT" ("SITE_ID", "PAYMENT_NO", "ACCOUNT_NO", "PAY_DATE",'
-                ' "AMOUNT", "PAY_METHOD", "PAY_STATUS", "CRT_TS", "CHG_TS", "CHG_USER",'
-                " \"REC_STATUS\") VALUES ('001', 990001, '000099999', CURRENT_DATE, 12.5, 'CA',"
-                " 'P', localtimestamp, localtimestamp, 'T', 'A')"
+                ' "AMOUNT", "PAY_METHOD", "PAY_STATUS", "CRT_DATE", "CRT_TIME", "CHG_DATE",'
+                ' "CHG_TIME", "CHG_USER", "REC_STATUS") VALUES (\'001\', 990001, \'000099999\','
+                f" 1261125, 12.5, 'CA', 'P', {ICOMS_STAMP_VALUES}, 'T', 'A')"
             )
         payment = engine.catalogs[0].by_table["PAYMENT"]
+        next_second()
         batch = engine.sync_table(engine.catalogs[0], payment)
         assert batch.quarantined == 1
         [line] = quarantine.entries(engine.warehouse.conn, entity="payment")
@@ -130,10 +134,12 @@ def test_an_orphan_waits_for_its_account_and_is_released_with_it(
         with psycopg.connect(databases.source, autocommit=True) as conn:
             conn.execute(
                 'INSERT INTO "icoms"."ACCOUNT" ("SITE_ID", "ACCOUNT_NO", "ACCT_NAME",'
-                ' "ACCT_STATUS", "BILL_CYCLE", "AR_BALANCE", "CREDIT_CLASS", "CRT_TS",'
-                ' "CHG_TS", "CHG_USER", "REC_STATUS") VALUES (\'001\', \'000099999\','
-                " 'Late Parent', 'A', 3, 0, 'A', localtimestamp, localtimestamp, 'T', 'A')"
+                ' "ACCT_TYPE", "ACCT_STATUS", "BILL_CYCLE", "AR_BALANCE", "CREDIT_CLASS",'
+                ' "OPEN_DATE", "CRT_DATE", "CRT_TIME", "CHG_DATE", "CHG_TIME", "CHG_USER",'
+                " \"REC_STATUS\") VALUES ('001', '000099999', 'Late Parent', 'R', 'A', 3, 0, 'A',"
+                f" 1261125, {ICOMS_STAMP_VALUES}, 'T', 'A')"
             )
+        next_second()
         results = {b.table: b for b in engine.sync_once()}
         assert results["PAYMENT"].released == 1
         assert quarantine.entries(engine.warehouse.conn) == []
@@ -157,9 +163,10 @@ def test_too_many_bad_rows_fail_the_batch_whole_and_keep_the_watermark(
         before = engine.warehouse.watermark("icoms", payment)
         with psycopg.connect(databases.source, autocommit=True) as conn:
             conn.execute(
-                'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = -5, "CHG_TS" = localtimestamp'
+                f'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = -5, {ICOMS_STAMP_SET}'
                 f' WHERE ("SITE_ID", "PAYMENT_NO") IN ({FIRST_PAYMENTS.format(n=8)})'
             )
+        next_second()
         with pytest.raises(BatchValidationError) as failure:
             engine.sync_table(engine.catalogs[0], payment)
         message = str(failure.value)
@@ -180,10 +187,11 @@ def test_cli_lists_explains_and_releases(
         [key] = _payment_keys(databases.source, 1)
         with psycopg.connect(databases.source, autocommit=True) as conn:
             conn.execute(
-                'UPDATE "icoms"."PAYMENT" SET "PAY_DATE" = \'9999-12-31\','
-                ' "CHG_TS" = localtimestamp'
+                'UPDATE "icoms"."PAYMENT" SET "PAY_DATE" = 2991231,'  # 2199-12-31
+                f" {ICOMS_STAMP_SET}"
                 f' WHERE ("SITE_ID", "PAYMENT_NO") IN ({FIRST_PAYMENTS.format(n=1)})'
             )
+        next_second()
         engine.sync_once()
     config = tmp_path / "settings.yaml"
     import yaml
@@ -197,7 +205,7 @@ def test_cli_lists_explains_and_releases(
 
     assert main([*base, "explain", "payment", key]) == 0
     explained = capsys.readouterr().out
-    assert "9999-12-31" in explained and "billing-sync quarantine release payment" in explained
+    assert "2199-12-31" in explained and "billing-sync quarantine release payment" in explained
 
     assert main([*base, "release", "payment", key]) == 0
     assert "released 1 payment row(s)" in capsys.readouterr().out
@@ -206,7 +214,7 @@ def test_cli_lists_explains_and_releases(
         "SELECT payment_date::text FROM billing.payment WHERE _source_key = %s",
         key,
     )
-    assert row[0] == "9999-12-31"
+    assert row[0] == "2199-12-31"
     assert main([*base, "list"]) == 0
     assert "the quarantine is empty" in capsys.readouterr().out
     with SyncEngine.from_settings(settings) as engine:

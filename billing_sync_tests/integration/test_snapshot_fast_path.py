@@ -91,10 +91,10 @@ def test_the_bulk_path_loads_what_the_merge_path_loads(
     seeded_source(databases, accounts=60)
     with psycopg.connect(databases.source, autocommit=True) as conn:  # '' and NULL apart
         conn.execute(
-            'UPDATE "icoms"."ACCOUNT" SET "ACCT_NAME" = \'\' WHERE "ACCOUNT_NO" LIKE \'%1\''
+            'UPDATE "icoms"."ACCOUNT" SET "ACCT_NAME" = \'\' WHERE rtrim("ACCOUNT_NO") LIKE \'%1\''
         )
         conn.execute(
-            'UPDATE "icoms"."ACCOUNT" SET "ACCT_NAME" = NULL WHERE "ACCOUNT_NO" LIKE \'%2\''
+            'UPDATE "icoms"."ACCOUNT" SET "ACCT_NAME" = NULL WHERE rtrim("ACCOUNT_NO") LIKE \'%2\''
         )
         conn.execute(
             'UPDATE "icoms"."ACCOUNT" SET "ACCT_NAME" = e\'a "quoted", multi\\nline name\''

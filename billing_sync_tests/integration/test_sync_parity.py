@@ -24,7 +24,8 @@ pytestmark = pytest.mark.integration
 def test_sync_under_workload_reaches_parity(databases: DatabaseUrls, tmp_path: Path) -> None:
     seeded = seeded_source(databases, accounts=300)
     settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0.5, "batch_rows": 700})
-    workload = Workload(databases.source, rate=400)
+    # No hard deletes: only verify finds those (its own tests); this is about the tail.
+    workload = Workload(databases.source, rate=400, hard_deletes=False)
     with SyncEngine.from_settings(settings) as engine:
         engine.setup()
         engine.validator.warm_up()
@@ -36,7 +37,7 @@ def test_sync_under_workload_reaches_parity(databases: DatabaseUrls, tmp_path: P
                 batches += engine.run(tier=None, batches=1, poll_interval=0.2)
         finally:
             workload.stop()
-        engine.drain(until=source_now(databases.source), timeout=60)
+        engine.drain(until=source_now(databases.source), timeout=180)
         results = assert_parity(engine)
     changed = workload.counts()
     assert all(changed.get(table, 0) > 0 for table in ("ACCOUNT", "PAYMENT", "CUST_SERVICE"))
@@ -52,7 +53,7 @@ def test_a_second_sync_finds_nothing_new(databases: DatabaseUrls, tmp_path: Path
         engine.setup()
         engine.drain(until=source_now(databases.source))
         again = engine.sync_once()
-        assert [b.rows_read for b in again] == [0, 0, 0, 0]
+        assert all(b.rows_read == 0 for b in again) and len(again) == 14
         assert all(b.batch_id is None for b in again)
         assert_parity(engine)
 

@@ -10,9 +10,15 @@ import psycopg
 import pytest
 
 from billing_sync.postgres import DatabaseUrls
+from billing_sync.simulator.clock import ICOMS_STAMP_SET
 from billing_sync.sync import SyncEngine
 from billing_sync.validate.report import BatchValidationError
-from billing_sync_tests.integration.helpers import seeded_source, settings_for, source_now
+from billing_sync_tests.integration.helpers import (
+    next_second,
+    seeded_source,
+    settings_for,
+    source_now,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +33,7 @@ def test_bad_batch_fails_and_keeps_the_watermark(databases: DatabaseUrls, tmp_pa
         before = engine.warehouse.watermark("icoms", payment)
         with psycopg.connect(databases.source, autocommit=True) as conn:
             conn.execute(
-                'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = -5, "CHG_TS" = localtimestamp'
+                f'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = -5, {ICOMS_STAMP_SET}'
                 ' WHERE ("SITE_ID", "PAYMENT_NO") IN'
                 ' (SELECT "SITE_ID", "PAYMENT_NO" FROM "icoms"."PAYMENT" ORDER BY 1, 2 LIMIT 8)'
             )
@@ -35,6 +41,7 @@ def test_bad_batch_fails_and_keeps_the_watermark(databases: DatabaseUrls, tmp_pa
                 'SELECT "SITE_ID" || \'|\' || "PAYMENT_NO" FROM "icoms"."PAYMENT"'
                 ' WHERE "AMOUNT" < 0 ORDER BY 1'
             ).fetchall()
+        next_second()
         with pytest.raises(BatchValidationError) as failure:
             engine.sync_table(engine.catalogs[0], payment)
         message = str(failure.value)

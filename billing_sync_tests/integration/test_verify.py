@@ -229,14 +229,19 @@ def _config_file(engine: SyncEngine, databases: DatabaseUrls) -> Path:
 
 SYNTHETIC_PAYMENTS = """
 INSERT INTO icoms."PAYMENT" ("SITE_ID", "PAYMENT_NO", "ACCOUNT_NO", "PAY_DATE", "AMOUNT",
-    "PAY_METHOD", "PAY_STATUS", "CRT_TS", "CHG_TS", "CHG_USER", "REC_STATUS")
-SELECT a."SITE_ID", 100000000 + g, a."ACCOUNT_NO", DATE '2025-01-01' + (g %% 300),
+    "PAY_METHOD", "PAY_STATUS", "CARD_NO", "CARD_EXP", "CVV", "CRT_DATE", "CRT_TIME",
+    "CHG_DATE", "CHG_TIME", "CHG_USER", "REC_STATUS")
+SELECT a."SITE_ID", 100000000 + g, a."ACCOUNT_NO", 1250101 + (g %% 28),
        (1 + g %% 50000) / 100.0, (ARRAY['CA', 'CK', 'CC', 'AC'])[1 + g %% 4], 'P',
-       localtimestamp - interval '2 days' + g * interval '1 millisecond',
-       CASE WHEN g %% 3 = 0 THEN NULL
-            ELSE localtimestamp - interval '1 day' + g * interval '1 millisecond' END,
+       NULL, NULL, NULL,
+       to_char(c.at, 'YYYYMMDD')::int - 19000000, to_char(c.at, 'HH24MISS')::int,
+       to_char(u.at, 'YYYYMMDD')::int - 19000000, to_char(u.at, 'HH24MISS')::int,
        'SYNTH', 'A'
 FROM generate_series(1, %(rows)s) AS g
+CROSS JOIN LATERAL (SELECT (now() AT TIME ZONE 'America/Chicago') - interval '2 days'
+                           + g * interval '1 second' AS at) AS c
+CROSS JOIN LATERAL (SELECT CASE WHEN g %% 3 = 0 THEN c.at
+                                ELSE c.at + interval '1 hour' END AS at) AS u
 JOIN (SELECT "SITE_ID", "ACCOUNT_NO",
              row_number() OVER (ORDER BY "SITE_ID", "ACCOUNT_NO") - 1 AS n
       FROM icoms."ACCOUNT") AS a

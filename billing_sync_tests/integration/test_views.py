@@ -173,12 +173,15 @@ def test_views_answer_the_same_in_both_engines_for_both_billers(
 def test_views_agree_after_a_sync_under_the_workload_and_a_rebuilt_cache(
     databases: DatabaseUrls, tmp_path: Path
 ) -> None:
-    seeded_source(databases, accounts=60)
-    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0.3})
+    billers = ("icoms", "amdocs")
+    seeded_source(databases, accounts=60, systems=billers)
+    settings = settings_for(
+        databases, tmp_path, capture={"delay_seconds": 0.3}, systems=list(billers)
+    )
     with SyncEngine.from_settings(settings) as engine:
         engine.setup()
         engine.drain(until=source_now(databases.source))
-        with Workload(databases.source, rate=200, seed=8):
+        with Workload(databases.source, rate=200, seed=8, systems=billers):
             deadline = time.monotonic() + 4
             engine.run(tier=None, batches=1_000, poll_interval=0.3,
                        should_stop=lambda: time.monotonic() > deadline)  # fmt: skip
@@ -186,6 +189,13 @@ def test_views_agree_after_a_sync_under_the_workload_and_a_rebuilt_cache(
         with duckdb.connect(str(settings.resolved_cache_path), read_only=True) as con:
             counts = assert_views_agree(engine.warehouse.conn, con)
         assert counts["account_360"] > 0 and counts["payment_activity"] > 0
+        with duckdb.connect(str(settings.resolved_cache_path), read_only=True) as con:
+            by_biller = dict(
+                con.execute(
+                    "SELECT source_system, count(*) FROM serve.account_360 GROUP BY ALL"
+                ).fetchall()
+            )
+        assert set(by_biller) == set(billers), by_biller
 
         settings.resolved_cache_path.unlink()  # lost: rebuilt from the warehouse, views too
         engine.catch_up_cache()

@@ -28,6 +28,7 @@ from billing_sync.defs.instance import prepare_instance
 from billing_sync.defs.keys import TIER_TAG
 from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.postgres import drop_database, ensure_database
+from billing_sync.simulator.clock import ICOMS_STAMP_SET
 from billing_sync_tests.integration.helpers import seeded_source
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,13 +105,13 @@ def served(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             assert _sync(instance, resource).success
             with psycopg.connect(source, autocommit=True) as conn:  # two bad rows: WARN
                 conn.execute(
-                    'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = -5, "CHG_TS" = localtimestamp'
+                    f'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = -5, {ICOMS_STAMP_SET}'
                     f' WHERE ("SITE_ID", "PAYMENT_NO") IN ({BAD.format(n=2)})'
                 )
             assert _sync(instance, resource).success
             with psycopg.connect(source, autocommit=True) as conn:  # ten: the batch fails
                 conn.execute(
-                    'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = -5, "CHG_TS" = localtimestamp'
+                    f'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = -5, {ICOMS_STAMP_SET}'
                     f' WHERE ("SITE_ID", "PAYMENT_NO") IN ({BAD.format(n=10)})'
                 )
             failed = _sync(instance, resource)

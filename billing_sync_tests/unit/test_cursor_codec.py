@@ -129,3 +129,25 @@ def test_horizon_floors_to_the_second_for_composite_cursors_only() -> None:
     assert cursor_horizon(COMPOSITE, at) == datetime(2026, 11, 25, 12, 0, 5)
     timestamp = COMPOSITE.model_copy(update={"cursor": "CHG_TS", "cursor_format": "timestamp"})
     assert cursor_horizon(timestamp, at) == at
+
+
+@pytest.mark.parametrize(
+    ("types", "expected"),
+    [
+        ({}, datetime(2026, 11, 25, 12, 0, 5, 987_654)),  # not reflected: native precision
+        ({"CHG_TS": "timestamp(6) without time zone"}, datetime(2026, 11, 25, 12, 0, 5, 987_654)),
+        ({"CHG_TS": "timestamp without time zone"}, datetime(2026, 11, 25, 12, 0, 5, 987_654)),
+        ({"CHG_TS": "timestamp(0) without time zone"}, datetime(2026, 11, 25, 12, 0, 5)),
+        ({"CHG_TS": "timestamp(6) without time zone", "CRT_TS": "timestamp(3) without time zone"},
+         datetime(2026, 11, 25, 12, 0, 5, 987_000)),  # the coarser of cursor and fallback
+        ({"CHG_TS": "date"}, datetime(2026, 11, 25)),
+    ],
+)  # fmt: skip
+def test_the_horizon_floors_to_the_timestamp_cursors_resolution(
+    types: dict[str, str], expected: datetime
+) -> None:
+    mapping = COMPOSITE.model_copy(
+        update={"cursor": "CHG_TS", "cursor_format": "timestamp", "cursor_fallback": "CRT_TS",
+                "source_types": types}
+    )  # fmt: skip
+    assert cursor_horizon(mapping, datetime(2026, 11, 25, 12, 0, 5, 987_654)) == expected

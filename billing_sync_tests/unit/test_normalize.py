@@ -7,12 +7,38 @@ from decimal import Decimal
 
 import polars as pl
 import pyarrow as pa
+import yaml
 from polars.testing import assert_frame_equal
 
-from billing_sync.config import load_catalog
+from billing_sync.config import TableMapping
 from billing_sync.transform.normalize import normalize, source_schema
 
-PAYMENT = load_catalog("icoms").by_table["PAYMENT"]
+# A timestamp-cursor mapping, as an ICOMS PAYMENT once was: this file tests normalize, not
+# the catalog (the catalog's own mappings are tested with their converters elsewhere).
+PAYMENT = TableMapping.model_validate(
+    yaml.safe_load(
+        """
+table: PAYMENT
+entity: payment
+key: [SITE_ID, PAYMENT_NO]
+cursor: CHG_TS
+cursor_fallback: CRT_TS
+soft_delete: {column: REC_STATUS, values: ["D"]}
+columns:
+  - {source: SITE_ID, target: site_id, type: text, nullable: false}
+  - {source: PAYMENT_NO, target: payment_number, type: bigint, nullable: false}
+  - {source: ACCOUNT_NO, target: account_number, type: text, nullable: false}
+  - {source: PAY_DATE, target: payment_date, type: date}
+  - {source: AMOUNT, target: amount, type: "decimal(12,2)"}
+  - {source: PAY_METHOD, target: method, type: text}
+  - {source: PAY_STATUS, target: status, type: text}
+  - {source: CRT_TS, target: created_at, type: timestamp}
+  - {source: CHG_TS, target: changed_at, type: timestamp}
+  - {source: CHG_USER, target: changed_by, type: text}
+  - {source: REC_STATUS, target: record_status, type: text}
+"""
+    )
+)
 SYNCED = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 T1 = datetime(2026, 11, 25, 11, 0, 0, 1)
 T2 = datetime(2026, 11, 25, 11, 0, 0, 2)

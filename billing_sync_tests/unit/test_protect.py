@@ -125,3 +125,11 @@ def test_a_mapping_selecting_a_drop_column_fails(where: dict[str, list[str]], er
     }  # fmt: skip
     with pytest.raises(ValueError, match=error):
         SourceCatalog.model_validate(raw)
+
+
+def test_the_vectorized_hmac_equals_the_one_value_form() -> None:
+    from billing_sync.transform.protect import hmac_tokens
+
+    values = ["123-45-6789", "", "Café", "4111111111111111"]
+    assert hmac_tokens(b"k", values).to_list() == [hmac_token(b"k", v) for v in values]
+    assert hmac_tokens(b"k", []).to_list() == []

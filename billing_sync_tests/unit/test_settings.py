@@ -35,3 +35,11 @@ def test_a_system_without_its_own_url_shares_the_source_url() -> None:
 
 def test_database_urls_default_to_one_source() -> None:
     assert DatabaseUrls("s", "w").source_for("icoms") == "s"
+
+
+def test_the_billers_to_sync_come_from_the_environment() -> None:
+    assert load_settings(env={}).systems == ["icoms"]
+    assert load_settings(env={"BILLING_SYNC_SYSTEMS": "icoms, amdocs"}).systems == [
+        "icoms",
+        "amdocs",
+    ]

@@ -37,7 +37,7 @@ SPECS: tuple[OperationSpec, ...] = (
                   "INSERT ADJUSTMENT (reason code, free-text MEMO) + LEDGER ADJ + AR_BALANCE"),
     OperationSpec("issue_statements", 0.25, ("STATEMENT", "LEDGER", "ACCOUNT"), 4 * 50,
                   "bill run: a batch of one site's cycle gets STATEMENT + LEDGER CHG and "
-                  "TAX lines + AR_BALANCE, in one transaction (a burst)"),
+                  "TAX lines + AR_BALANCE, in one transaction (a burst)", table_rows=(1, 2, 1)),
     OperationSpec("usage_burst", 0.14, ("USAGE_EVENT",), 7.5,
                   "INSERT 3 to 12 USAGE_EVENT rows (VOD, PPV, calls) of one account"),
     OperationSpec("add_service", 0.04, ("CUST_SERVICE", "WORK_ORDER", "WO_LINE"), 3,
@@ -49,7 +49,7 @@ SPECS: tuple[OperationSpec, ...] = (
     OperationSpec("open_account", 0.05, ("PREMISE", "ACCOUNT", "CUST_SERVICE", "WORK_ORDER",
                                          "WO_LINE", "EQUIPMENT"), 10,
                   "INSERT PREMISE + ACCOUNT + 1-4 CUST_SERVICE + install WORK_ORDER, lines, "
-                  "EQUIPMENT"),
+                  "EQUIPMENT", table_rows=(1, 1, 2.5, 1, 2.5, 2)),
     OperationSpec("trouble_call", 0.02, ("WORK_ORDER", "WO_LINE"), 2,
                   "INSERT a trouble-call WORK_ORDER and its line"),
     OperationSpec("complete_work_order", 0.03, ("WORK_ORDER",), 1,

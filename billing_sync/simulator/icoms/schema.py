@@ -12,7 +12,8 @@ what must never land in clear.
 
 Every table ends with the audit columns ``CRT_DATE``, ``CRT_TIME`` (insert),
 ``CHG_DATE``, ``CHG_TIME`` (insert and every update; see :mod:`~billing_sync.simulator.clock`),
-``CHG_USER`` and ``REC_STATUS`` (``'D'`` marks a soft delete), and has a capture index on
+``CHG_USER`` (a user profile; NULL or empty on rows some batch jobs wrote) and
+``REC_STATUS`` (``'D'`` marks a soft delete), and has a capture index on
 ``(CHG_DATE, CHG_TIME, key...)``. No triggers.
 """
 
@@ -31,7 +32,7 @@ AUDIT: tuple[tuple[str, str], ...] = (
     ("CRT_TIME", "integer NOT NULL"),
     ("CHG_DATE", "integer NOT NULL"),
     ("CHG_TIME", "integer NOT NULL"),
-    ("CHG_USER", "char(10) NOT NULL"),
+    ("CHG_USER", "varchar(10)"),
     ("REC_STATUS", "char(1) NOT NULL DEFAULT 'A'"),
 )
 CURSOR = ('"CHG_DATE"', '"CHG_TIME"')
