@@ -427,6 +427,7 @@ class Settings(_Strict):
     cache_path: Path | None = None
     systems: list[str] = ["icoms"]
     catalog_dir: Path | None = None
+    suites_dir: Path | None = None
     capture: CaptureSettings = CaptureSettings()
     tiers: dict[Tier, TierSettings] = Field(default_factory=_default_tiers)
     alerts: AlertSettings = AlertSettings()
@@ -453,6 +454,7 @@ _ENV_FIELDS = {
     "BILLING_SYNC_WAREHOUSE_URL": "warehouse_url",
     "BILLING_SYNC_CACHE_PATH": "cache_path",
     "BILLING_SYNC_CATALOG_DIR": "catalog_dir",
+    "BILLING_SYNC_SUITES_DIR": "suites_dir",
     "BILLING_SYNC_HMAC_KEY": "hmac_key",
 }
 _ALERT_ENV_FIELDS = {

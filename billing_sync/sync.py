@@ -140,7 +140,14 @@ class SyncEngine:
     @classmethod
     def from_settings(cls, settings: Settings, *, run_id: str | None = None) -> SyncEngine:
         catalogs = load_catalogs(settings)
-        return cls(settings, catalogs, resolve_database_urls(settings), run_id=run_id)
+        urls = resolve_database_urls(settings)
+        if settings.suites_dir is None:
+            return cls(settings, catalogs, urls, run_id=run_id)
+        return cls(
+            settings, catalogs, urls, run_id=run_id,
+            validator=Validator(suites_dir=settings.suites_dir),
+            polars_validator=PolarsValidator(suites_dir=settings.suites_dir),
+        )  # fmt: skip
 
     @property
     def warehouse(self) -> Warehouse:
