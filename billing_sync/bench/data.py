@@ -1,7 +1,8 @@
 """Benchmark data: the snapshot table, generated in the source by SQL, and URL helpers.
 
-The snapshot scenario reads the simulated biller's ``PAYMENT`` table (11 columns,
-primary key ``(SITE_ID, PAYMENT_NO)``, the capture index), filled by one
+The snapshot scenario reads the simulated ICOMS biller's ``PAYMENT`` table (16 columns:
+CYYMMDD/HHMMSS integer dates and audit stamps, a card number the catalog protects, a CVV
+it never reads; primary key ``(SITE_ID, PAYMENT_NO)``, the capture index), filled by one
 ``INSERT ... SELECT generate_series`` so that a million rows take seconds, not the
 minutes the account-by-account seeder would. It is deterministic for a row count.
 Some ``CHG_USER`` values are the empty string and others NULL, so that every
@@ -47,49 +48,10 @@ def expected_counts(rows: int) -> SnapshotTable:
     return SnapshotTable(rows, empty, rows // NULL_EVERY - both)
 
 
-_FILL = """
-INSERT INTO {table} ("SITE_ID", "PAYMENT_NO", "ACCOUNT_NO", "PAY_DATE", "AMOUNT",
-    "PAY_METHOD", "PAY_STATUS", "CARD_NO", "CARD_EXP", "CVV", "CRT_DATE", "CRT_TIME",
-    "CHG_DATE", "CHG_TIME", "CHG_USER", "REC_STATUS")
-SELECT lpad((1 + g %% 5)::text, 3, '0'),
-       g,
-       lpad((1 + (g / 5) %% %(accounts)s)::text, 8, '0'),
-       to_char(date '2024-01-01' + (g %% 700)::int, 'YYYYMMDD')::int - 19000000,
-       round(((g * 37) %% 20000 + 100) / 100.0, 2),
-       (ARRAY['CA', 'CK', 'CC', 'AC'])[1 + (g %% 4)::int],
-       CASE WHEN g %% 50 = 0 THEN 'R' ELSE 'P' END,
-       NULL, NULL, NULL,
-       to_char(t.ts, 'YYYYMMDD')::int - 19000000, to_char(t.ts, 'HH24MISS')::int,
-       to_char(c.ts, 'YYYYMMDD')::int - 19000000, to_char(c.ts, 'HH24MISS')::int,
-       CASE WHEN g %% {empty} = 0 THEN '' WHEN g %% {null} = 0 THEN NULL
-            ELSE 'USER' || (g %% 40)::text END,
-       CASE WHEN g %% 200 = 0 THEN 'D' ELSE 'A' END
-FROM generate_series(1::bigint, %(rows)s::bigint) AS g,
-     LATERAL (SELECT timestamp '2024-01-01' + g * interval '20 millisecond' AS ts) AS t,
-     LATERAL (SELECT CASE WHEN g %% 3 = 0 THEN t.ts
-                          ELSE t.ts + (g %% 5) * interval '1 hour' END AS ts) AS c
-ORDER BY c.ts
-"""
-
-
-_ACCOUNTS = """
-INSERT INTO {table} ("SITE_ID", "ACCOUNT_NO", "ACCT_NAME", "ACCT_TYPE", "ACCT_STATUS",
-    "BILL_CYCLE", "AR_BALANCE", "CREDIT_CLASS", "OPEN_DATE", "CRT_DATE", "CRT_TIME",
-    "CHG_DATE", "CHG_TIME", "CHG_USER", "REC_STATUS")
-SELECT lpad(site::text, 3, '0'), lpad(n::text, 8, '0'),
-       CASE WHEN n %% 101 = 0 THEN '' WHEN n %% 103 = 0 THEN NULL ELSE 'Account ' || n END,
-       'R', 'A', 1 + (n %% 28)::int, 0, 'A', 1230601,
-       1230601, (n %% 86400 / 3600) * 10000 + (n %% 3600 / 60) * 100 + n %% 60,
-       1230601, (n %% 86400 / 3600) * 10000 + (n %% 3600 / 60) * 100 + n %% 60,
-       'CONVERT', 'A'
-FROM generate_series(1, 5) AS site, generate_series(1, %(accounts)s) AS n
-"""
-
-
 # The ICOMS tables since the simulator's CYYMMDD/HHMMSS audit columns (local time), with
 # named columns: PAY_DATE and the audit stamps are integers, CARD_NO a legacy card number
 # (protected by the catalog; cards on one payment in four), CVV never read.
-_ACCOUNTS_V2 = """
+_ACCOUNTS = """
 INSERT INTO {table} ("SITE_ID", "ACCOUNT_NO", "ACCT_NAME", "ACCT_TYPE", "SSN", "DOB",
     "ACCT_STATUS", "BILL_CYCLE", "AR_BALANCE", "CREDIT_CLASS", "OPEN_DATE",
     "CRT_DATE", "CRT_TIME", "CHG_DATE", "CHG_TIME", "CHG_USER", "REC_STATUS")
@@ -100,7 +62,7 @@ SELECT lpad(site::text, 3, '0'), lpad(n::text, 8, '0'),
 FROM generate_series(1, 5) AS site, generate_series(1, %(accounts)s) AS n
 """
 
-_FILL_V2 = """
+_FILL = """
 INSERT INTO {table} ("SITE_ID", "PAYMENT_NO", "ACCOUNT_NO", "PAY_DATE", "AMOUNT",
     "PAY_METHOD", "PAY_STATUS", "CARD_NO", "CARD_EXP", "CVV",
     "CRT_DATE", "CRT_TIME", "CHG_DATE", "CHG_TIME", "CHG_USER", "REC_STATUS")
@@ -132,25 +94,16 @@ FROM generate_series(1::bigint, %(rows)s::bigint) AS g,
 """
 
 
-def _composite_catalog() -> bool:
-    """Whether the ICOMS catalog reads the CYYMMDD/HHMMSS audit columns (the new tables)."""
-    from billing_sync.config import load_catalog
-
-    return load_catalog("icoms").by_table[TABLE].cursor_format == "cyymmdd_hhmmss"
-
-
 def ensure_snapshot_table(url: str, rows: int) -> SnapshotTable:
     """Create the biller's tables in ``url`` and fill ``PAYMENT`` with ``rows`` rows.
 
-    ``ACCOUNT`` gets the payments' accounts (one per 8 payments), ``CUST_SERVICE`` and
-    ``STATEMENT`` stay empty. Reuses the tables when ``PAYMENT`` already holds exactly
-    ``rows`` rows (a re-run of the benchmark).
+    ``ACCOUNT`` gets the payments' accounts (one per 8 payments), the other tables stay
+    empty. Reuses the tables when ``PAYMENT`` already holds exactly ``rows`` rows (a re-run
+    of the benchmark).
     """
-    if _composite_catalog():
-        return _ensure_v2(url, rows)
-    from billing_sync.simulator.icoms.schema import TABLES, create_schema  # type: ignore[import-not-found,unused-ignore]
+    from billing_sync.simulator.icoms.schema import TABLES, create_schema
+    from billing_sync.simulator.tables import drop_secondary_indexes
 
-    table = TABLES[TABLE]
     qualified = sql.Identifier(SCHEMA, TABLE)
     with psycopg.connect(url, autocommit=True) as conn:
         create_schema(conn, schema=SCHEMA)
@@ -159,11 +112,7 @@ def ensure_snapshot_table(url: str, rows: int) -> SnapshotTable:
             with conn.transaction():
                 for other in TABLES:
                     conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(SCHEMA, other)))
-                conn.execute(
-                    sql.SQL("DROP INDEX IF EXISTS {}").format(
-                        sql.Identifier(SCHEMA, table.capture_index)
-                    )
-                )
+                drop_secondary_indexes(conn, {TABLE: TABLES[TABLE]}, schema=SCHEMA)
                 accounts = max(rows // (5 * ROWS_PER_ACCOUNT), 1)
                 conn.execute(
                     sql.SQL(_ACCOUNTS).format(table=sql.Identifier(SCHEMA, "ACCOUNT")),
@@ -183,47 +132,11 @@ def ensure_snapshot_table(url: str, rows: int) -> SnapshotTable:
     return expected_counts(rows)
 
 
-def _ensure_v2(url: str, rows: int) -> SnapshotTable:
-    from billing_sync.simulator.icoms.schema import TABLES, create_schema
-    from billing_sync.simulator.tables import drop_secondary_indexes
-
-    qualified = sql.Identifier(SCHEMA, TABLE)
-    with psycopg.connect(url, autocommit=True) as conn:
-        create_schema(conn, schema=SCHEMA)
-        found = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(qualified)).fetchone()
-        if found is None or found[0] != rows:
-            with conn.transaction():
-                for other in TABLES:
-                    conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(SCHEMA, other)))
-                drop_secondary_indexes(conn, {TABLE: TABLES[TABLE]}, schema=SCHEMA)
-                accounts = max(rows // (5 * ROWS_PER_ACCOUNT), 1)
-                conn.execute(
-                    sql.SQL(_ACCOUNTS_V2).format(table=sql.Identifier(SCHEMA, "ACCOUNT")),
-                    {"accounts": accounts},
-                )
-                conn.execute(
-                    sql.SQL(_FILL_V2).format(
-                        table=qualified,
-                        empty=sql.Literal(EMPTY_EVERY),
-                        null=sql.Literal(NULL_EVERY),
-                    ),
-                    {"rows": rows, "accounts": accounts},
-                )
-                create_schema(conn, schema=SCHEMA)
-            for name in ("ACCOUNT", TABLE):
-                conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(SCHEMA, name)))
-    return expected_counts(rows)
-
-
 def source_tables() -> Any:
-    """The ICOMS table definitions the snapshot's floors copy (the catalog's generation)."""
-    if _composite_catalog():
-        from billing_sync.simulator.icoms.schema import TABLES
+    """The ICOMS table definitions (the floors copy the table as it is)."""
+    from billing_sync.simulator.icoms.schema import TABLES
 
-        return TABLES
-    from billing_sync.simulator.schema import TABLES as OLD  # type: ignore[import-not-found,unused-ignore]
-
-    return OLD
+    return TABLES
 
 
 def socket_netloc_url(url: str) -> str:

@@ -44,6 +44,29 @@ class BenchServer:
         if self.data_dir is not None:
             stop_embedded_server(self.data_dir)
 
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds the embedded server has used (its backends, ended ones included);
+        None for a server given by URL. The difference over a run is that run's server work."""
+        if self.data_dir is None:
+            return None
+        import psutil
+
+        try:
+            postmaster = psutil.Process(
+                int((self.data_dir / "postmaster.pid").read_text().split()[0])
+            )
+            times = postmaster.cpu_times()
+            total = times.user + times.system + times.children_user + times.children_system
+            for child in postmaster.children():
+                try:
+                    child_times = child.cpu_times()
+                except psutil.Error:
+                    continue
+                total += child_times.user + child_times.system
+        except (OSError, ValueError, psutil.Error):
+            return None
+        return float(total)
+
 
 def start_server(state_dir: Path) -> BenchServer:
     given = os.environ.get("BILLING_SYNC_PG_URL")

@@ -40,6 +40,7 @@ COLUMNS = [
     Column("rows_per_second", "rows/s", "{:,.0f}"),
     Column("process_seconds", "process s", "{:.1f}"),
     Column("cpu_seconds", "CPU s", "{:.1f}"),
+    Column("server_cpu_seconds", "server CPU s", "{:.1f}"),
     Column("peak_rss_mb", "peak RSS MB", "{:.0f}"),
     Column("output", "output check", align="<"),
 ]
@@ -119,6 +120,7 @@ def _fill(row: Row, runs: list[tuple[Measured, dict[str, Any]]], rows: int) -> N
         rows_per_second=rows / median if median else None,
         process_seconds=measured.wall_seconds,
         cpu_seconds=measured.cpu_seconds,
+        server_cpu_seconds=result.get("server_cpu_seconds"),
         peak_rss_mb=mb(measured.peak_rss),
         worker=result,
     )
@@ -155,7 +157,11 @@ def run_snapshot(ctx: BenchContext) -> Report:
         runs = []
         for _ in range(repeat):
             prepare()
+            server_before = ctx.server.cpu_seconds()
             measured, result = execute()
+            server_after = ctx.server.cpu_seconds()
+            if server_before is not None and server_after is not None:
+                result = {**result, "server_cpu_seconds": server_after - server_before}
             if not measured.ok:
                 row.update(output=f"failed: {measured.error_tail(300)}", status="failed",
                            error=measured.error_tail())  # fmt: skip

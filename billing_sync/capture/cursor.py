@@ -210,6 +210,93 @@ def decode_cyymmdd_hhmmss(date: pl.Expr, time: pl.Expr) -> pl.Expr:
     )
 
 
+def decode_stamps(dates: pl.Series, times: pl.Series) -> pl.Series:
+    """:func:`decode_cyymmdd_hhmmss` over two series, in stages: the same values, but each
+    stage's expression stays small (the one-expression form repeats its sub-expressions
+    and costs Polars ~0.3 s to plan, whatever the row count)."""
+    frame = pl.DataFrame({"d": dates, "t": times}).lazy()
+    col = pl.col
+    return (
+        frame.with_columns(
+            col("d").cast(pl.Int64).fill_null(0).clip(0, _LARGEST_DATE),
+            col("t").cast(pl.Int64).fill_null(0).clip(0, _LARGEST_TIME),
+        )
+        .with_columns(
+            (col("d") // 10_000 + FIRST_YEAR).alias("year"),
+            (col("d") // 100 % 100).alias("month"),
+            (col("d") % 100).alias("day"),
+            (col("t") // 10_000).alias("hour"),
+            (col("t") // 100 % 100).alias("minute"),
+            (col("t") % 100).alias("second"),
+        )
+        .with_columns(col("month").clip(1, 12).alias("valid_month"))
+        .with_columns(
+            pl.date(col("year"), col("valid_month"), 1)
+            .dt.month_end()
+            .dt.day()
+            .cast(pl.Int64)
+            .alias("month_days")
+        )
+        .with_columns(
+            ((col("month") == 0) | ((col("month") <= 12) & (col("day") == 0))).alias("before")
+        )
+        .with_columns(
+            (~col("before") & ((col("month") > 12) | (col("day") > col("month_days")))).alias(
+                "period_end"
+            )
+        )
+        .with_columns((~col("before") & ~col("period_end")).alias("valid_date"))
+        .with_columns((col("period_end") | (col("valid_date") & (col("hour") > 23))).alias("eod"))
+        .with_columns((col("eod") | (col("valid_date") & (col("minute") > 59))).alias("eoh"))
+        .with_columns((col("eoh") | (col("valid_date") & (col("second") > 59))).alias("eom"))
+        .with_columns(
+            pl.when(col("before"))
+            .then(1)
+            .when(col("period_end"))
+            .then(col("month_days"))
+            .otherwise(col("day"))
+            .alias("out_day"),
+            pl.when(col("before"))
+            .then(0)
+            .when(col("eod"))
+            .then(23)
+            .otherwise(col("hour"))
+            .alias("out_hour"),
+            pl.when(col("before"))
+            .then(0)
+            .when(col("eoh"))
+            .then(59)
+            .otherwise(col("minute"))
+            .alias("out_minute"),
+            pl.when(col("before"))
+            .then(0)
+            .when(col("eom"))
+            .then(59)
+            .otherwise(col("second"))
+            .alias("out_second"),
+        )
+        .with_columns(
+            pl.datetime(
+                col("year"),
+                col("valid_month"),
+                col("out_day"),
+                col("out_hour"),
+                col("out_minute"),
+                col("out_second"),
+            ).alias("moment")
+        )
+        .select(
+            pl.when(col("before"))
+            .then(col("moment") - pl.duration(seconds=1))
+            .otherwise(col("moment"))
+            .cast(pl.Datetime("us"))
+            .alias(CURSOR_ALIAS)
+        )
+        .collect()
+        .get_column(CURSOR_ALIAS)
+    )
+
+
 def packed_stamp_sql(date: str, time: str) -> str:
     """``CYYMMDD * 1000000 + HHMMSS`` of the instant the sync decodes ``(date, time)`` to:
     the last real second at or below it (:func:`decode_cyymmdd_hhmmss`), as PostgreSQL
@@ -254,13 +341,25 @@ def decode_cursor(table: pa.Table, mapping: TableMapping) -> pa.Table:
         return table
     frame = pl.from_arrow(table.select([CURSOR_DATE_ALIAS, CURSOR_TIME_ALIAS]))
     assert isinstance(frame, pl.DataFrame)
-    decoded = frame.select(
-        decode_cyymmdd_hhmmss(pl.col(CURSOR_DATE_ALIAS), pl.col(CURSOR_TIME_ALIAS))
-    ).to_series()
+    decoded = decode_stamps(
+        frame.get_column(CURSOR_DATE_ALIAS), frame.get_column(CURSOR_TIME_ALIAS)
+    )
     kept = table.drop_columns([CURSOR_DATE_ALIAS, CURSOR_TIME_ALIAS])
     return kept.append_column(
         pa.field(CURSOR_ALIAS, pa.timestamp("us")), decoded.to_arrow().cast(pa.timestamp("us"))
     )
+
+
+def decode_packed_many(values: list[int | None]) -> list[datetime | None]:
+    """:func:`decode_packed` of many values in one Polars pass (verification reads
+    thousands of row versions at a time).
+
+    >>> decode_packed_many([1251124_070509, None])
+    [datetime.datetime(2025, 11, 24, 7, 5, 9), None]
+    """
+    packed = pl.Series("v", values, dtype=pl.Int64)
+    decoded = decode_stamps(packed // 1_000_000, packed % 1_000_000)
+    return [None if v is None else d for v, d in zip(values, decoded.to_list(), strict=True)]
 
 
 def decode_packed(value: int | None) -> datetime | None:
@@ -271,6 +370,8 @@ def decode_packed(value: int | None) -> datetime | None:
     """
     if value is None:
         return None
-    frame = pl.DataFrame({"d": [value // 1_000_000], "t": [value % 1_000_000]})
-    decoded: datetime = frame.select(decode_cyymmdd_hhmmss(pl.col("d"), pl.col("t"))).item()
+    decoded: datetime = decode_stamps(
+        pl.Series([value // 1_000_000], dtype=pl.Int64),
+        pl.Series([value % 1_000_000], dtype=pl.Int64),
+    ).item()
     return decoded

@@ -71,9 +71,10 @@ def start_snapshot(
     with warehouse.conn.transaction():
         # One source table per entity and system: none of the system's rows in the entity
         # means none of this table's.
-        bulk = kind == "initial" and not warehouse.conn.execute(
+        present = warehouse.conn.execute(
             f"SELECT EXISTS (SELECT 1 FROM {entity} WHERE _source_system = %s)", (system,)
-        ).fetchone()[0]  # type: ignore[index]
+        ).fetchone()
+        bulk = kind == "initial" and present is not None and not present[0]
         row = warehouse.conn.execute(
             f"INSERT INTO {STATE_SCHEMA}.snapshot"
             " (system, source_table, kind, where_sql, handover_ts, rows_total, bulk)"

@@ -55,7 +55,7 @@ import polars as pl
 import psycopg
 import pyarrow as pa
 
-from billing_sync.capture.cursor import decode_packed, is_composite
+from billing_sync.capture.cursor import decode_packed_many, is_composite
 from billing_sync.capture.query import BoundQuery, build_rows_by_key_query, qualified
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.load.cache import CacheBusy
@@ -305,9 +305,7 @@ class _Differ:
             rows: list[_SourceRow] = []
             for key_range in ranges:
                 query = hashing.build_leaf_query(self.source, key_range)
-                rows.extend(
-                    self._source_row(row) for row in self._source_rows(query, self._leaf_schema)
-                )
+                rows.extend(self._source_rows_of(self._source_rows(query, self._leaf_schema)))
             return rows
 
         def warehouse() -> list[_WarehouseRow]:
@@ -336,22 +334,22 @@ class _Differ:
         source: list[_SourceRow] = []
         for chunk in _chunks(keys):
             query = hashing.build_hashes_by_key(self.source, chunk)
-            source.extend(
-                self._source_row(row) for row in self._source_rows(query, self._leaf_schema)
-            )
+            source.extend(self._source_rows_of(self._source_rows(query, self._leaf_schema)))
         self.result.hashes_read += len(source) + len(warehouse)
         return (
             {_norm(row.key): row for row in source},
             {_norm(row.key): row for row in warehouse},
         )
 
-    def _source_row(self, row: tuple[Any, ...]) -> _SourceRow:
+    def _source_rows_of(self, rows: Sequence[tuple[Any, ...]]) -> list[_SourceRow]:
         n = len(self.mapping.key)
-        change_ts = row[n + 2]
+        versions = [row[n + 2] for row in rows]
         if is_composite(self.mapping):
-            change_ts = decode_packed(change_ts)
-        key = _target_key(self.mapping, row[:n])
-        return _SourceRow(key, int(row[n]), bool(row[n + 1]), change_ts)
+            versions = decode_packed_many(versions)  # one Polars pass, not one per row
+        return [
+            _SourceRow(_target_key(self.mapping, row[:n]), int(row[n]), bool(row[n + 1]), version)
+            for row, version in zip(rows, versions, strict=True)
+        ]
 
     def _warehouse_row(self, row: tuple[Any, ...]) -> _WarehouseRow:
         n = len(self.mapping.key)

@@ -114,13 +114,17 @@ def test_readers_never_fail_and_a_held_cache_falls_behind_then_catches_up(
 
             def observe(results: list[TableBatch]) -> None:
                 nonlocal holder
+                # A loaded machine can make one micro-batch outlast the hold: batches are
+                # told apart by what they met (a busy cache), not by when they were seen.
                 phase = phases.phase()
                 if phase == "during":
                     phases.during.extend(results)
-                    if not phases.status_text and time.time() > phases.held.stat().st_mtime + 5:
+                    if "cache behind" not in phases.status_text:
                         phases.status_text = format_status(table_status(engine))
                 elif phase == "after":
-                    phases.after.extend(results)
+                    (phases.during if any(b.cache_error for b in results) else phases.after).extend(
+                        results
+                    )
                 elif holder is None and time.monotonic() - started >= HOLD_FROM:
                     holder = _reader(HOLDING_READER, cache_path, HOLD_SECONDS, phases.held,
                                      phases.released)  # fmt: skip
@@ -130,16 +134,19 @@ def test_readers_never_fail_and_a_held_cache_falls_behind_then_catches_up(
                 batches=100_000,
                 poll_interval=0.3,
                 on_batch=observe,
-                should_stop=lambda: time.monotonic() - started > RUN_SECONDS,
+                should_stop=lambda: (
+                    time.monotonic() - started > RUN_SECONDS and len(phases.after) > 0
+                ),  # a micro-batch after the hold, however late
             )
-        engine.drain(until=source_now(databases.source), timeout=60)
         assert holder is not None and holder.wait(10) == 0
+        engine.drain(until=source_now(databases.source), timeout=180)
         out, _ = polling.communicate(timeout=30)
         polled = json.loads(out.strip().splitlines()[-1])
 
         # The polling reader: one query every 100 ms for a minute, no error at all.
         assert polled["errors"] == [], polled["errors"]
-        assert polled["queries"] >= RUN_SECONDS / 0.3, polled  # 100 ms apart, unless slower
+        # 100 ms apart, or slower when the machine is loaded (p50 250 ms at load 25).
+        assert polled["queries"] >= RUN_SECONDS / 0.6, polled
 
         # While held: batches kept committing; the cache fell behind, with its lag known.
         during, after = phases.during, phases.after

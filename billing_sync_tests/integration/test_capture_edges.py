@@ -115,7 +115,7 @@ def test_a_reader_holding_the_cache_never_fails_the_sync_and_it_catches_up(
         engine.setup()
         engine.drain(until=source_now(databases.source))
         reader = subprocess.Popen(
-            [sys.executable, "-c", HOLD_CACHE, str(settings.resolved_cache_path), "3"],
+            [sys.executable, "-c", HOLD_CACHE, str(settings.resolved_cache_path), "120"],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -132,6 +132,7 @@ def test_a_reader_holding_the_cache_never_fails_the_sync_and_it_catches_up(
             and busy.cache_error
             and "held by another process" in busy.cache_error
         )
+        reader.terminate()  # held for as long as the busy batch took, however slow
         reader.wait(30)
         with psycopg.connect(databases.source, autocommit=True) as conn:
             conn.execute(

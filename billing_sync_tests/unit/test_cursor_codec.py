@@ -151,3 +151,12 @@ def test_the_horizon_floors_to_the_timestamp_cursors_resolution(
                 "source_types": types}
     )  # fmt: skip
     assert cursor_horizon(mapping, datetime(2026, 11, 25, 12, 0, 5, 987_654)) == expected
+
+
+def test_the_staged_decode_equals_the_expression() -> None:
+    from billing_sync.capture.cursor import decode_packed_many, decode_stamps
+
+    dates = pl.Series([row[0] for row in DECODE], dtype=pl.Int64)
+    times = pl.Series([row[1] for row in DECODE], dtype=pl.Int64)
+    assert decode_stamps(dates, times).to_list() == [row[2] for row in DECODE]
+    assert decode_packed_many([1251124_070509, None]) == [datetime(2025, 11, 24, 7, 5, 9), None]
