@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from billing_sync.bench import bench_hmac_key
 from billing_sync.demo import REPO_ROOT, stop_process_group
 
 
@@ -51,7 +52,9 @@ class Driver(Protocol):
 
 
 def _clean_environment() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("BILLING_SYNC_", "DAGSTER_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BILLING_SYNC_", "DAGSTER_"))}
+    env["BILLING_SYNC_HMAC_KEY"] = bench_hmac_key()
+    return env
 
 
 class DagsterDriver:

@@ -30,19 +30,25 @@ def validate_paths(args: dict[str, Any]) -> dict[str, Any]:
     """Worker task: the payment suite on ``rows`` rows, by GX and compiled to Polars."""
     from datetime import UTC, datetime
 
+    from billing_sync.bench import bench_hmac_key
     from billing_sync.capture.snapshot import build_snapshot_query
     from billing_sync.config import load_catalog
     from billing_sync.source.session import SourceSession
     from billing_sync.transform.normalize import normalize, source_schema
+    from billing_sync.transform.protect import Protector
     from billing_sync.validate.polars_suite import PolarsValidator
     from billing_sync.validate.runner import Validator
 
-    mapping = load_catalog("icoms").by_table[data.TABLE]
+    catalog = load_catalog("icoms")
+    mapping = catalog.by_table[data.TABLE]
+    protector = Protector.for_catalogs([catalog], hmac_key=bench_hmac_key())
     query = build_snapshot_query(mapping, schema=data.SCHEMA, after_key=None,
                                  limit=int(args["rows"]))  # fmt: skip
     with SourceSession(args["source"]) as session:
         raw = session.read_arrow(query, source_schema(mapping))
-    frame = normalize(raw, mapping, system="icoms", synced_at=datetime.now(UTC))
+    frame = normalize(
+        raw, mapping, system="icoms", synced_at=datetime.now(UTC), protector=protector
+    )
     validator = Validator()
     validator.warm_up([mapping.entity])
     polars = PolarsValidator()

@@ -28,8 +28,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from billing_sync.bench import bench_hmac_key
 from billing_sync.bench.context import BenchContext
-from billing_sync.bench.drivers import DagsterDriver, Driver, EngineDriver, Pipeline
+from billing_sync.bench.drivers import (
+    DagsterDriver,
+    Driver,
+    EngineDriver,
+    Pipeline,
+)
 from billing_sync.bench.markers import Markers, insert_marker_rows
 from billing_sync.bench.measure import TreeCpu, run_worker
 from billing_sync.bench.report import Column, Report, Row, mb, percentile
@@ -119,7 +125,7 @@ def prepare_data(
 
         settings_ = load_settings(
             env={}, state_dir=pipeline.state_dir, source_url=source, warehouse_url=warehouse,
-            cache_path=pipeline.cache,
+            cache_path=pipeline.cache, hmac_key=bench_hmac_key(),
         )  # fmt: skip
         with SyncEngine.from_settings(settings_) as engine:
             engine.setup()  # the tables the markers are watched in

@@ -19,10 +19,12 @@ Args = dict[str, Any]
 
 
 def _settings(args: Args) -> Any:
+    from billing_sync.bench import bench_hmac_key
     from billing_sync.config import load_settings
 
     return load_settings(
         env={},
+        hmac_key=bench_hmac_key(),
         state_dir=Path(args["state_dir"]),
         source_url=args["source"],
         warehouse_url=args["warehouse"],

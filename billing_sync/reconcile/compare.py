@@ -18,6 +18,7 @@ from billing_sync.capture.query import BoundQuery, qualified, quote_ident
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.load.ddl import entity_columns
 from billing_sync.load.warehouse import Warehouse, rows_to_arrow
+from billing_sync.serve.locking import open_duckdb
 from billing_sync.source.session import SourceSession
 from billing_sync.transform.normalize import normalize, source_schema
 from billing_sync.transform.protect import Protector
@@ -150,7 +151,8 @@ def compare_table(
 def compare_all(engine: SyncEngine) -> list[TableParity]:
     """Every table of the engine's catalogs: source vs warehouse vs cache (read-only)."""
     engine.check_sources()  # mappings that know their source column types
-    con = duckdb.connect(str(engine.settings.resolved_cache_path), read_only=True)
+    # Through the cache's gate, retrying while the pipeline applies a batch.
+    con = open_duckdb(engine.settings.resolved_cache_path, read_only=True, wait_seconds=30)
     try:
         return [
             compare_table(

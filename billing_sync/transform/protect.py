@@ -93,13 +93,18 @@ def redact_text(text: str) -> str:
     return _SSN.sub(REDACTED, "".join(pieces))
 
 
+# Base32 over letters only (a-z, then A-F for the standard alphabet's 2-7): a token never
+# holds a digit, so no scan for card numbers or national ids can mistake one for them.
+_LETTERS_ONLY = str.maketrans("234567", "ABCDEF")
+
+
 def hmac_token(key: bytes, value: str) -> str:
-    """HMAC-SHA256 of ``value`` as lowercase base32 without padding (52 characters)."""
+    """HMAC-SHA256 of ``value`` in base32 over letters only, no padding (52 characters)."""
     digest = hmac_lib.digest(key, value.encode("utf-8"), hashlib.sha256)
-    return base64.b32encode(digest).decode("ascii").rstrip("=").lower()
+    return base64.b32encode(digest).decode("ascii").rstrip("=").lower().translate(_LETTERS_ONLY)
 
 
-_BASE32 = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", dtype=np.uint8)
+_BASE32 = np.frombuffer(b"abcdefghijklmnopqrstuvwxyzABCDEF", dtype=np.uint8)
 
 
 def hmac_tokens(key: bytes, values: list[str]) -> pl.Series:

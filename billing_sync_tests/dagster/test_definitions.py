@@ -27,6 +27,7 @@ def test_definitions_load_with_the_asset_graph() -> None:
     assert {s.name for s in definitions.sensors} == {
         "sync_priority_sensor",
         "sync_standard_sensor",
+        "sync_bulk_sensor",
         "freshness_sensor",
         "source_observation_sensor",
         "alerts_sensor",

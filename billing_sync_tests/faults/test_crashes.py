@@ -72,7 +72,7 @@ def test_sigkill_at_each_step_boundary_then_parity(
 def test_sigkill_inside_50000_rows_sharing_one_timestamp(
     databases: DatabaseUrls, tmp_path: Path
 ) -> None:
-    seeded_source(databases, accounts=6_200)
+    seeded_source(databases, accounts=6_600)  # >= 50,000 payments
     settings = settings_for(
         databases, tmp_path, capture={"delay_seconds": 0, "batch_rows": 1_000,
                                       "lookback_seconds": 0},

@@ -105,7 +105,7 @@ def test_readers_never_fail_and_a_held_cache_falls_behind_then_catches_up(
     with SyncEngine.from_settings(settings) as engine:
         engine.setup()
         engine.drain(until=source_now(databases.source))  # the first load
-        with Workload(databases.source, rate=150, seed=3):
+        with Workload(databases.source, rate=150, seed=3, hard_deletes=False):
             polling = _reader(POLLING_READER, cache_path, RUN_SECONDS)
             assert polling.stdout is not None and polling.stdout.readline().strip() == "started"
             started = time.monotonic()

@@ -23,6 +23,7 @@ from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator.clock import ICOMS_CHANGED_AT_SQL
 from billing_sync.sync import SyncEngine
 from billing_sync.transform.normalize import normalize, source_schema
+from billing_sync.transform.protect import Protector
 from billing_sync_tests.integration.helpers import (
     assert_parity,
     seeded_source,
@@ -63,12 +64,16 @@ def test_a_row_with_a_null_change_timestamp_is_captured(
 
 def _version(ts: datetime, amount: str) -> pa.Table:
     row = {
-        "ENT_SEQ_NO": 7, "BAN": 20000001, "DEPOSIT_DATE": ts.date(), "ACTV_AMT": float(amount),
+        "ENT_SEQ_NO": 7, "BAN": "20000001", "DEPOSIT_DATE": ts.date(), "ACTV_AMT": float(amount),
         "PYM_METHOD": "CH", "PYM_STATUS": "A", "CR_CARD_NO": None, "SYS_CREATION_DATE": ts,
-        "SYS_UPDATE_DATE": ts, "OPERATOR_ID": 1, "_cursor_ts": ts,
+        "SYS_UPDATE_DATE": ts, "OPERATOR_ID": "1", "_cursor_ts": ts,
     }  # fmt: skip
     raw = pa.Table.from_pylist([row], schema=source_schema(AMDOCS_PAYMENT))
-    return normalize(raw, AMDOCS_PAYMENT, system="amdocs", synced_at=ts).to_arrow()
+    protector = Protector.for_catalogs(
+        [load_catalog("amdocs")], hmac_key=os.environ["BILLING_SYNC_HMAC_KEY"]
+    )
+    frame = normalize(raw, AMDOCS_PAYMENT, system="amdocs", synced_at=ts, protector=protector)
+    return frame.to_arrow()
 
 
 def test_batches_applied_out_of_order_or_replayed_change_nothing(

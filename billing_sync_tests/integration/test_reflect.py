@@ -69,6 +69,7 @@ def test_a_fitting_catalog_comes_back_with_source_types(source: SourceSession) -
     )  # fmt: skip
     assert checked.by_table["ACCT"].source_types == {
         "SITE_ID": "character(3)", "BAN": "bigint", "BAL": "numeric(11,0)",
+        "CHG_DATE": "integer", "CHG_TIME": "integer",  # the cursor's too: its resolution
     }  # fmt: skip
 
 
