@@ -33,6 +33,7 @@ from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.load.ddl import entity_columns
 from billing_sync.simulator.clock import ICOMS_STAMP_VALUES
 from billing_sync.transform.normalize import normalize, source_schema
+from billing_sync.transform.protect import Protector
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,10 @@ def _source_key(mapping: TableMapping, system: str, key: dict[str, Any]) -> str:
             values[name] = [value]
     raw = pa.table({name: pa.array(values[name], field.type) for name, field in
                     zip(schema.names, schema, strict=True)})  # fmt: skip
-    frame = normalize(raw, mapping, system=system, synced_at=datetime.now(UTC))
+    # Only the key is wanted: any HMAC key will do for the protected columns.
+    frame = normalize(
+        raw, mapping, system=system, synced_at=datetime.now(UTC), protector=Protector(b"key")
+    )
     return str(frame["_source_key"][0])
 
 

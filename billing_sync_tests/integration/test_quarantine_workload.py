@@ -32,7 +32,7 @@ def test_injected_bad_rows_are_quarantined_while_good_rows_flow(
 ) -> None:
     seeded_source(databases, accounts=150)
     settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0.3})
-    workload = Workload(databases.source, rate=300, bad_row_share=0.03, seed=5)
+    workload = Workload(databases.source, rate=300, bad_row_share=0.03, seed=5, hard_deletes=False)
     # The packaged suites, with a threshold no random burst of bad rows reaches: this test
     # is about quarantine; failing whole has its own tests.
     suites = tmp_path / "suites"
@@ -100,7 +100,9 @@ def test_injected_bad_rows_are_quarantined_while_good_rows_flow(
         try:
             for catalog, mapping in engine.tables():
                 keys = [key for entity, key in held if entity == mapping.entity]
-                source = source_frame(engine.source(catalog.system), catalog, mapping)
+                source = source_frame(
+                    engine.source(catalog.system), catalog, mapping, protector=engine.protector
+                )
                 source = source.filter(~pl.col("_source_key").is_in(keys))
                 warehouse = warehouse_frame(engine.warehouse, catalog.system, mapping)
                 warehouse = warehouse.filter(~pl.col("_source_key").is_in(keys))

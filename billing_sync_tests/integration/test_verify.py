@@ -265,7 +265,11 @@ def test_100k_rows_with_10_differences_verify_by_hashes_not_rows(
         extra = [100_020_000, 100_030_000, 100_070_000, 100_080_000]
         with psycopg.connect(databases.warehouse) as conn:
             conn.execute(
-                "UPDATE billing.payment SET status = 'R' WHERE payment_number = ANY(%s)", (stale,)
+                # An older version than the source's: an update the warehouse missed.
+                "UPDATE billing.payment SET amount = amount + 1,"
+                " _source_version = _source_version - interval '1 hour'"
+                " WHERE payment_number = ANY(%s)",
+                (stale,),
             )
             conn.execute("DELETE FROM billing.payment WHERE payment_number = ANY(%s)", (missing,))
         with psycopg.connect(databases.source) as conn:

@@ -100,12 +100,15 @@ def test_a_browser_finds_the_entities_and_a_failed_checks_message(served: Served
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.set_default_timeout(60_000)
+            # The catalog's list of warehouse/* (the lineage graph of 15 entities is drawn
+            # zoomed out, without readable labels).
+            page.goto(f"{served.url}/assets/warehouse")
+            for entity in ENTITIES:
+                page.get_by_text(entity, exact=True).first.wait_for()
             page.goto(
                 f"{served.url}/locations/billing_sync.definitions/asset-groups/warehouse/lineage"
             )
-            for entity in ENTITIES:
-                page.get_by_text(entity, exact=True).first.wait_for()
-            page.wait_for_timeout(500)
+            page.wait_for_timeout(2000)
             page.screenshot(path=str(ARTIFACTS / "asset-graph.png"))
 
             page.goto(f"{served.url}/assets/warehouse/payment?view=checks")

@@ -12,7 +12,10 @@ from billing_sync.postgres import DatabaseUrls, resolve_database_urls
     ("env", "expected"),
     [
         ({}, {}),
-        ({"BILLING_SYNC_SOURCE_URL_AMDOCS": "postgresql://a/amd"}, {"amdocs": "postgresql://a/amd"}),
+        (
+            {"BILLING_SYNC_SOURCE_URL_AMDOCS": "postgresql://a/amd"},
+            {"amdocs": "postgresql://a/amd"},
+        ),
         ({"BILLING_SYNC_SOURCE_URL_AMDOCS": ""}, {}),
     ],
 )
