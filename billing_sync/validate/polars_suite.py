@@ -35,9 +35,8 @@ from typing import Any
 
 import polars as pl
 
-from billing_sync.validate.report import ExpectationFailure, ValidationReport
+from billing_sync.validate.report import ExpectationFailure, ValidationReport, failing_samples
 from billing_sync.validate.suites import (
-    KEY_COLUMN,
     SUITES_DIR,
     ExpectationSpec,
     Suite,
@@ -276,7 +275,10 @@ class PolarsValidator:
             if mostly is not None and domain and (domain - unexpected) / domain >= mostly:
                 continue
             positions = frame.select(expectation.unexpected.arg_true()).to_series().to_list()
-            keys, values = self._samples(frame, expectation.spec.column, positions)
+            head = positions[: max(20, self._sample_size)]  # GX reports the first 20
+            keys, values = failing_samples(
+                frame, expectation.spec.column, head, size=self._sample_size
+            )
             found.append((expectation.index, ExpectationFailure(
                 expectation=expectation.spec.type, column=expectation.spec.column,
                 unexpected_count=unexpected,
@@ -285,30 +287,3 @@ class PolarsValidator:
                 kwargs=dict(expectation.spec.kwargs), row_positions=tuple(positions),
             )))  # fmt: skip
         return found
-
-    def _samples(
-        self, frame: pl.DataFrame, column: str | None, positions: list[int]
-    ) -> tuple[list[str], list[Any]]:
-        """Up to ``sample_size`` distinct keys of the first offending rows, with their values."""
-        head = positions[: max(20, self._sample_size)]  # GX reports the first 20
-        keys_column = (
-            frame.get_column(KEY_COLUMN).gather(head).to_list()
-            if KEY_COLUMN in frame.columns
-            else [None] * len(head)
-        )
-        values_column = (
-            frame.get_column(column).gather(head).to_list()
-            if column is not None and column in frame.columns
-            else [None] * len(head)
-        )
-        keys: list[str] = []
-        values: list[Any] = []
-        for position, key, value in zip(head, keys_column, values_column, strict=True):
-            label = f"<row {position}>" if key is None else str(key)
-            if label in keys:
-                continue
-            keys.append(label)
-            values.append(value)
-            if len(keys) == self._sample_size:
-                break
-        return keys, values

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import polars as pl
+
+from billing_sync.validate.suites import KEY_COLUMN
+
 
 @dataclass(frozen=True)
 class ExpectationFailure:
@@ -127,3 +131,33 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, dt.date | dt.datetime | dt.time):
         return value.isoformat()
     return str(value)
+
+
+def failing_samples(
+    frame: pl.DataFrame, column: str | None, positions: list[int], *, size: int
+) -> tuple[list[str], list[Any]]:
+    """Up to ``size`` distinct keys of the rows at ``positions``, with their ``column`` values
+    (the samples both validators report, so GX and Polars failures read alike)."""
+    if not positions:
+        return [], []
+    keys_column = (
+        frame.get_column(KEY_COLUMN).gather(positions).to_list()
+        if KEY_COLUMN in frame.columns
+        else [None] * len(positions)
+    )
+    values_column = (
+        frame.get_column(column).gather(positions).to_list()
+        if column is not None and column in frame.columns
+        else [None] * len(positions)
+    )
+    keys: list[str] = []
+    values: list[Any] = []
+    for position, key, value in zip(positions, keys_column, values_column, strict=True):
+        label = f"<row {position}>" if key is None else str(key)
+        if label in keys:
+            continue
+        keys.append(label)
+        values.append(value)
+        if len(keys) == size:
+            break
+    return keys, values

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from billing_sync.validate.report import ExpectationFailure, ValidationReport
+from billing_sync.validate.report import ExpectationFailure, ValidationReport, failing_samples
 from billing_sync.validate.suites import (
     KEY_COLUMN,
     SUITES_DIR,
@@ -242,7 +242,9 @@ class Validator:
                     for position in details.get("partial_unexpected_index_list") or []
                     if isinstance(position, int)
                 ]
-                keys, values = self._samples(frame, spec.column, positions)
+                keys, values = failing_samples(
+                    frame, spec.column, positions, size=self._sample_size
+                )
                 every = details.get("unexpected_index_list")
                 all_positions = (
                     tuple(p for p in every if isinstance(p, int))
@@ -262,34 +264,6 @@ class Validator:
             found.append((index, failure))
         found.sort(key=lambda pair: pair[0])
         return [failure for _, failure in found]
-
-    def _samples(
-        self, frame: pl.DataFrame, column: str | None, positions: list[int]
-    ) -> tuple[list[str], list[Any]]:
-        """Up to ``sample_size`` distinct keys of the rows at ``positions``, with their values."""
-        if not positions:
-            return [], []
-        keys_column = (
-            frame.get_column(KEY_COLUMN).gather(positions).to_list()
-            if KEY_COLUMN in frame.columns
-            else [None] * len(positions)
-        )
-        values_column = (
-            frame.get_column(column).gather(positions).to_list()
-            if column is not None and column in frame.columns
-            else [None] * len(positions)
-        )
-        keys: list[str] = []
-        values: list[Any] = []
-        for position, key, value in zip(positions, keys_column, values_column, strict=True):
-            label = f"<row {position}>" if key is None else str(key)
-            if label in keys:
-                continue
-            keys.append(label)
-            values.append(value)
-            if len(keys) == self._sample_size:
-                break
-        return keys, values
 
 
 def _quiet_gx_children() -> None:
