@@ -39,9 +39,12 @@ Second resolution
     (:func:`~billing_sync.capture.cursor.cursor_horizon`): a transaction open at the
     horizon ``h`` may still write rows stamped ``floor(h)``, so only stamps strictly
     below ``floor(h)`` are complete. Without the floor, a row read at stamp ``s`` could
-    be rewritten later with the same stamp ``s``: a new content at an equal version, which
-    neither the tail, the lookback nor the version-guarded merge would take. Thousands of
-    rows in one second are the normal case and the key part of the cursor resumes
+    be rewritten later with the same stamp ``s``: a new content at an equal version.
+    A snapshot has no horizon (it reads every row as it is), so it can read such a row;
+    the tail reads the second again once it is complete, and the merge takes an equal
+    version whose content differs
+    (:data:`~billing_sync.load.warehouse.NEWER_OR_CHANGED_AT_EQUAL_VERSION`). Thousands
+    of rows in one second are the normal case and the key part of the cursor resumes
     inside it.
 Local time
     The source session runs in the catalog's ``timezone`` (PostgreSQL ``TimeZone``), so

@@ -1,8 +1,9 @@
 """The warehouse: version-guarded merge, watermark and batch log in one transaction.
 
 A batch is COPYed into a temporary table, then merged with
-``INSERT ... ON CONFLICT DO UPDATE ... WHERE target._source_version < excluded._source_version``,
-so a replayed or out-of-order batch changes nothing. The table's watermark, the entity's
+``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` the incoming version is newer, or equal
+with another content (:data:`NEWER_OR_CHANGED_AT_EQUAL_VERSION`), so a replayed or
+out-of-order batch changes nothing. The table's watermark, the entity's
 last batch id and the batch log row commit in the same transaction as the rows: a crash
 at any instant leaves either all of them or none.
 """
@@ -30,6 +31,18 @@ from billing_sync.validate.quarantine import create_tables as create_quarantine_
 
 if TYPE_CHECKING:
     from billing_sync.validate.quarantine import Screened
+
+NEWER_OR_CHANGED_AT_EQUAL_VERSION = (
+    "t._source_version < EXCLUDED._source_version"
+    " OR (t._source_version = EXCLUDED._source_version"
+    " AND (t._row_hash, t._is_deleted) IS DISTINCT FROM (EXCLUDED._row_hash, EXCLUDED._is_deleted))"
+)
+"""The merge guard. A newer version always wins. An equal version with another content
+wins too: with second-resolution stamps, a snapshot can read a row in the second it is
+being written, and a second write within that second keeps the stamp (the tail reads
+it once the second is settled, see :mod:`billing_sync.capture.window`). Reads of one
+table apply in the order they were taken, so the later read of an equal version is the
+more recent content. Identical content is skipped, so a replay writes nothing."""
 
 _STATE_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS billing;
@@ -403,12 +416,16 @@ class Warehouse:
         schema = entity_arrow_schema(columns)
         copy_rows(self.conn, incoming, rows, pa.schema([schema.field(name) for name in loaded]))
         updates = ", ".join(f'"{name}" = EXCLUDED."{name}"' for name in columns.all)
-        guard = "<=" if replace_equal else "<"
+        guard = (
+            "t._source_version <= EXCLUDED._source_version"
+            if replace_equal
+            else NEWER_OR_CHANGED_AT_EQUAL_VERSION
+        )
         result = self.conn.execute(
             f"INSERT INTO {columns.table} AS t ({names}, _batch_id)"
             f" SELECT {names}, %s FROM {incoming}"
             f" ON CONFLICT (_source_system, _source_key) DO UPDATE SET {updates}"
-            f" WHERE t._source_version {guard} EXCLUDED._source_version"
+            f" WHERE {guard}"
             " RETURNING (xmax = 0), _is_deleted, _source_key",
             (batch_id,),
         ).fetchall()

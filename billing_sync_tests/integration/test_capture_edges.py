@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -14,7 +15,7 @@ from billing_sync.capture.window import Advance, Window
 from billing_sync.load.ddl import STATE_SCHEMA
 from billing_sync.load.warehouse import ConcurrentSyncError
 from billing_sync.postgres import DatabaseUrls
-from billing_sync.simulator.clock import ICOMS_STAMP_SET
+from billing_sync.simulator.clock import ICOMS_STAMP_SET, cyymmdd, hhmmss
 from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import (
     assert_parity,
@@ -158,3 +159,50 @@ def test_a_lost_cache_is_rebuilt_from_the_warehouse(
         assert all(a.caught_up for a in applied)
         assert sum(a.rows for a in applied) > 0
         assert_parity(engine)
+
+
+
+def _write_payment(url: str, key: tuple[int, int], status: str, stamp: tuple[int, int]) -> None:
+    """Set PAY_STATUS with a given ``(CHG_DATE, CHG_TIME)``."""
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            'UPDATE "icoms"."PAYMENT" SET "PAY_STATUS" = %s, "CHG_DATE" = %s, "CHG_TIME" = %s'
+            ' WHERE "SITE_ID" = %s AND "PAYMENT_NO" = %s',
+            (status, *stamp, *key),
+        )
+
+
+def test_a_second_write_within_the_second_a_snapshot_read_is_not_lost(
+    databases: DatabaseUrls, tmp_path: Path
+) -> None:
+    """A snapshot reads every row, even one stamped with a second that is still being
+    written; a second write within that second keeps the stamp (an equal version) and
+    must still replace the first content, in the warehouse and in the cache."""
+    seeded_source(databases, accounts=20)
+    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0})
+    with psycopg.connect(databases.source) as conn:
+        row = conn.execute(
+            'SELECT "SITE_ID", "PAYMENT_NO" FROM "icoms"."PAYMENT" ORDER BY 1, 2 LIMIT 1'
+        ).fetchone()
+        # A second a few seconds ahead: the snapshot reads the first write before the
+        # tail may read that second, however slow the machine.
+        ahead = conn.execute(
+            "SELECT (date_trunc('second', now()) + interval '4 s') AT TIME ZONE 'America/Chicago'"
+        ).fetchone()
+    assert row is not None and ahead is not None
+    key, second = (row[0], row[1]), ahead[0]
+    stamp = (cyymmdd(second), hhmmss(second))
+    _write_payment(databases.source, key, "P", stamp)
+    with SyncEngine.from_settings(settings) as engine:
+        engine.setup()
+        engine.drain(until=source_now(databases.source), timeout=120)  # the snapshot reads it
+        _write_payment(databases.source, key, "R", stamp)  # same second, new content
+        engine.drain(until=second + timedelta(seconds=1), timeout=60)
+        assert_parity(engine)
+    with psycopg.connect(databases.warehouse) as conn:
+        statuses = conn.execute(
+            "SELECT count(*) FILTER (WHERE status = 'reversed') FROM billing.payment"
+            " WHERE _source_version = %s",
+            (second,),
+        ).fetchone()
+    assert statuses == (1,)
