@@ -445,12 +445,22 @@ def _in_warehouse(
     wanted = list(keys)
     if not wanted:
         return set()
+    # One text joined by a separator no key holds, split by the server: psycopg dumps a
+    # list parameter element by element in Python, a third of the check for 50,000 keys.
+    joined = _KEY_SEPARATOR.join(wanted)
+    if len(wanted) > 1 and joined.count(_KEY_SEPARATOR) == len(wanted) - 1:
+        keys_sql, parameter = "string_to_array(%s, chr(31))", joined
+    else:
+        keys_sql, parameter = "%s", wanted  # type: ignore[assignment]
     rows = conn.execute(
         f"SELECT _source_key FROM billing.{quote_ident(entity)}"
-        " WHERE _source_system = %s AND _source_key = ANY(%s)",
-        (system, wanted),
+        f" WHERE _source_system = %s AND _source_key = ANY({keys_sql})",
+        (system, parameter),
     ).fetchall()
     return {row[0] for row in rows}
+
+
+_KEY_SEPARATOR = "\x1f"  # chr(31), the ASCII unit separator
 
 
 def _unreleased(conn: psycopg.Connection[Any], system: str, entity: str) -> list[Unreleased]:

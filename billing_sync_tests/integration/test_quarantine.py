@@ -220,3 +220,28 @@ def test_cli_lists_explains_and_releases(
     with SyncEngine.from_settings(settings) as engine:
         engine.catch_up_cache()
         assert_parity(engine)  # released by hand: warehouse and cache equal the source
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        ["001|1", "001|2", "009|9"],  # joined into one text, split by the server
+        ["001|1"],  # one key: sent as a list
+        ["", "001|1", "009|9"],  # an empty key survives the split
+        ["odd\x1fkey", "001|1"],  # a key holding the separator: sent as a list
+    ],
+)
+def test_parent_lookup_finds_exactly_the_keys_present(
+    databases: DatabaseUrls, asked: list[str]
+) -> None:
+    present = {"001|1", "001|2", "", "odd\x1fkey"}
+    with psycopg.connect(databases.warehouse, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS billing")
+        conn.execute("DROP TABLE IF EXISTS billing.lookup_probe")
+        conn.execute("CREATE TABLE billing.lookup_probe (_source_system text, _source_key text)")
+        for key in present:
+            conn.execute("INSERT INTO billing.lookup_probe VALUES ('icoms', %s)", (key,))
+        conn.execute("INSERT INTO billing.lookup_probe VALUES ('amdocs', '009|9')")
+        found = quarantine._in_warehouse(conn, "icoms", "lookup_probe", asked)
+        conn.execute("DROP TABLE billing.lookup_probe")
+    assert found == present & set(asked)
