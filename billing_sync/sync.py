@@ -617,11 +617,19 @@ def tables_behind(engine: SyncEngine, tier: Tier | None = None) -> list[str]:
     """Tables whose newest source change is past the warehouse watermark.
 
     One index read per table on the source; the sensors ask this before starting a run.
+    A cursor without key values (a snapshot's hand-over point) has not read its own
+    timestamp yet, so a change stamped exactly there is behind too.
     """
     behind = []
     for catalog, mapping in engine.tables(tier):
         newest = newest_change(engine.source(catalog.system), catalog, mapping)
-        watermark = engine.warehouse.watermark(catalog.system, mapping)
-        if newest is not None and (watermark.cursor is None or newest > watermark.cursor.change_ts):
+        if newest is None:
+            continue
+        cursor = engine.warehouse.watermark(catalog.system, mapping).cursor
+        if (
+            cursor is None
+            or newest > cursor.change_ts
+            or (newest == cursor.change_ts and not cursor.key)
+        ):
             behind.append(f"{catalog.system}.{mapping.table}")
     return behind

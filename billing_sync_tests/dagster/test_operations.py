@@ -17,6 +17,7 @@ from billing_sync.defs.keys import TIER_TAG
 from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator.clock import ICOMS_STAMP_SET
+from billing_sync_tests.integration.helpers import next_second
 from billing_sync_tests.webhook import webhook_server
 
 pytestmark = [pytest.mark.dagster, pytest.mark.integration]
@@ -65,6 +66,7 @@ def _set_amount(url: str, amount: int, n: int) -> None:
             f'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = {amount}, {ICOMS_STAMP_SET}'
             f' WHERE ("SITE_ID", "PAYMENT_NO") IN ({FIRST_PAYMENTS.format(n=n)})'
         )
+    next_second()  # stamps have whole seconds: the capture reads a second once it is over
 
 
 def test_validation_checks_metadata_and_alerts_that_fire_once_and_resolve(

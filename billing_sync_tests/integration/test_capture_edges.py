@@ -11,12 +11,13 @@ import psycopg
 import pyarrow as pa
 import pytest
 
+from billing_sync.capture.regression import newest_change
 from billing_sync.capture.window import Advance, Window
 from billing_sync.load.ddl import STATE_SCHEMA
 from billing_sync.load.warehouse import ConcurrentSyncError
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator.clock import ICOMS_STAMP_SET, cyymmdd, hhmmss
-from billing_sync.sync import SyncEngine
+from billing_sync.sync import SyncEngine, tables_behind
 from billing_sync_tests.integration.helpers import (
     assert_parity,
     next_second,
@@ -161,7 +162,6 @@ def test_a_lost_cache_is_rebuilt_from_the_warehouse(
         assert_parity(engine)
 
 
-
 def _write_payment(url: str, key: tuple[int, int], status: str, stamp: tuple[int, int]) -> None:
     """Set PAY_STATUS with a given ``(CHG_DATE, CHG_TIME)``."""
     with psycopg.connect(url) as conn:
@@ -206,3 +206,29 @@ def test_a_second_write_within_the_second_a_snapshot_read_is_not_lost(
             (second,),
         ).fetchone()
     assert statuses == (1,)
+
+
+def test_a_change_stamped_at_the_hand_over_second_starts_a_run(
+    databases: DatabaseUrls, tmp_path: Path
+) -> None:
+    """A snapshot hands over at ``(ts, ())``: "from ts on". A change stamped exactly ``ts``
+    is behind (the sensors must start a run), not caught up."""
+    seeded_source(databases, accounts=10)
+    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0})
+    with SyncEngine.from_settings(settings) as engine:
+        engine.setup()
+        engine.drain(until=source_now(databases.source), timeout=60)
+        assert tables_behind(engine) == []
+        catalog = engine.catalogs[0]
+        payment = catalog.by_table["PAYMENT"]
+        newest = newest_change(engine.source("icoms"), catalog, payment)
+        with psycopg.connect(databases.warehouse) as conn:  # a hand-over at the newest stamp
+            conn.execute(
+                f"UPDATE {STATE_SCHEMA}.watermark SET cursor_ts = %s, cursor_key = NULL"
+                " WHERE system = 'icoms' AND source_table = 'PAYMENT'",
+                (newest,),
+            )
+        assert tables_behind(engine) == ["icoms.PAYMENT"]
+        engine.drain(until=source_now(databases.source), timeout=60)
+        assert tables_behind(engine) == []
+        assert_parity(engine)

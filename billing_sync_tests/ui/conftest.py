@@ -29,7 +29,7 @@ from billing_sync.defs.keys import TIER_TAG
 from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.postgres import drop_database, ensure_database
 from billing_sync.simulator.clock import ICOMS_STAMP_SET
-from billing_sync_tests.integration.helpers import seeded_source
+from billing_sync_tests.integration.helpers import next_second, seeded_source
 
 REPO = Path(__file__).resolve().parents[2]
 BAD = 'SELECT "SITE_ID", "PAYMENT_NO" FROM "icoms"."PAYMENT" ORDER BY 1, 2 LIMIT {n}'
@@ -108,12 +108,14 @@ def served(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
                     f'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = -5, {ICOMS_STAMP_SET}'
                     f' WHERE ("SITE_ID", "PAYMENT_NO") IN ({BAD.format(n=2)})'
                 )
+            next_second()  # stamps have whole seconds: read once the second is over
             assert _sync(instance, resource).success
             with psycopg.connect(source, autocommit=True) as conn:  # ten: the batch fails
                 conn.execute(
                     f'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = -5, {ICOMS_STAMP_SET}'
                     f' WHERE ("SITE_ID", "PAYMENT_NO") IN ({BAD.format(n=10)})'
                 )
+            next_second()  # stamps have whole seconds: read once the second is over
             failed = _sync(instance, resource)
             assert not failed.success
         port = _free_port()
