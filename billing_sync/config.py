@@ -378,7 +378,7 @@ class CaptureSettings(_Strict):
 class TierSettings(_Strict):
     """How a tier's sync runs behave."""
 
-    batches_per_run: int = Field(default=120, gt=0)
+    batches_per_run: int = Field(default=900, gt=0)
     poll_interval_seconds: float = Field(default=1.0, ge=0)
     freshness_sla_seconds: float = Field(gt=0)
 
@@ -387,7 +387,9 @@ def _default_tiers() -> dict[Tier, TierSettings]:
     return {
         "priority": TierSettings(freshness_sla_seconds=10),
         "standard": TierSettings(freshness_sla_seconds=60),
-        "bulk": TierSettings(freshness_sla_seconds=900, poll_interval_seconds=5),
+        "bulk": TierSettings(
+            freshness_sla_seconds=900, poll_interval_seconds=5, batches_per_run=300
+        ),
     }
 
 

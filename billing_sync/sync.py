@@ -19,7 +19,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from billing_sync.capture.cursor import cursor_horizon, decode_cursor
+from billing_sync.capture.cursor import cursor_horizon, decode_cursor, rows_stamped_before
 from billing_sync.capture.lookback import Lookback
 from billing_sync.capture.query import (
     CURSOR_ALIAS,
@@ -132,6 +132,8 @@ class SyncEngine:
             on_create=lambda con: create_cache_views(con, entities),  # a new or rebuilt file too
         )
         self._cache_behind: set[str] = set()  # entities the cache lacks warehouse batches of
+        # A backfill chunk's read: the stamps complete when it started (see _snapshot_rows).
+        self._complete_below: dict[tuple[Any, ...], datetime] = {}
         self.snapshot_io = SnapshotIO(
             cache=self.cache, warehouse_url=lambda: self.urls.warehouse, source=self.source
         )
@@ -311,7 +313,9 @@ class SyncEngine:
         any released from quarantine) and what goes to quarantine. A batch with too many
         bad rows raises before any write. ``polars_validation``: the same suite evaluated
         in Polars (:mod:`billing_sync.validate.polars_suite`) instead of GX."""
-        validator = self.polars_validator if polars_validation else self.validator
+        # While a new run still imports GX, the same suite in Polars (identical failures).
+        use_polars = polars_validation or self.validator.warming(mapping.entity)
+        validator = self.polars_validator if use_polars else self.validator
         normalized = normalize_batch(
             raw, mapping, system=catalog.system, synced_at=datetime.now(UTC),
             protector=self.protector,
@@ -414,11 +418,13 @@ class SyncEngine:
                 handover_ts=cursor_horizon(mapping, horizon.at), where_sql=where,
                 rows_total=int(total),
             )  # fmt: skip
-        raw = self._snapshot_rows(catalog, mapping, state, after_key=state.last_key)
+        raw, complete_below = self._snapshot_rows(catalog, mapping, state, after_key=state.last_key)
         finished = raw.num_rows < capture.snapshot_rows
         last = _last_cursor(raw, mapping)
         if not finished and last is not None:  # the next chunk reads while this one loads
             self._snapshot_rows(catalog, mapping, state, after_key=last.key, ahead=True)
+        if complete_below is not None:
+            raw = rows_stamped_before(raw, mapping, complete_below)
         # The suite in Polars: GX would cost as much as the rest of a chunk (DESIGN §6).
         rows, screened = self.prepare(raw, catalog, mapping, polars_validation=True)
         result, state = commit_chunk(
@@ -450,9 +456,17 @@ class SyncEngine:
         *,
         after_key: tuple[Any, ...] | None,
         ahead: bool = False,
-    ) -> pa.Table:
+    ) -> tuple[pa.Table, datetime | None]:
         """The chunk after ``after_key``: read ahead already, or read now. ``ahead``: start
-        reading it in the background instead (returns an empty table)."""
+        reading it in the background instead (returns an empty table).
+
+        For a backfill, also the stamp below which every row was complete when the read
+        began. A backfill runs beside the tail: a row it reads in a second still being
+        written may be written again within that second (the same version), and the
+        tail, which reads that second once it is over, may commit the newer content
+        before this chunk commits the older one at an equal version. The rows at or
+        above that stamp are the tail's to load.
+        """
         limit = self.settings.capture.snapshot_rows
         query = build_snapshot_query(
             mapping, schema=catalog.schema_name, after_key=after_key, limit=limit,
@@ -461,11 +475,20 @@ class SyncEngine:
         schema = source_schema(mapping)
         key = (mapping.table, state.snapshot_id, after_key, state.where_sql, limit)
         prefetch = self.snapshot_io.prefetch(catalog.system)
+        if state.kind == "backfill" and (ahead or key not in self._complete_below):
+            capture = self.settings.capture
+            horizon = self.source(catalog.system).horizon(
+                delay=timedelta(seconds=capture.delay_seconds),
+                use_transactions=capture.use_transaction_horizon,
+            )
+            self._complete_below[key] = cursor_horizon(mapping, horizon.at)
         if ahead:
             prefetch.start(key, query, schema)
-            return schema.empty_table()
+            return schema.empty_table(), None
         rows = prefetch.take(key)
-        return self.source(catalog.system).read_arrow(query, schema) if rows is None else rows
+        if rows is None:
+            rows = self.source(catalog.system).read_arrow(query, schema)
+        return rows, self._complete_below.pop(key, None)
 
     def _feed_cache(
         self, mapping: TableMapping, rows: pa.Table, result: CommitResult, *, last: bool

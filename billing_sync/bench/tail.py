@@ -45,7 +45,7 @@ from billing_sync.bench.server import (
     source_statements,
 )
 from billing_sync.capture.cursor import encode_cyymmdd_hhmmss
-from billing_sync.config import SourceCatalog, load_catalog
+from billing_sync.config import SourceCatalog, TierSettings, load_catalog
 from billing_sync.simulator import Workload, seed
 from billing_sync.simulator.clock import ICOMS_TIMEZONE
 
@@ -521,7 +521,8 @@ def run_shapes(ctx: BenchContext) -> Report:
         first = [r for r in tail.rows if r["rate"] == rate]
         runs = tail.details.get("dagster_runs", {})
         for row in first:
-            rows.append({**row, "shape": "batches_per_run 120 (default; from the tail run)",
+            shape = f"batches_per_run {TierSettings.model_fields['batches_per_run'].default}"
+            rows.append({**row, "shape": f"{shape} (default; from the tail run)",
                          "median_launch_seconds": runs.get("median_launch_seconds"),
                          "median_run_seconds": runs.get("median_run_seconds")})  # fmt: skip
     report = Report(

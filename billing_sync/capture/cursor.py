@@ -350,6 +350,25 @@ def decode_cursor(table: pa.Table, mapping: TableMapping) -> pa.Table:
     )
 
 
+def rows_stamped_before(table: pa.Table, mapping: TableMapping, bound: datetime) -> pa.Table:
+    """The rows of a source batch whose change stamp is below ``bound``, in their order
+    (a row without a stamp is kept).
+
+    >>> from datetime import datetime
+    >>> m = TableMapping.model_validate({"table": "T", "entity": "e", "key": ["K"],
+    ...     "cursor": "TS", "columns": [{"source": "K", "target": "k", "type": "text"}]})
+    >>> rows = pa.table({"K": ["a", "b", "c"], CURSOR_ALIAS: pa.array(
+    ...     [datetime(2026, 1, 1, 12, 0, 4), datetime(2026, 1, 1, 12, 0, 5), None],
+    ...     pa.timestamp("us"))})
+    >>> rows_stamped_before(rows, m, datetime(2026, 1, 1, 12, 0, 5)).column("K").to_pylist()
+    ['a', 'c']
+    """
+    stamps = pl.from_arrow(decode_cursor(table, mapping).select([CURSOR_ALIAS]))
+    assert isinstance(stamps, pl.DataFrame)
+    keep = stamps.get_column(CURSOR_ALIAS).lt(bound).fill_null(True)
+    return table.filter(keep.to_arrow())
+
+
 def decode_packed_many(values: list[int | None]) -> list[datetime | None]:
     """:func:`decode_packed` of many values in one Polars pass (verification reads
     thousands of row versions at a time).

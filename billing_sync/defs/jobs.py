@@ -5,7 +5,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition,
 )
 
-from billing_sync.defs.keys import TIER_TAG
+from billing_sync.defs.keys import SYNC_MAX_RUNTIME_SECONDS, TIER_TAG
 
 
 def sync_job(tier: str, asset: dg.AssetsDefinition) -> UnresolvedAssetJobDefinition:
@@ -17,7 +17,7 @@ def sync_job(tier: str, asset: dg.AssetsDefinition) -> UnresolvedAssetJobDefinit
         executor_def=dg.in_process_executor,
         # Run monitoring fails a run past this (a hung source read, say); the sensor then
         # starts the next from the committed watermark.
-        tags={TIER_TAG: tier, "dagster/max_runtime": "3600"},
+        tags={TIER_TAG: tier, "dagster/max_runtime": str(SYNC_MAX_RUNTIME_SECONDS)},
         description=f"Micro-batches of the {tier} tier's tables, looped inside one run.",
     )
 

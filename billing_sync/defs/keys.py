@@ -3,6 +3,10 @@
 import dagster as dg
 
 TIER_TAG = "billing_sync/tier"
+SYNC_MAX_RUNTIME_SECONDS = 3600
+"""Run monitoring fails a sync run past this (the ``dagster/max_runtime`` tag)."""
+SYNC_RUN_BUDGET_SECONDS = SYNC_MAX_RUNTIME_SECONDS / 2
+"""A sync run stops after ``batches_per_run`` micro-batches or this long, whichever first."""
 
 
 def source_key(system: str, table: str) -> dg.AssetKey:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pyarrow as pa
 import pytest
 
+from billing_sync import sync as sync_module
 from billing_sync.capture.regression import newest_change
 from billing_sync.capture.window import Advance, Window
 from billing_sync.load.ddl import STATE_SCHEMA
@@ -162,6 +164,28 @@ def test_a_lost_cache_is_rebuilt_from_the_warehouse(
         assert_parity(engine)
 
 
+def _first_payment_and_a_second_ahead(url: str) -> tuple[tuple[int, int], datetime]:
+    """The first payment's key and a source second a few seconds ahead (ICOMS local
+    time): a stamp that no window can read before the test writes it twice."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            'SELECT "SITE_ID", "PAYMENT_NO" FROM "icoms"."PAYMENT" ORDER BY 1, 2 LIMIT 1'
+        ).fetchone()
+        ahead = conn.execute(
+            "SELECT (date_trunc('second', now()) + interval '4 s') AT TIME ZONE 'America/Chicago'"
+        ).fetchone()
+    assert row is not None and ahead is not None
+    return (row[0], row[1]), ahead[0]
+
+
+def _status_at(url: str, version: datetime) -> list[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT status FROM billing.payment WHERE _source_version = %s", (version,)
+        ).fetchall()
+    return [status for (status,) in rows]
+
+
 def _write_payment(url: str, key: tuple[int, int], status: str, stamp: tuple[int, int]) -> None:
     """Set PAY_STATUS with a given ``(CHG_DATE, CHG_TIME)``."""
     with psycopg.connect(url) as conn:
@@ -180,17 +204,7 @@ def test_a_second_write_within_the_second_a_snapshot_read_is_not_lost(
     must still replace the first content, in the warehouse and in the cache."""
     seeded_source(databases, accounts=20)
     settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0})
-    with psycopg.connect(databases.source) as conn:
-        row = conn.execute(
-            'SELECT "SITE_ID", "PAYMENT_NO" FROM "icoms"."PAYMENT" ORDER BY 1, 2 LIMIT 1'
-        ).fetchone()
-        # A second a few seconds ahead: the snapshot reads the first write before the
-        # tail may read that second, however slow the machine.
-        ahead = conn.execute(
-            "SELECT (date_trunc('second', now()) + interval '4 s') AT TIME ZONE 'America/Chicago'"
-        ).fetchone()
-    assert row is not None and ahead is not None
-    key, second = (row[0], row[1]), ahead[0]
+    key, second = _first_payment_and_a_second_ahead(databases.source)
     stamp = (cyymmdd(second), hhmmss(second))
     _write_payment(databases.source, key, "P", stamp)
     with SyncEngine.from_settings(settings) as engine:
@@ -199,13 +213,7 @@ def test_a_second_write_within_the_second_a_snapshot_read_is_not_lost(
         _write_payment(databases.source, key, "R", stamp)  # same second, new content
         engine.drain(until=second + timedelta(seconds=1), timeout=60)
         assert_parity(engine)
-    with psycopg.connect(databases.warehouse) as conn:
-        statuses = conn.execute(
-            "SELECT count(*) FILTER (WHERE status = 'reversed') FROM billing.payment"
-            " WHERE _source_version = %s",
-            (second,),
-        ).fetchone()
-    assert statuses == (1,)
+    assert _status_at(databases.warehouse, second) == ["reversed"]
 
 
 def test_a_change_stamped_at_the_hand_over_second_starts_a_run(
@@ -232,3 +240,33 @@ def test_a_change_stamped_at_the_hand_over_second_starts_a_run(
         engine.drain(until=source_now(databases.source), timeout=60)
         assert tables_behind(engine) == []
         assert_parity(engine)
+
+
+def test_a_backfill_never_overwrites_what_the_tail_loaded_at_an_equal_version(
+    databases: DatabaseUrls, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backfill chunk reads a row in a second still being written; before the chunk
+    commits, the row is written again within that second and the tail loads it. The
+    chunk must not put the first content back (it leaves such rows to the tail)."""
+    seeded_source(databases, accounts=20)
+    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0})
+    key, second = _first_payment_and_a_second_ahead(databases.source)
+    stamp = (cyymmdd(second), hhmmss(second))
+    with SyncEngine.from_settings(settings) as engine:
+        engine.setup()
+        engine.drain(until=source_now(databases.source), timeout=60)
+        _write_payment(databases.source, key, "P", stamp)  # what the backfill reads
+        real_commit = sync_module.commit_chunk
+
+        def tail_commits_first(*args: Any, **kwargs: Any) -> Any:
+            monkeypatch.setattr(sync_module, "commit_chunk", real_commit)
+            _write_payment(databases.source, key, "R", stamp)  # same second, new content
+            engine.drain(until=second + timedelta(seconds=1), timeout=60)
+            return real_commit(*args, **kwargs)
+
+        monkeypatch.setattr(sync_module, "commit_chunk", tail_commits_first)
+        catalog = engine.catalogs[0]
+        assert engine.backfill(catalog, catalog.by_table["PAYMENT"]) > 0
+        assert sync_module.commit_chunk is real_commit  # the chunk did commit after the tail
+        assert_parity(engine)
+    assert _status_at(databases.warehouse, second) == ["reversed"]

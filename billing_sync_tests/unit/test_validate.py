@@ -7,6 +7,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -488,3 +489,24 @@ def test_report_metadata_is_json_safe() -> None:
     metadata = _failed_report().as_metadata()
     assert json.loads(json.dumps(metadata)) == metadata
     assert metadata["failures"][0]["sample_values"] == ["-1.00", "0.00"]
+
+
+def test_a_background_warm_up_marks_entities_warming_until_their_suite_is_built() -> None:
+    validator = Validator()
+    assert not validator.warming("payment")  # no warm-up started: validate() builds it
+    release = threading.Event()
+    build = validator.warm_up
+
+    def held(entities: list[str] | None = None) -> float:
+        release.wait(30)
+        return build(entities)
+
+    validator.warm_up = held  # type: ignore[method-assign]
+    validator.warm_up_in_background(["payment"])
+    assert validator.warming("payment") and validator.warming("usage")
+    release.set()
+    assert validator._background is not None
+    validator._background.join(60)
+    assert not validator.warming("payment") and not validator.warming("usage")
+    report = validator.validate("payment", pl.DataFrame())
+    assert report.success
