@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import psycopg
 from pydantic import SecretStr
 
-from billing_sync.config import Settings, load_catalogs
+from billing_sync.config import TIERS, Settings, Tier, load_catalogs
 from billing_sync.load.ddl import STATE_SCHEMA
 from billing_sync.postgres import (
     DatabaseUrls,
@@ -195,19 +196,26 @@ def wait_runs_finished(warehouse_url: str, settings: Settings, *, timeout: float
             time.sleep(0.5)
 
 
-def freshness(warehouse_url: str) -> dict[str, float]:
-    """Lag of the batches Dagster runs committed: oldest change in a batch to its commit."""
+def freshness(
+    warehouse_url: str, tiers: Mapping[tuple[str, str], Tier]
+) -> dict[Tier, dict[str, float]]:
+    """Lag of the batches Dagster runs committed, per tier (``tiers``: (system, table) to
+    tier): the oldest change in a batch to its commit."""
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
-        lags = [
-            float(row[0])
-            for row in conn.execute(
-                f"SELECT lag_seconds FROM {STATE_SCHEMA}.batch_log"
-                " WHERE run_id IS NOT NULL AND lag_seconds IS NOT NULL"
-            ).fetchall()
-        ]
-    if not lags:
-        return {}
-    lags.sort()
+        rows = conn.execute(
+            f"SELECT system, source_table, lag_seconds FROM {STATE_SCHEMA}.batch_log"
+            " WHERE run_id IS NOT NULL AND lag_seconds IS NOT NULL"
+        ).fetchall()
+    by_tier: dict[Tier, list[float]] = {}
+    for system, table, lag in rows:
+        tier = tiers.get((system, table))
+        if tier is not None:  # a table no longer in the catalogs
+            by_tier.setdefault(tier, []).append(float(lag))
+    return {tier: _lag_figures(lags) for tier, lags in by_tier.items()}
+
+
+def _lag_figures(lags: list[float]) -> dict[str, float]:
+    lags = sorted(lags)
 
     def quantile(q: float) -> float:
         return lags[min(len(lags) - 1, int(q * len(lags)))]
@@ -350,13 +358,21 @@ def finish_headless(
             )  # fmt: skip
     results = parity(settings)
     say(format_parity(results))
-    lag = freshness(urls.warehouse)
+    tiers = {
+        (catalog.system, mapping.table): mapping.tier
+        for catalog in load_catalogs(settings)
+        for mapping in catalog.tables
+    }
+    lag = freshness(urls.warehouse, tiers)
     if lag:
-        say(
-            f"freshness (commit in source to visible in warehouse, {lag['batches']:.0f} Dagster "
-            f"batches): p50 {lag['p50']:.2f}s  p95 {lag['p95']:.2f}s  p99 {lag['p99']:.2f}s  "
-            f"max {lag['max']:.2f}s"
-        )
+        say("freshness (commit in source to visible in warehouse, per Dagster batch):")
+        for tier in sorted(lag, key=TIERS.index):
+            figures, sla = lag[tier], settings.tier(tier).freshness_sla_seconds
+            say(
+                f"  {tier:<9} {figures['batches']:>5.0f} batches  p50 {figures['p50']:.2f}s"
+                f"  p95 {figures['p95']:.2f}s  p99 {figures['p99']:.2f}s"
+                f"  max {figures['max']:.2f}s  (SLA {sla:.0f}s)"
+            )
     else:
         say("freshness: no batch was committed by a Dagster run")
     equal = all(result.equal for result in results)

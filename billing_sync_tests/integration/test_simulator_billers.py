@@ -175,3 +175,20 @@ def test_the_change_query_uses_the_capture_index(
         )
     )
     assert f"{table}_CHG_IX" in plan, plan
+
+
+def test_rate_changes_stay_within_what_billers_charge(conn: psycopg.Connection[Any]) -> None:
+    """Hours of rate changes on one service code (each up to +6%) never leave $1-$999.99:
+    a rate that compounds without bound fails the product suite's range after a long run."""
+    from billing_sync.simulator.icoms.operations import render, templates
+
+    create_schema(conn, system="icoms")
+    seed(conn, accounts=5, system="icoms")
+    code = scalar(conn, 'SELECT "SERVICE_CODE" FROM "icoms"."SERVICE_CODE" WHERE "SITE_ID" = %s'
+                  " ORDER BY 1 LIMIT 1", "001")  # fmt: skip
+    statement = render(templates()["rate_change"], "icoms")
+    for factor in ("1.06",) * 400 + ("0.95",) * 400:
+        conn.execute(statement, {"site": "001", "code": code, "factor": factor, "user": "RATES"})
+        rate = scalar(conn, 'SELECT "RATE" FROM "icoms"."SERVICE_CODE" WHERE "SITE_ID" = %s'
+                      ' AND "SERVICE_CODE" = %s', "001", code)  # fmt: skip
+        assert 100 <= rate <= 99_999

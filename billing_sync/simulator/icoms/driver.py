@@ -99,7 +99,10 @@ class IcomsDriver:
                 params.update(fraction=rng.random() / 2, user=ref.USAGE_USER)
             elif name == "rate_change":
                 params.update(
-                    code=ref.pick_service(rng).code, factor=Decimal(rng.randint(100, 108)) / 100
+                    # Mostly increases, sometimes a promotion; clamped to $1.00-$999.99 in
+                    # SQL, so hours of changes never push a rate past what billers charge.
+                    code=ref.pick_service(rng).code,
+                    factor=Decimal(rng.randint(95, 106)) / 100,
                 )
             else:
                 params.update(tech=rng.choice(ref.TECHS[:-1]), user=ref.DISPATCH_USER)

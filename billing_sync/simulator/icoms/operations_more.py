@@ -220,7 +220,8 @@ WITH premise AS (
 SELECT count(*) FROM premise""",
     "rate_change": """
 WITH rate AS (
-    UPDATE $S."SERVICE_CODE" SET "RATE" = round("RATE" * %(factor)s::numeric)::int,
+    UPDATE $S."SERVICE_CODE"
+    SET "RATE" = LEAST(GREATEST(round("RATE" * %(factor)s::numeric)::int, 100), 99999),
         "EFF_DATE" = $TODAY, $STAMP
     WHERE "SITE_ID" = %(site)s AND "SERVICE_CODE" = %(code)s
     RETURNING 1
