@@ -10,6 +10,7 @@ at any instant leaves either all of them or none.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -24,9 +25,15 @@ import pyarrow.csv as pa_csv
 from billing_sync.capture.window import Advance, Cursor, Window
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.load.copy_in import copy_rows
-from billing_sync.load.ddl import STATE_SCHEMA, EntityColumns, entities_of, entity_columns
+from billing_sync.load.ddl import (
+    ENTITY_SCHEMA,
+    STATE_SCHEMA,
+    EntityColumns,
+    entities_of,
+    entity_columns,
+)
 from billing_sync.postgres import redact_url
-from billing_sync.validate.quarantine import QUARANTINE_TABLE
+from billing_sync.validate.quarantine import QUARANTINE_DDL, QUARANTINE_TABLE, payload_table
 from billing_sync.validate.quarantine import create_tables as create_quarantine_tables
 
 if TYPE_CHECKING:
@@ -190,13 +197,25 @@ class Warehouse:
         self.conn.close()
 
     def setup(self, catalogs: list[SourceCatalog]) -> None:
-        """Create the bookkeeping tables, entity tables and watermark rows (idempotent)."""
+        """Create the bookkeeping tables, entity tables and watermark rows (idempotent).
+
+        The DDL runs only when the schema is not the one this code creates (a digest of
+        the DDL kept as the state schema's comment) or a table is missing. Every run of
+        every tier sets up at its start, while the other tiers' runs commit: DDL on
+        existing tables (``ALTER TABLE ... IF NOT EXISTS``, ``CREATE INDEX IF NOT
+        EXISTS``) still takes their strong locks, and deadlocked with those commits.
+        """
+        entities = entities_of(catalogs)
+        digest = _setup_digest(entities)
         with self.conn.transaction():
-            self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('billing_sync.setup'))")
-            self.conn.execute(_STATE_DDL)
-            for columns in entities_of(catalogs).values():
-                self._create_entity(columns)
-            create_quarantine_tables(self.conn, entities_of(catalogs).values())
+            if not self._set_up(digest, entities):
+                self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('billing_sync.setup'))")
+                if not self._set_up(digest, entities):  # another run may have done it
+                    self.conn.execute(_STATE_DDL)
+                    for columns in entities.values():
+                        self._create_entity(columns)
+                    create_quarantine_tables(self.conn, entities.values())
+                    self.conn.execute(f"COMMENT ON SCHEMA {STATE_SCHEMA} IS '{digest}'")
             for catalog in catalogs:
                 for mapping in catalog.tables:
                     self.conn.execute(
@@ -204,6 +223,21 @@ class Warehouse:
                         " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                         (catalog.system, mapping.table, mapping.entity),
                     )
+
+    def _set_up(self, digest: str, entities: dict[str, EntityColumns]) -> bool:
+        tables = [
+            name
+            for columns in entities.values()
+            for name in (columns.table, _batch_index(columns), payload_table(columns.entity))
+        ]
+        return bool(
+            self._scalar(
+                "SELECT coalesce(obj_description(to_regnamespace(%s), 'pg_namespace') = %s,"
+                " false) AND NOT EXISTS"
+                " (SELECT 1 FROM unnest(%s::text[]) AS t WHERE to_regclass(t) IS NULL)",
+                (STATE_SCHEMA, digest, tables),
+            )
+        )
 
     def _create_entity(self, columns: EntityColumns) -> None:
         definitions = ",\n    ".join(columns.column_definitions())
@@ -213,7 +247,7 @@ class Warehouse:
         )
         self.conn.execute(
             f'CREATE INDEX IF NOT EXISTS "{columns.entity}_batch_ix" ON {columns.table} (_batch_id)'
-        )
+        )  # named by _batch_index
         self.conn.execute(
             f"INSERT INTO {STATE_SCHEMA}.entity_state (entity) VALUES (%s) ON CONFLICT DO NOTHING",
             (columns.entity,),
@@ -583,3 +617,15 @@ def rows_to_arrow(records: list[tuple[Any, ...]], columns: EntityColumns) -> pa.
         [pa.array(column, type=field.type) for column, field in zip(values, schema, strict=True)],
         schema=schema,
     )
+
+
+def _batch_index(columns: EntityColumns) -> str:
+    return f'{ENTITY_SCHEMA}."{columns.entity}_batch_ix"'
+
+
+def _setup_digest(entities: dict[str, EntityColumns]) -> str:
+    """Names the DDL :meth:`Warehouse.setup` runs: any change to it runs it again."""
+    parts = [_STATE_DDL, QUARANTINE_DDL]
+    for name in sorted(entities):
+        parts.append(name + ":" + ",".join(entities[name].column_definitions()))
+    return "billing-sync setup " + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]

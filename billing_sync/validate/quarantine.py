@@ -63,7 +63,7 @@ FIXED = "fixed"  # a newer version of the row passed
 PARENT_ARRIVED = "parent arrived"
 MANUAL = "manual"
 
-_DDL = f"""
+QUARANTINE_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {PAYLOAD_SCHEMA};
 CREATE TABLE IF NOT EXISTS {QUARANTINE_TABLE} (
     entity text NOT NULL,
@@ -98,7 +98,7 @@ def payload_table(entity: str) -> str:
 
 def create_tables(conn: psycopg.Connection[Any], entities: Iterable[EntityColumns]) -> None:
     """The quarantine table and one payload table per entity (idempotent; caller's transaction)."""
-    conn.execute(_DDL)
+    conn.execute(QUARANTINE_DDL)
     for columns in entities:
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {payload_table(columns.entity)}"

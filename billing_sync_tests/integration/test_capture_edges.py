@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -270,3 +271,31 @@ def test_a_backfill_never_overwrites_what_the_tail_loaded_at_an_equal_version(
         assert sync_module.commit_chunk is real_commit  # the chunk did commit after the tail
         assert_parity(engine)
     assert _status_at(databases.warehouse, second) == ["reversed"]
+
+
+def test_setup_takes_no_strong_lock_while_another_run_commits(
+    databases: DatabaseUrls, tmp_path: Path
+) -> None:
+    """Each tier's run sets up at its start while the others commit. Once the schema is
+    there, setup must not wait on (or deadlock with) a commit's row locks."""
+    seeded_source(databases, accounts=5)
+    settings = settings_for(databases, tmp_path)
+    with SyncEngine.from_settings(settings) as first:
+        first.setup()
+    tables = f"{STATE_SCHEMA}.batch_log, {STATE_SCHEMA}.watermark, {STATE_SCHEMA}.snapshot, "
+    tables += "billing.payment, billing_sync.entity_state"
+    with psycopg.connect(databases.warehouse) as committing:
+        committing.execute(f"LOCK TABLE {tables} IN ROW EXCLUSIVE MODE")  # as a commit does
+        done = threading.Event()
+
+        def set_up_again() -> None:
+            with SyncEngine.from_settings(settings) as second:
+                second.setup()
+            done.set()
+
+        setting_up = threading.Thread(target=set_up_again, daemon=True)
+        setting_up.start()
+        finished = done.wait(15)
+        committing.rollback()  # lets a blocked setup go on, so the thread ends either way
+        setting_up.join(30)
+    assert finished, "setup waited for the committing transaction's locks"
