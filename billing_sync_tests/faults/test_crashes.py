@@ -21,6 +21,7 @@ from billing_sync.simulator.clock import ICOMS_STAMP_SET
 from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import (
     assert_parity,
+    next_second,
     seeded_source,
     settings_for,
     source_now,
@@ -58,6 +59,7 @@ def test_sigkill_at_each_step_boundary_then_parity(
             f'UPDATE "icoms"."PAYMENT" SET "PAY_STATUS" = \'R\', {ICOMS_STAMP_SET}'
             ' WHERE "PAYMENT_NO" % 5 = 0'
         )
+    next_second()  # stamps have whole seconds: --once reads this one only once it is over
     crashed = _sync_process(
         _config_file(settings, tmp_path / "s.yaml"), "--once", "--tier", "priority",
         crash_at=point,
