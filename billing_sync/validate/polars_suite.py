@@ -178,7 +178,7 @@ def _table_failure(spec: ExpectationSpec, columns: list[str]) -> ExpectationFail
         if spec.kwargs["column"] in columns:
             return None
     else:  # expect_table_columns_to_match_set
-        wanted = set(spec.kwargs["column_list"])
+        wanted = set(spec.kwargs["column_set"])
         have = set(columns)
         exact = spec.kwargs.get("exact_match", True)
         if (wanted == have) if exact else wanted <= have:

@@ -44,7 +44,9 @@ class ExpectationFailure:
 
     @property
     def label(self) -> str:
-        target = self.column or ",".join(self.kwargs.get("column_list", []))
+        target = self.column or ",".join(
+            self.kwargs.get("column_list") or self.kwargs.get("column_set") or []
+        )
         return f"{self.expectation}({target})"
 
     def message(self, entity: str, rows: int) -> str:

@@ -126,7 +126,7 @@ class _ColumnListKwargs(_Strict):
 
 
 class _ColumnSetKwargs(_Strict):
-    column_list: list[str] = Field(min_length=1)
+    column_set: list[str] = Field(min_length=1)  # GX 1.x's name (not column_list)
     exact_match: bool | None = None
 
 
@@ -212,7 +212,9 @@ class ExpectationSpec(_Strict):
     @property
     def label(self) -> str:
         """``type(column)`` as used in messages."""
-        target = self.column or ",".join(self.kwargs.get("column_list", []))
+        target = self.column or ",".join(
+            self.kwargs.get("column_list") or self.kwargs.get("column_set") or []
+        )
         return f"{self.type}({target})"
 
 

@@ -71,6 +71,12 @@ EXPECTATIONS: list[dict[str, Any]] = [
     {"type": "expect_compound_columns_to_be_unique", "column_list": ["note", "qty"]},
     {"type": "expect_column_to_exist", "column": "name"},
     {"type": "expect_column_to_exist", "column": "missing"},
+    {"type": "expect_table_columns_to_match_set", "column_set": list(FRAME.columns)},
+    {"type": "expect_table_columns_to_match_set", "column_set": ["name", "amount"]},
+    {"type": "expect_table_columns_to_match_set", "column_set": ["name", "amount"],
+     "exact_match": False},
+    {"type": "expect_table_columns_to_match_set", "column_set": ["name", "absent"],
+     "exact_match": False},
 ]  # fmt: skip
 
 
