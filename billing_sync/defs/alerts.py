@@ -10,7 +10,7 @@ from billing_sync.defs.keys import warehouse_key
 from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.defs.validation import CHECK
 from billing_sync.monitor import entity_freshness, horizon_hold, late_rows_by_entity
-from billing_sync.validate import quarantine
+from billing_sync.validate import quarantine_ops
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
 
@@ -92,7 +92,7 @@ def alerts_sensor(entities: list[str], jobs: list[str]) -> dg.SensorDefinition:
                 active += c.freshness_breaches(entity_freshness(engine))
                 late = late_rows_by_entity(engine, window_seconds=limits.late_rows_window_seconds)
                 active += c.late_rows(late, window_seconds=limits.late_rows_window_seconds)
-                counts = quarantine.counts(
+                counts = quarantine_ops.counts(
                     engine.warehouse.conn, recent_seconds=limits.quarantine_spike_window_seconds
                 )
                 active += c.quarantine_spikes(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from billing_sync.defs.resources import BillingSyncResource
-from billing_sync.validate import quarantine
+from billing_sync.validate import quarantine_ops
 
 FINISHED = [
     dg.DagsterRunStatus.SUCCESS,
@@ -49,7 +49,9 @@ def purge_old_runs(
     runs = purge_runs(context.instance, before=cutoff, keep=context.run_id)
     with billing_sync.engine() as engine:
         engine.setup()
-        lines = quarantine.purge_released(engine.warehouse.conn, older_than_seconds=hours * 3600)
+        lines = quarantine_ops.purge_released(
+            engine.warehouse.conn, older_than_seconds=hours * 3600
+        )
     context.log.info(
         f"purged {runs} runs (with their events) finished before {cutoff:%Y-%m-%d %H:%M} UTC "
         f"and {lines} released quarantine lines"

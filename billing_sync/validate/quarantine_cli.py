@@ -40,7 +40,7 @@ def add_parser(sub: Any, settings: Callable[[argparse.Namespace], Settings]) -> 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from billing_sync.sync import SyncEngine
-    from billing_sync.validate import quarantine
+    from billing_sync.validate import quarantine, quarantine_ops
 
     with SyncEngine.from_settings(settings) as engine:
         engine.setup()
@@ -50,24 +50,24 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 "unreleased": (quarantine.OPEN, quarantine.PENDING),
                 "all": quarantine.STATUSES,
             }.get(args.status, (args.status,))
-            found = quarantine.entries(
+            found = quarantine_ops.entries(
                 conn, entity=args.entity, statuses=statuses, limit=args.limit
             )
             print(format_entries(found))
             return 0
         if args.action == "explain":
-            found = quarantine.entries(
+            found = quarantine_ops.entries(
                 conn, entity=args.entity, key=args.key, statuses=quarantine.STATUSES, limit=1
             )
             if not found:
                 print(f"no quarantined {args.entity} row with key {args.key!r}")
                 return 1
-            print(quarantine.explain(found[0]))
+            print(quarantine_ops.explain(found[0]))
             return 0
         if not args.keys and not args.all:
             print("name the keys to release, or --all")
             return 2
-        rows, batch = quarantine.release(
+        rows, batch = quarantine_ops.release(
             conn, engine.catalogs, entity=args.entity, keys=None if args.all else args.keys
         )
         print(

@@ -13,7 +13,7 @@ from billing_sync.cli import main
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator.clock import ICOMS_STAMP_SET, ICOMS_STAMP_VALUES
 from billing_sync.sync import SyncEngine
-from billing_sync.validate import quarantine
+from billing_sync.validate import quarantine, quarantine_ops
 from billing_sync.validate.report import BatchValidationError
 from billing_sync_tests.integration.helpers import (
     assert_parity,
@@ -75,7 +75,7 @@ def test_bad_rows_wait_in_quarantine_while_the_rest_loads_then_a_fix_releases_th
         )
         assert all(amounts[key] == 77 for key in good)
         assert all(amounts[key] != -5 for key in bad)  # the last good version stays
-        lines = quarantine.entries(engine.warehouse.conn, entity="payment")
+        lines = quarantine_ops.entries(engine.warehouse.conn, entity="payment")
         assert sorted(line.source_key for line in lines) == sorted(bad)
         line = lines[0]
         assert line.status == "open" and line.batch_id == batch.batch_id
@@ -92,8 +92,8 @@ def test_bad_rows_wait_in_quarantine_while_the_rest_loads_then_a_fix_releases_th
         next_second()
         fixed = engine.sync_table(engine.catalogs[0], payment)
         assert fixed.quarantined == 0 and fixed.updated == 2
-        assert quarantine.entries(engine.warehouse.conn, entity="payment") == []
-        released = quarantine.entries(
+        assert quarantine_ops.entries(engine.warehouse.conn, entity="payment") == []
+        released = quarantine_ops.entries(
             engine.warehouse.conn, entity="payment", statuses=["released"]
         )
         assert {(r.source_key, r.release_reason) for r in released} == {
@@ -122,11 +122,11 @@ def test_an_orphan_waits_for_its_account_and_is_released_with_it(
         next_second()
         batch = engine.sync_table(engine.catalogs[0], payment)
         assert batch.quarantined == 1
-        [line] = quarantine.entries(engine.warehouse.conn, entity="payment")
+        [line] = quarantine_ops.entries(engine.warehouse.conn, entity="payment")
         assert line.source_key == "001|990001" and line.status == "open"
         assert line.expectation.startswith("expect_parent_to_exist(billing_account")
         assert line.parent_keys == {"billing_account": "001|000099999"}
-        assert "billing_account 001|000099999" in quarantine.explain(line)
+        assert "billing_account 001|000099999" in quarantine_ops.explain(line)
 
         # Still no account: the next batch leaves it where it is.
         assert engine.sync_table(engine.catalogs[0], payment).released == 0
@@ -142,7 +142,7 @@ def test_an_orphan_waits_for_its_account_and_is_released_with_it(
         next_second()
         results = {b.table: b for b in engine.sync_once()}
         assert results["PAYMENT"].released == 1
-        assert quarantine.entries(engine.warehouse.conn) == []
+        assert quarantine_ops.entries(engine.warehouse.conn) == []
         [row] = _warehouse(
             databases.warehouse,
             "SELECT amount FROM billing.payment WHERE _source_key = '001|990001'",
@@ -173,7 +173,7 @@ def test_too_many_bad_rows_fail_the_batch_whole_and_keep_the_watermark(
         assert "expect_column_values_to_be_between(amount)" in message
         assert "8 of 8 rows are bad, over the payment threshold" in message
         assert engine.warehouse.watermark("icoms", payment) == before
-        assert quarantine.entries(engine.warehouse.conn) == []  # nothing committed
+        assert quarantine_ops.entries(engine.warehouse.conn) == []  # nothing committed
 
 
 def test_cli_lists_explains_and_releases(

@@ -20,7 +20,7 @@ from billing_sync.reconcile.compare import (
 )
 from billing_sync.simulator import Workload
 from billing_sync.sync import SyncEngine
-from billing_sync.validate import Validator, quarantine
+from billing_sync.validate import Validator, quarantine, quarantine_ops
 from billing_sync.validate.suites import SUITES_DIR
 from billing_sync_tests.integration.helpers import seeded_source, settings_for, source_now
 
@@ -75,7 +75,7 @@ def test_injected_bad_rows_are_quarantined_while_good_rows_flow(
             mark = engine.warehouse.watermark(catalog.system, mapping)
             assert mark.caught_up_to is not None and mark.caught_up_to >= until
 
-        lines = quarantine.entries(
+        lines = quarantine_ops.entries(
             engine.warehouse.conn, statuses=quarantine.STATUSES, limit=10_000
         )
         reasons = {(line.entity, line.expectation.split("(")[0], line.column) for line in lines}
