@@ -5,7 +5,7 @@ quarantine, the horizon. Each is a few indexed reads, fit for a tick every few s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from billing_sync.alerts.conditions import Freshness
 from billing_sync.capture.query import qualified
@@ -94,13 +94,9 @@ def late_rows_by_entity(engine: SyncEngine, *, window_seconds: float) -> dict[st
 
 def horizon_hold(engine: SyncEngine) -> tuple[str, int | None, float]:
     """The system, pid and seconds of the longest source transaction holding the horizon."""
-    capture = engine.settings.capture
     worst: tuple[str, int | None, float] = ("source", None, 0.0)
     for system in dict.fromkeys(catalog.system for catalog in engine.catalogs):
-        horizon = engine.source(system).horizon(
-            delay=timedelta(seconds=capture.delay_seconds),
-            use_transactions=capture.use_transaction_horizon,
-        )
+        horizon = engine.horizon(system)
         if horizon.held_back_by is not None and horizon.hold_seconds > worst[2]:
             worst = (system, horizon.held_back_by.pid, horizon.hold_seconds)
     return worst

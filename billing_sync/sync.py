@@ -29,7 +29,7 @@ from billing_sync.capture.query import (
 )
 from billing_sync.capture.regression import RegressionGuard, newest_change
 from billing_sync.capture.snapshot import build_count_query, build_snapshot_query, check_filter
-from billing_sync.capture.window import Cursor, OpenTransaction, Window, advance
+from billing_sync.capture.window import Cursor, Horizon, OpenTransaction, Window, advance
 from billing_sync.config import Settings, SourceCatalog, TableMapping, Tier, load_catalogs
 from billing_sync.faults import crash_point
 from billing_sync.load.cache import Cache, CacheApplied, CacheBusy
@@ -151,6 +151,14 @@ class SyncEngine:
             polars_validator=PolarsValidator(suites_dir=settings.suites_dir),
         )  # fmt: skip
 
+    def horizon(self, system: str) -> Horizon:
+        """The source's horizon now, with the capture settings' delay (DESIGN §4)."""
+        capture = self.settings.capture
+        return self.source(system).horizon(
+            delay=timedelta(seconds=capture.delay_seconds),
+            use_transactions=capture.use_transaction_horizon,
+        )
+
     @property
     def warehouse(self) -> Warehouse:
         if self._warehouse is None:
@@ -233,10 +241,7 @@ class SyncEngine:
         started = time.perf_counter()
         capture = self.settings.capture
         source = self.source(catalog.system)
-        horizon = source.horizon(
-            delay=timedelta(seconds=capture.delay_seconds),
-            use_transactions=capture.use_transaction_horizon,
-        )
+        horizon = self.horizon(catalog.system)
         read_at = time.perf_counter()
         self.guard.check(source, catalog, mapping, watermark, warehouse=self.warehouse)
         window = Window(
@@ -406,10 +411,7 @@ class SyncEngine:
         source = self.source(catalog.system)
         state = running_snapshot(self.warehouse, catalog.system, mapping, kind)
         if state is None:
-            horizon = source.horizon(
-                delay=timedelta(seconds=capture.delay_seconds),
-                use_transactions=capture.use_transaction_horizon,
-            )
+            horizon = self.horizon(catalog.system)
             where = check_filter(where)
             total = source.scalar(build_count_query(mapping, schema=catalog.schema_name,
                                                     where=where))  # fmt: skip
@@ -476,11 +478,7 @@ class SyncEngine:
         key = (mapping.table, state.snapshot_id, after_key, state.where_sql, limit)
         prefetch = self.snapshot_io.prefetch(catalog.system)
         if state.kind == "backfill" and (ahead or key not in self._complete_below):
-            capture = self.settings.capture
-            horizon = self.source(catalog.system).horizon(
-                delay=timedelta(seconds=capture.delay_seconds),
-                use_transactions=capture.use_transaction_horizon,
-            )
+            horizon = self.horizon(catalog.system)
             self._complete_below[key] = cursor_horizon(mapping, horizon.at)
         if ahead:
             prefetch.start(key, query, schema)

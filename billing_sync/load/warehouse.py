@@ -228,7 +228,11 @@ class Warehouse:
         tables = [
             name
             for columns in entities.values()
-            for name in (columns.table, _batch_index(columns), payload_table(columns.entity))
+            for name in (
+                columns.table,
+                f"{ENTITY_SCHEMA}.{_batch_index_name(columns)}",
+                payload_table(columns.entity),
+            )
         ]
         return bool(
             self._scalar(
@@ -246,8 +250,9 @@ class Warehouse:
             "    PRIMARY KEY (_source_system, _source_key))"
         )
         self.conn.execute(
-            f'CREATE INDEX IF NOT EXISTS "{columns.entity}_batch_ix" ON {columns.table} (_batch_id)'
-        )  # named by _batch_index
+            f"CREATE INDEX IF NOT EXISTS {_batch_index_name(columns)}"
+            f" ON {columns.table} (_batch_id)"
+        )
         self.conn.execute(
             f"INSERT INTO {STATE_SCHEMA}.entity_state (entity) VALUES (%s) ON CONFLICT DO NOTHING",
             (columns.entity,),
@@ -619,8 +624,8 @@ def rows_to_arrow(records: list[tuple[Any, ...]], columns: EntityColumns) -> pa.
     )
 
 
-def _batch_index(columns: EntityColumns) -> str:
-    return f'{ENTITY_SCHEMA}."{columns.entity}_batch_ix"'
+def _batch_index_name(columns: EntityColumns) -> str:
+    return f'"{columns.entity}_batch_ix"'
 
 
 def _setup_digest(entities: dict[str, EntityColumns]) -> str:
