@@ -76,10 +76,13 @@ def _entity_specs(catalogs: list[SourceCatalog], tier: Tier) -> list[dg.AssetSpe
     return specs
 
 
-def sync_assets(catalogs: list[SourceCatalog]) -> list[dg.AssetsDefinition]:
-    return [
-        _sync_tier_asset(tier, specs) for tier in TIERS if (specs := _entity_specs(catalogs, tier))
-    ]
+def sync_assets(catalogs: list[SourceCatalog]) -> dict[Tier, dg.AssetsDefinition]:
+    """One multi-asset per tier that has tables."""
+    return {
+        tier: _sync_tier_asset(tier, specs)
+        for tier in TIERS
+        if (specs := _entity_specs(catalogs, tier))
+    }
 
 
 def _sync_tier_asset(tier: Tier, specs: list[dg.AssetSpec]) -> dg.AssetsDefinition:
@@ -91,9 +94,9 @@ def _sync_tier_asset(tier: Tier, specs: list[dg.AssetSpec]) -> dg.AssetsDefiniti
         check_specs=[validation_spec(entity) for entity in entities],
         can_subset=False,
     )
-    def sync_tier(  # type: ignore[no-untyped-def]
+    def sync_tier(
         context: dg.AssetExecutionContext, config: SyncRunConfig, billing_sync: BillingSyncResource
-    ):  # an annotation here would declare outputs
+    ) -> Iterator[dg.AssetCheckResult]:
         """Loop up to ``batches_per_run`` micro-batches over the tier's tables."""
         tier_settings = billing_sync.settings().tier(tier)
         tally = RunTally(entities)

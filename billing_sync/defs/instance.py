@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster._core.instance.ref import InstanceRef
 
 PG_URL_VARIABLE = "DAGSTER_PG_URL"
 
@@ -60,6 +59,20 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+@contextmanager
+def open_instance(home: Path, env: Mapping[str, str] | None = None) -> Iterator[dg.DagsterInstance]:
+    """The persistent instance whose ``dagster.yaml`` is in ``home``.
+
+    Dagster's public way in is ``DagsterInstance.get()``, which reads ``DAGSTER_HOME``: it is
+    set (with ``env``, the variables the instance file reads) only while the instance opens,
+    so that this process's own instance, if any, is left as it was.
+    """
+    with _environment({**(env or {}), "DAGSTER_HOME": str(home.resolve())}):
+        instance = dg.DagsterInstance.get()
+    with instance:
+        yield instance
+
+
 def prepare_instance(home: Path, *, config: Path, env: Mapping[str, str] | None = None) -> None:
     """Copy ``config`` to ``home/dagster.yaml`` and create the instance's storage.
 
@@ -69,10 +82,7 @@ def prepare_instance(home: Path, *, config: Path, env: Mapping[str, str] | None 
     """
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(config, home / "dagster.yaml")
-    with (
-        _environment(env or instance_env()),
-        dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))),
-    ):
+    with open_instance(home, env or instance_env()):
         pass
 
 
@@ -81,7 +91,7 @@ def wait_runs_finished(home: Path, *, timeout: float, alive: Callable[[], bool])
     from billing_sync.defs.sensors import IN_FLIGHT
 
     deadline = time.monotonic() + timeout
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with open_instance(home) as instance:
         while time.monotonic() < deadline and alive():
             if not instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT), limit=1):
                 return
@@ -90,7 +100,7 @@ def wait_runs_finished(home: Path, *, timeout: float, alive: Callable[[], bool])
 
 def run_stats(home: Path, *, since: float) -> dict[str, Any]:
     """Runs created since ``since`` (epoch seconds): count by status, launch and run time."""
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with open_instance(home) as instance:
         records = instance.get_run_records(limit=100_000)
     launch, duration = [], []
     runs = 0

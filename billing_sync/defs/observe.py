@@ -54,7 +54,11 @@ def freshness_sensor() -> dg.SensorDefinition:
                 figures = entity_freshness(engine)
         except psycopg.errors.UndefinedTable:
             return dg.SkipReason("the warehouse is not set up yet (the first sync run does it)")
-        last: dict[str, list[object]] = json.loads(context.cursor or "{}")
+        # The cursor: per entity, [fresh, epoch seconds of the last reported evaluation].
+        last: dict[str, tuple[bool, float]] = {
+            entity: (bool(fresh), float(at))
+            for entity, (fresh, at) in json.loads(context.cursor or "{}").items()
+        }
         now = time.time()
         events = []
         for f in figures:
@@ -62,10 +66,10 @@ def freshness_sensor() -> dg.SensorDefinition:
             if (
                 previous is None
                 or previous[0] != f.fresh
-                or now - float(previous[1]) >= FRESHNESS_REPEAT_SECONDS  # type: ignore[arg-type]
+                or now - previous[1] >= FRESHNESS_REPEAT_SECONDS
             ):
                 events.append(freshness_evaluation(f))
-                last[f.entity] = [f.fresh, now]
+                last[f.entity] = (f.fresh, now)
         if not events:
             return dg.SkipReason("freshness unchanged")
         return dg.SensorResult(asset_events=events, cursor=json.dumps(last))

@@ -10,11 +10,9 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import (
-    UnresolvedAssetJobDefinition,
-)
 
 from billing_sync.config import SourceCatalog
+from billing_sync.defs.jobs import PARITY_CHECKS_JOB
 from billing_sync.defs.keys import warehouse_key
 from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.reconcile.verify import (
@@ -125,19 +123,10 @@ def parity_result(
     )
 
 
-def parity_job(checks: dg.AssetChecksDefinition) -> UnresolvedAssetJobDefinition:
-    return dg.define_asset_job(
-        name="parity_checks_job",
-        selection=dg.AssetSelection.checks(checks),
-        executor_def=dg.in_process_executor,
-        description="billing-sync verify --repair over every table (DESIGN §7).",
-    )
-
-
-def parity_schedule(job: UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+def parity_schedule() -> dg.ScheduleDefinition:
     return dg.ScheduleDefinition(
         name="parity_checks_schedule",
-        job=job,
+        job_name=PARITY_CHECKS_JOB,
         cron_schedule=PARITY_CRON,
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )

@@ -10,7 +10,7 @@ from billing_sync.config import Settings, load_settings
 from billing_sync.sync import SyncEngine
 
 
-class BillingSyncResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+class BillingSyncResource(dg.ConfigurableResource["BillingSyncResource"]):
     """Settings come from ``config_file`` (or ``$BILLING_SYNC_CONFIG``) and the
     ``BILLING_SYNC_*`` environment, read when a run or tick starts, never at import.
     Database URLs with secrets stay in the environment and out of the UI; the HMAC key

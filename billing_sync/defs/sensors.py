@@ -3,11 +3,9 @@
 import json
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import (
-    UnresolvedAssetJobDefinition,
-)
 
 from billing_sync.config import Tier
+from billing_sync.defs.jobs import sync_job_name
 from billing_sync.defs.keys import TIER_TAG
 from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.sync import tables_behind
@@ -28,10 +26,10 @@ def tier_run_in_flight(instance: dg.DagsterInstance, tier: Tier) -> str | None:
     return runs[0].run_id if runs else None
 
 
-def sync_sensor(tier: Tier, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+def sync_sensor(tier: Tier) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"sync_{tier}_sensor",
-        job=job,
+        job_name=sync_job_name(tier),
         minimum_interval_seconds=1,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Starts a {tier}-tier sync run when the source moved and none is in flight.",

@@ -41,7 +41,8 @@ def _metadata(
     report: ValidationReport | None, *, rows: int, quarantined: int, released: int, seconds: float
 ) -> dict[str, dg.MetadataValue | int | float | str]:
     failures = _failures(report)
-    samples = sorted({key for f in failures for key in f["sample_keys"]})[:10]  # type: ignore[attr-defined]
+    keys = {key for failure in report.failures for key in failure.sample_keys} if report else set()
+    samples = sorted(keys)[:10]
     return {
         "rows_validated": rows,
         "rows_quarantined": quarantined,

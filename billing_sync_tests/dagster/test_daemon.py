@@ -12,9 +12,8 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 import pytest
-from dagster._core.instance.ref import InstanceRef
 
-from billing_sync.defs.instance import prepare_instance
+from billing_sync.defs.instance import open_instance, prepare_instance
 from billing_sync.postgres import DatabaseUrls
 
 pytestmark = [pytest.mark.dagster, pytest.mark.integration, pytest.mark.slow]
@@ -43,7 +42,7 @@ def test_daemon_sensor_starts_a_sync_run_that_succeeds(
         start_new_session=True,
     )
     try:
-        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        with open_instance(home) as instance:
             succeeded = _wait_for_run(instance, "sync_priority_job", timeout=150)
             assert succeeded is not None, (tmp_path / "daemon.log").read_text()[-3000:]
             assert succeeded.tags.get("dagster/sensor_name") == "sync_priority_sensor"

@@ -11,12 +11,15 @@ import sys
 import uuid
 from pathlib import Path
 
-import dagster as dg
 import psycopg
 import pytest
-from dagster._core.instance.ref import InstanceRef
 
-from billing_sync.defs.instance import instance_config, instance_env, prepare_instance
+from billing_sync.defs.instance import (
+    instance_config,
+    instance_env,
+    open_instance,
+    prepare_instance,
+)
 from billing_sync.postgres import drop_database, ensure_database
 from billing_sync_tests.dagster.test_daemon import _wait_for_run
 
@@ -58,7 +61,7 @@ def test_daemon_on_postgres_storage_runs_a_sync(
         start_new_session=True,
     )
     try:
-        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        with open_instance(home) as instance:
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
             succeeded = _wait_for_run(instance, "sync_priority_job", timeout=150)
             assert succeeded is not None, (tmp_path / "daemon.log").read_text()[-3000:]

@@ -21,10 +21,9 @@ import dagster as dg
 import psycopg
 import pytest
 import yaml
-from dagster._core.instance.ref import InstanceRef
 
 from billing_sync.definitions import defs
-from billing_sync.defs.instance import prepare_instance
+from billing_sync.defs.instance import open_instance, prepare_instance
 from billing_sync.defs.keys import TIER_TAG
 from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.postgres import drop_database, ensure_database
@@ -101,7 +100,7 @@ def served(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         home = tmp / "dagster_home"
         prepare_instance(home, config=REPO / "dagster.yaml", env={})
         resource = BillingSyncResource(config_file=str(settings))
-        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        with open_instance(home) as instance:
             assert _sync(instance, resource).success
             with psycopg.connect(source, autocommit=True) as conn:  # two bad rows: WARN
                 conn.execute(
