@@ -14,17 +14,32 @@ the cache catches up from the warehouse as soon as the file is free.
 Readers should do the same: open the file read-only for as short a time as possible,
 and retry when the pipeline holds it. The helpers here do both:
 
->>> from billing_sync.serve.reader import query_cache
->>> frame = query_cache("state/cache.duckdb",
-...                     "SELECT * FROM serve.account_360 WHERE site_id = ?", ["A01"])
+A cache in miniature (the pipeline builds the real one at ``state/cache.duckdb``):
 
-``query_cache`` opens the file read-only (retrying for up to ``timeout`` seconds while
-the pipeline holds it), runs one statement, returns a Polars frame and closes the file.
+>>> import tempfile
+>>> folder = Path(tempfile.mkdtemp())
+>>> with duckdb.connect(str(folder / "cache.duckdb")) as con:
+...     _ = con.execute(
+...         "CREATE SCHEMA billing; CREATE SCHEMA serve;"
+...         " CREATE TABLE billing.billing_account AS SELECT '001' AS site_id, 7 AS account_number;"
+...         " CREATE VIEW serve.account_360 AS SELECT * FROM billing.billing_account"
+...     )
+>>> cache = folder / "cache.duckdb"
+
+One statement: ``query_cache`` opens the file read-only (retrying for up to ``timeout``
+seconds while the pipeline holds it), runs the statement, returns a Polars frame and
+closes the file:
+
+>>> query_cache(cache, "SELECT * FROM serve.account_360 WHERE site_id = ?", ["001"]).rows()
+[('001', 7)]
+
 For a few statements that must see the same state, keep one connection briefly:
 
->>> with connect_cache("state/cache.duckdb") as con:
+>>> with connect_cache(cache) as con:
 ...     accounts = con.sql("SELECT count(*) FROM billing.billing_account").fetchall()
-...     payments = con.sql("SELECT count(*) FROM billing.payment").fetchall()
+...     rows_in_view = con.sql("SELECT count(*) FROM serve.account_360").fetchall()
+>>> accounts == rows_in_view == [(1,)]
+True
 
 Do not keep a connection open (a notebook's ``duckdb.connect(...)`` left open, a BI tool's
 pool): for as long as it is open the cache stops receiving batches. Nothing fails, but
@@ -32,8 +47,10 @@ the cache falls behind until the connection closes. For a long interactive sessi
 query the warehouse (PostgreSQL, the same tables and ``serve`` views), or take your own
 copy of the cache and keep that open as long as you like:
 
->>> copy_cache("state/cache.duckdb", "my_copy.duckdb")  # tables and views, consistent
->>> con = duckdb.connect("my_copy.duckdb", read_only=True)
+>>> copy = copy_cache(cache, folder / "my_copy.duckdb")  # tables and views, consistent
+>>> with duckdb.connect(str(copy), read_only=True) as con:
+...     con.sql("SELECT site_id FROM serve.account_360").fetchall()
+[('001',)]
 
 The copy holds the cache for as long as it takes to write (1.7 s for 2 million rows,
 a 42 MB file, on a loaded 2-core machine); the pipeline catches up afterwards.
