@@ -1,0 +1,390 @@
+"""What every source engine offers, and the parts all engines share (DESIGN §11).
+
+An :class:`EngineAdapter` holds what differs between source databases and nothing
+else: the read-only session, the clock, the horizon probe, the row hash for verify,
+the EXPLAIN footprint check, the minimal grants and the fastest read into Arrow.
+Connections, reflection and the SQL text of queries are SQLAlchemy's: an adapter
+wraps one :class:`~sqlalchemy.engine.Engine` built from the system's URL, and every
+query is a Core ``select()`` compiled by the URL's dialect (see :mod:`.queries`).
+
+Adapters are not wired into the sync engine yet; the PostgreSQL capture path keeps its
+psycopg session and binary COPY until they are.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy import types as sat
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.sql.elements import ColumnElement
+
+log = logging.getLogger(__name__)
+
+NULL_TEXT = "\\N"
+SEPARATOR = "|"
+HASH_HEX_DIGITS = 15
+"""The row hash is the first 15 hex digits of the MD5 of the row's canonical text: a
+non-negative 60-bit integer, so that every engine can sum millions of them in its
+exact decimal type without overflow or signedness differences (see :meth:`row_hash`)."""
+
+
+class MissingDriver(RuntimeError):
+    """The URL's database driver is not installed; the message names the extra."""
+
+
+class ReadOnlyRefused(RuntimeError):
+    """The session could not be made read-only."""
+
+
+@dataclass(frozen=True)
+class OldestTransaction:
+    """The oldest open transaction seen on the source (it may hold the horizon back).
+
+    ``id`` is the engine's own name for it (a PostgreSQL pid, a MariaDB thread id, an
+    Oracle sid, a Db2 application handle, an IBM i job name); ``age_seconds`` is
+    measured on the source's clock.
+    """
+
+    id: str
+    started_at: datetime
+    age_seconds: float
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    """The typed parts of a source URL (never its password: see :meth:`masked`)."""
+
+    dialect: str
+    driver: str
+    host: str | None
+    port: int | None
+    database: str | None
+    username: str | None
+    query: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_url(cls, url: str | URL) -> ConnectionConfig:
+        parsed = make_url(url)
+        return cls(
+            dialect=parsed.get_backend_name(),
+            driver=parsed.get_driver_name(),
+            host=parsed.host,
+            port=parsed.port,
+            database=parsed.database,
+            username=parsed.username,
+            query=dict(parsed.query),
+        )
+
+    def masked(self) -> str:
+        user = f"{self.username}:***@" if self.username else ""
+        port = f":{self.port}" if self.port else ""
+        return f"{self.dialect}+{self.driver}://{user}{self.host or ''}{port}/{self.database or ''}"
+
+
+@dataclass(frozen=True)
+class ReflectedColumn:
+    name: str
+    sql_type: str  # the dialect's own spelling, e.g. "VARCHAR(10)", "NUMBER(7, 0)"
+    family: str  # int, numeric, float, text, date, timestamp, timestamptz, boolean, binary, ...
+    nullable: bool
+
+
+@dataclass(frozen=True)
+class ReflectedTable:
+    """Columns, keys and indexes of one table, as SQLAlchemy's Inspector reports them."""
+
+    name: str
+    columns: dict[str, ReflectedColumn]
+    primary_key: tuple[str, ...]
+    unique_keys: list[tuple[str, ...]]
+    indexes: dict[str, tuple[str, ...]]
+
+
+def type_family(column_type: sat.TypeEngine[Any]) -> str:
+    """The converters' type family of a reflected SQLAlchemy type.
+
+    ``NUMERIC(p, 0)`` (Oracle ``NUMBER(7)``, Db2 ``DECIMAL(7, 0)``) is an integer: that is
+    how biller dates like CYYMMDD are stored. A MySQL ``TINYINT(1)`` is a boolean.
+    """
+    name = type(column_type).__name__.upper()
+    if name == "TINYINT" and getattr(column_type, "display_width", None) == 1:
+        return "boolean"
+    # Oracle DATE carries a time of day: a timestamp, not a date.
+    if name == "DATE" and type(column_type).__module__.startswith("sqlalchemy.dialects.oracle"):
+        return "timestamp"
+    if isinstance(column_type, sat.Boolean):
+        return "boolean"
+    if isinstance(column_type, sat.Integer):
+        return "int"
+    if isinstance(column_type, sat.Float) or name in ("DOUBLE", "REAL", "BINARY_DOUBLE"):
+        return "float"
+    if isinstance(column_type, sat.Numeric):
+        scale = column_type.scale
+        return "int" if scale == 0 else "numeric"
+    if isinstance(column_type, sat.DateTime):
+        return "timestamptz" if column_type.timezone else "timestamp"
+    if isinstance(column_type, sat.Date):
+        return "date"
+    if isinstance(column_type, sat.Time):
+        return "time"
+    if isinstance(column_type, sat.Interval):
+        return "interval"
+    if isinstance(column_type, sat.Uuid) or name == "UUID":
+        return "uuid"
+    if isinstance(column_type, sat.JSON):
+        return "json"
+    if isinstance(column_type, sat.Enum):
+        return "text"
+    if isinstance(column_type, sat.LargeBinary | sat._Binary):
+        return "binary"
+    if isinstance(column_type, sat.String):
+        return "text"
+    return "other"
+
+
+def lit(value: int) -> ColumnElement[Any]:
+    """An integer written into the SQL text (a constant of the query's shape, not data)."""
+    return sa.literal_column(str(int(value)))
+
+
+def _compiled_type(column_type: sat.TypeEngine[Any], dialect: sa.Dialect) -> str:
+    try:
+        return str(column_type.compile(dialect=dialect))
+    except Exception:  # a reflected type the dialect cannot print back (NullType)
+        return type(column_type).__name__
+
+
+class EngineAdapter:
+    """One source database engine. Subclasses set the class attributes and override
+    the probes; the base class holds what SQLAlchemy does the same everywhere."""
+
+    name: ClassVar[str] = "generic"
+    dialects: ClassVar[tuple[str, ...]] = ()  # SQLAlchemy backend names served
+    extra: ClassVar[str | None] = None  # the pip extra that installs the driver
+    tested_live: ClassVar[bool] = False
+    horizon_grant: ClassVar[str] = "no open-transaction view is known for this engine"
+    # Whether ``(a, b) > (x, y)`` is compiled as a row-value comparison; where the
+    # optimizer does not use the index for it, the expanded OR form is emitted.
+    row_values: ClassVar[bool] = True
+
+    def __init__(
+        self, url: str | URL, *, timezone: str | None = None, engine: Engine | None = None
+    ) -> None:
+        self.url = make_url(url)
+        # The session's time zone is the catalog's (None: the server's default), so that
+        # the source clock and transaction starts read like the biller's local stamps.
+        self.timezone = timezone
+        self.config = ConnectionConfig.from_url(self.url)
+        self._engine = engine
+        self._horizon_warned = False
+        self.horizon_unavailable: str | None = None
+
+    # -- connections -------------------------------------------------------------------
+
+    @property
+    def dialect(self) -> sa.Dialect:
+        """The URL's SQLAlchemy dialect, without importing the driver."""
+        return self.dialect_class()()
+
+    def dialect_class(self) -> type[sa.Dialect]:
+        try:
+            return self.url.get_dialect()
+        except Exception as error:  # NoSuchModuleError: the dialect package is missing
+            raise self.missing_driver(error) from error
+
+    def missing_driver(self, error: BaseException) -> MissingDriver:
+        hint = f": pip install 'billing-sync[{self.extra}]'" if self.extra else ""
+        return MissingDriver(
+            f"no driver for {self.name} sources ({self.config.masked()}){hint} ({error})"
+        )
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            try:
+                self._engine = sa.create_engine(self.url, **self.engine_options())
+            except ImportError as error:
+                raise self.missing_driver(error) from error
+        return self._engine
+
+    def engine_options(self) -> dict[str, Any]:
+        return {"pool_pre_ping": True}
+
+    def connect(self) -> Connection:
+        """A connection on which every write fails (see :meth:`set_read_only`)."""
+        connection = self.engine.connect()
+        try:
+            self.set_read_only(connection)
+        except Exception:
+            connection.close()
+            raise
+        return connection
+
+    def set_read_only(self, connection: Connection) -> None:
+        """Make ``connection`` read-only for every transaction it runs."""
+        raise NotImplementedError
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+    # -- clock and horizon ---------------------------------------------------------------
+
+    def now_sql(self) -> str:
+        raise NotImplementedError
+
+    def source_now(self, connection: Connection) -> datetime:
+        """The source's own clock (never the pipeline's), as a naive local timestamp."""
+        value: datetime = connection.execute(sa.text(self.now_sql())).scalar_one()
+        return value
+
+    def oldest_transaction_sql(self) -> str | None:
+        """SQL returning ``(id, started_at, age_seconds)`` of the oldest open transaction
+        of another session, or no row; ``None`` where the engine shows none."""
+        return None
+
+    def horizon_visible(self, connection: Connection) -> str | None:
+        """Why the capture user cannot see other sessions' transactions, or ``None``."""
+        return None
+
+    def oldest_open_transaction(self, connection: Connection) -> OldestTransaction | None:
+        """The oldest open transaction of any other session, or ``None`` when there is
+        none or the user cannot see them; the latter warns once, naming the grant."""
+        sql = self.oldest_transaction_sql()
+        if sql is None:
+            self._warn_once(self.horizon_grant)
+            return None
+        if self.horizon_unavailable is None and not self._horizon_warned:
+            reason = self.horizon_visible(connection)
+            if reason is not None:
+                self._warn_once(reason)
+        if self.horizon_unavailable is not None:
+            return None
+        row = connection.execute(sa.text(sql)).first()
+        if row is None:
+            return None
+        return OldestTransaction(id=str(row[0]), started_at=row[1], age_seconds=float(row[2]))
+
+    def _warn_once(self, reason: str) -> None:
+        self.horizon_unavailable = reason
+        if not self._horizon_warned:
+            self._horizon_warned = True
+            log.warning(
+                "%s source %s: open transactions are not visible (%s); the fixed delay "
+                "alone bounds capture windows",
+                self.name,
+                self.config.masked(),
+                reason,
+            )
+
+    # -- verify's row hash ---------------------------------------------------------------
+
+    def canonical_text(self, column: ColumnElement[Any], catalog_type: str) -> ColumnElement[Any]:
+        r"""``column`` as the text every engine writes for the same value (``\N`` for NULL
+        and for empty text, since Oracle cannot tell them apart)."""
+        raise NotImplementedError
+
+    def null_text(self) -> ColumnElement[Any]:
+        r"""The ``\N`` literal as this engine's string syntax writes it."""
+        return sa.literal_column(f"'{NULL_TEXT}'")
+
+    def md5_hex(self, text: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The 32 hex digits of ``md5(text)`` (either case)."""
+        raise NotImplementedError
+
+    def hex_to_int(self, digits: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The first 15 hex digits of ``digits`` read as a non-negative integer."""
+        raise NotImplementedError
+
+    def row_hash_hex(self, columns: Sequence[tuple[ColumnElement[Any], str]]) -> ColumnElement[Any]:
+        """The MD5 (hex) of the row's canonical text; see :meth:`row_hash`."""
+        parts: list[ColumnElement[Any]] = []
+        for expression, catalog_type in columns:
+            if parts:
+                parts.append(sa.literal_column(f"'{SEPARATOR}'"))
+            parts.append(self.canonical_text(expression, catalog_type))
+        return self.md5_hex(self.concat(parts))
+
+    def row_hash(self, columns: Sequence[tuple[ColumnElement[Any], str]]) -> ColumnElement[Any]:
+        """The row hash over ``(expression, catalog type)`` pairs in catalog order.
+
+        The contract, the same on every engine and on the warehouse: each value becomes
+        its canonical text (:meth:`canonical_text`), the texts are joined with ``|`` in
+        catalog order, and the hash is the first 15 hex digits of their MD5 read as an
+        integer. So a row whose normalized values are equal hashes equal on a MariaDB
+        source and in the PostgreSQL warehouse, and sums of hashes over a key range
+        compare exactly.
+        """
+        return self.hex_to_int(self.row_hash_hex(columns))
+
+    def concat(self, parts: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
+        result = parts[0]
+        for part in parts[1:]:
+            result = result.concat(part)
+        return result
+
+    # -- footprint, grants, reads ----------------------------------------------------------
+
+    def explain_uses_index(self, connection: Connection, query: sa.Select[Any], index: str) -> bool:
+        """Whether the engine's plan for ``query`` reads through ``index``."""
+        raise NotImplementedError(f"{self.name}: no EXPLAIN check (compiled-only engine)")
+
+    def grants(self, user: str, tables: Sequence[tuple[str | None, str]]) -> list[str]:
+        """The minimal read-only grants for ``user`` on ``(schema, table)`` pairs, and
+        the one the horizon probe needs."""
+        raise NotImplementedError
+
+    def read_arrow(
+        self, connection: Connection, query: sa.Executable, params: Mapping[str, Any] | None = None
+    ) -> pa.Table:
+        """Run ``query`` and return its rows as Arrow: the generic path, row tuples from
+        the DB-API cursor turned into columns. Engines with a faster path override it."""
+        result = connection.execute(query, dict(params or {}))
+        names = list(result.keys())
+        rows = result.fetchall()
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+        return pa.table(
+            {name: pa.array(values) for name, values in zip(names, columns, strict=True)}
+        )
+
+    # -- reflection ----------------------------------------------------------------------
+
+    def reflect(
+        self, connection: Connection, table: str, schema: str | None = None
+    ) -> ReflectedTable:
+        """One table through SQLAlchemy's Inspector, types mapped to families."""
+        inspector = sa.inspect(connection)
+        dialect = connection.dialect
+        columns = {
+            c["name"]: ReflectedColumn(
+                name=c["name"],
+                sql_type=_compiled_type(c["type"], dialect),
+                family=type_family(c["type"]),
+                nullable=bool(c.get("nullable", True)),
+            )
+            for c in inspector.get_columns(table, schema=schema)
+        }
+        pk = tuple(
+            inspector.get_pk_constraint(table, schema=schema).get("constrained_columns") or ()
+        )
+        uniques = [
+            tuple(u["column_names"]) for u in inspector.get_unique_constraints(table, schema=schema)
+        ]
+        indexes: dict[str, tuple[str, ...]] = {}
+        for index in inspector.get_indexes(table, schema=schema):
+            names = tuple(name for name in index["column_names"] if name is not None)
+            if index.get("unique"):
+                uniques.append(names)
+            indexes[str(index["name"])] = names
+        if pk:
+            uniques.insert(0, pk)
+        return ReflectedTable(
+            name=table, columns=columns, primary_key=pk, unique_keys=uniques, indexes=indexes
+        )

@@ -1,0 +1,165 @@
+"""Oracle sources (compiled only: no Oracle server runs here).
+
+The SQL comes from SQLAlchemy's built-in ``oracle`` dialect; the driver is
+python-oracledb (``pip install 'billing-sync[oracle]'``), whose thin mode needs no
+Oracle client libraries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.elements import ColumnElement
+
+from billing_sync.source.engines.base import HASH_HEX_DIGITS, EngineAdapter, lit
+
+_DECIMAL_PREFIX = "decimal("
+_MICROS_PER_DAY = 86_400_000_000
+_MICROS = {"hour": 3_600_000_000, "minute": 60_000_000}
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def decimal_format(precision: int, scale: int) -> str:
+    """A TO_CHAR format printing ``numeric(p, s)`` as PostgreSQL does: no padding, a
+    leading zero, exactly ``scale`` decimals (``0.50``, ``-12.50``).
+
+    >>> decimal_format(12, 2)
+    'FM9999999990.00'
+    """
+    whole = "9" * max(precision - scale - 1, 0) + "0"
+    return "FM" + whole + ("." + "0" * scale if scale else "")
+
+
+class OracleAdapter(EngineAdapter):
+    name = "oracle"
+    dialects: ClassVar[tuple[str, ...]] = ("oracle",)
+    extra = "oracle"
+    tested_live = False
+    horizon_grant = (
+        "the capture user cannot read V$TRANSACTION and V$SESSION"
+        " (GRANT SELECT ON SYS.V_$TRANSACTION / SYS.V_$SESSION TO ...)"
+    )
+    # Oracle compares row values only for equality: (a, b) > (x, y) is not valid SQL.
+    row_values = False
+
+    @property
+    def engine(self) -> Engine:
+        fresh = self._engine is None
+        engine = super().engine
+        if fresh:
+            # SET TRANSACTION READ ONLY must be the first statement of each transaction;
+            # any INSERT/UPDATE/DELETE in it fails with ORA-01456. It also gives the whole
+            # transaction one read-consistent view, so the engine commits after each batch.
+            # https://docs.oracle.com/en/database/oracle/oracle-database/19/sqlrf/SET-TRANSACTION.html
+            @event.listens_for(engine, "begin")
+            def _read_only(connection: Connection) -> None:
+                cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                cursor.execute("SET TRANSACTION READ ONLY")
+                cursor.close()
+
+        return engine
+
+    def set_read_only(self, connection: Connection) -> None:
+        """Each transaction is made read-only as it begins (see :attr:`engine`); a
+        read-only database user (only CREATE SESSION and SELECT) is the stronger guard."""
+
+    def now_sql(self) -> str:
+        return "SELECT LOCALTIMESTAMP FROM dual"
+
+    def oldest_transaction_sql(self) -> str:
+        # V$TRANSACTION lists the active transactions; START_DATE (DATE) is the start
+        # time, START_TIME the same as VARCHAR2(20). A transaction appears there once it
+        # has written (it then holds an undo segment): one that has only read so far is
+        # not listed, so the delay must cover reads before a first write.
+        # https://docs.oracle.com/en/database/oracle/oracle-database/19/refrn/V-TRANSACTION.html
+        # V$SESSION.TADDR is the address of the session's transaction state object.
+        # https://docs.oracle.com/en/database/oracle/oracle-database/19/refrn/V-SESSION.html
+        return (
+            "SELECT s.sid, CAST(t.start_date AS TIMESTAMP), (SYSDATE - t.start_date) * 86400"
+            " FROM v$transaction t JOIN v$session s ON s.taddr = t.addr"
+            " WHERE s.sid <> TO_NUMBER(SYS_CONTEXT('USERENV', 'SID'))"
+            " ORDER BY t.start_date FETCH FIRST 1 ROWS ONLY"
+        )
+
+    def horizon_visible(self, connection: Connection) -> str | None:
+        try:
+            connection.exec_driver_sql("SELECT 1 FROM v$transaction WHERE 1 = 0").all()
+        except DBAPIError:  # ORA-00942: table or view does not exist (no grant)
+            return self.horizon_grant
+        return None
+
+    def canonical_text(self, column: ColumnElement[Any], catalog_type: str) -> ColumnElement[Any]:
+        text: ColumnElement[Any]
+        if catalog_type == "text":
+            # Oracle stores '' as NULL: the contract maps empty text to \N everywhere.
+            text = sa.func.rtrim(sa.cast(column, sa.String(4000)))
+        elif catalog_type == "date":
+            days = sa.func.trunc(column) - sa.literal_column("DATE '2000-01-01'")
+            text = sa.func.to_char(days)
+        elif catalog_type == "timestamp":
+            value = sa.cast(column, sa.TIMESTAMP())
+            day = sa.func.trunc(sa.cast(column, sa.Date)) - sa.literal_column("DATE '1970-01-01'")
+            micros = (
+                day * lit(_MICROS_PER_DAY)
+                + sa.extract("hour", value) * lit(_MICROS["hour"])
+                + sa.extract("minute", value) * lit(_MICROS["minute"])
+                + sa.func.round(sa.extract("second", value) * lit(1_000_000))
+            )
+            text = sa.func.to_char(micros)
+        elif catalog_type in ("integer", "bigint"):
+            text = sa.func.to_char(sa.func.trunc(column))
+        elif catalog_type == "boolean":
+            text = sa.case(
+                (column != lit(0), sa.literal_column("'true'")),
+                (column == lit(0), sa.literal_column("'false'")),
+            )
+        elif catalog_type.startswith(_DECIMAL_PREFIX):
+            precision, scale = (int(n) for n in catalog_type[len(_DECIMAL_PREFIX) : -1].split(","))
+            rounded = sa.func.round(column, lit(scale))
+            text = sa.func.to_char(
+                rounded, sa.literal_column(f"'{decimal_format(precision, scale)}'")
+            )
+        else:
+            raise ValueError(f"no canonical text for catalog type {catalog_type!r}")
+        return sa.func.coalesce(text, self.null_text())
+
+    def md5_hex(self, text: ColumnElement[Any]) -> ColumnElement[Any]:
+        # STANDARD_HASH(expr, 'MD5') returns RAW(16); RAWTOHEX gives 32 hex digits.
+        # https://docs.oracle.com/en/database/oracle/oracle-database/19/sqlrf/STANDARD_HASH.html
+        return sa.func.rawtohex(sa.func.standard_hash(text, sa.literal_column("'MD5'")))
+
+    def hex_to_int(self, digits: ColumnElement[Any]) -> ColumnElement[Any]:
+        # TO_NUMBER with an X format model reads hexadecimal.
+        head = sa.func.substr(digits, lit(1), lit(HASH_HEX_DIGITS))
+        return sa.func.to_number(head, sa.literal_column(f"'{'X' * HASH_HEX_DIGITS}'"))
+
+    def grants(self, user: str, tables: Sequence[tuple[str | None, str]]) -> list[str]:
+        statements = [f"GRANT CREATE SESSION TO {user}"]
+        for schema, table in tables:
+            name = f"{_quote(schema)}.{_quote(table)}" if schema else _quote(table)
+            statements.append(f"GRANT SELECT ON {name} TO {user}")
+        statements.append(f"GRANT SELECT ON SYS.V_$TRANSACTION TO {user}")  # horizon probe
+        statements.append(f"GRANT SELECT ON SYS.V_$SESSION TO {user}")
+        return statements
+
+    def read_arrow(
+        self, connection: Connection, query: sa.Executable, params: Mapping[str, Any] | None = None
+    ) -> pa.Table:
+        """python-oracledb's own Arrow fetch (``fetch_df_all``, oracledb 3+), which skips
+        Python row objects; the generic cursor path with older drivers."""
+        raw = connection.connection.driver_connection
+        fetch = getattr(raw, "fetch_df_all", None)
+        if fetch is None or not isinstance(query, sa.ClauseElement):
+            return super().read_arrow(connection, query, params)
+        compiled = query.compile(dialect=connection.dialect)
+        frame = fetch(compiled.string, {**compiled.params, **(params or {})})
+        return pa.table(frame)

@@ -1,0 +1,140 @@
+"""Source queries from one description, compiled by each engine's SQLAlchemy dialect.
+
+Quoting, paging (``LIMIT`` / ``FETCH FIRST``), bind styles and row-value comparisons
+are the dialect's. Where an engine cannot compare row values through the cursor index
+(``adapter.row_values`` false: MySQL/MariaDB, where EXPLAIN shows a full scan; Oracle
+and Db2, which accept row values only for equality), the comparison is expanded into
+``a >= :a AND (a > :a OR (a = :a AND b > :b))``: the leading range predicate positions
+the index scan, the rest is exact.
+
+Bind names are fixed, so callers and tests can rely on them: ``wm_c<i>`` (watermark
+cursor columns), ``wm_k<i>`` (watermark key), ``horizon``, ``after_k<i>``, ``lo<i>``,
+``hi<i>``; the row limit is rendered by the dialect from ``batch_rows``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from billing_sync.source.engines.base import EngineAdapter
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    """What a query needs to know about a source table: names only, from the catalog."""
+
+    name: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    cursor: tuple[str, ...] = ()  # change stamp column(s): one timestamp, or CYYMMDD + HHMMSS
+    cursor_fallback: str | None = None  # COALESCE(cursor, fallback) for NULL stamps
+    schema: str | None = None
+
+    def table(self) -> sa.TableClause:
+        names = dict.fromkeys([*self.columns, *self.key, *self.cursor])
+        if self.cursor_fallback:
+            names[self.cursor_fallback] = None
+        return sa.table(self.name, *(sa.column(name) for name in names), schema=self.schema)
+
+
+def compare(
+    columns: Sequence[ColumnElement[Any]],
+    operator: str,
+    values: Sequence[ColumnElement[Any]],
+    *,
+    row_values: bool,
+) -> ColumnElement[bool]:
+    """``columns <operator> values`` in tuple order (``>``, ``>=`` or ``<``)."""
+    ops = {">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b}
+    op = ops[operator]
+    if len(columns) == 1:
+        return op(columns[0], values[0])  # type: ignore[no-any-return]
+    if row_values:
+        return op(sa.tuple_(*columns), sa.tuple_(*values))  # type: ignore[no-any-return]
+    strict = ops[operator.rstrip("=")]
+    expanded: ColumnElement[bool] = op(columns[-1], values[-1])
+    for column, value in zip(columns[-2::-1], values[-2::-1], strict=True):
+        expanded = sa.or_(strict(column, value), sa.and_(column == value, expanded))
+    leading = columns[0] >= values[0] if operator.startswith(">") else columns[0] <= values[0]
+    return sa.and_(leading, expanded)
+
+
+def _cursor_columns(source: SourceTable, table: sa.TableClause) -> list[ColumnElement[Any]]:
+    columns: list[ColumnElement[Any]] = [table.c[name] for name in source.cursor]
+    if source.cursor_fallback:
+        columns[0] = sa.func.coalesce(columns[0], table.c[source.cursor_fallback])
+    return columns
+
+
+def _binds(prefix: str, count: int) -> list[ColumnElement[Any]]:
+    return [sa.bindparam(f"{prefix}{i}") for i in range(count)]
+
+
+def change_query(adapter: EngineAdapter, source: SourceTable) -> sa.Select[Any]:
+    """Rows past the watermark ``(cursor..., key...) > (wm_c..., wm_k...)`` and below
+    ``horizon``, in cursor order, at most ``batch_rows``."""
+    table = source.table()
+    cursor = _cursor_columns(source, table)
+    key = [table.c[name] for name in source.key]
+    after = compare(
+        [*cursor, *key],
+        ">",
+        [*_binds("wm_c", len(cursor)), *_binds("wm_k", len(key))],
+        row_values=adapter.row_values,
+    )
+    below = compare(cursor, "<", _binds("horizon_c", len(cursor)), row_values=adapter.row_values)
+    return (
+        sa.select(*(table.c[name] for name in source.columns))
+        .where(after, below)
+        .order_by(*cursor, *key)
+        .limit(sa.bindparam("batch_rows", literal_execute=True))
+    )
+
+
+def snapshot_chunk(adapter: EngineAdapter, source: SourceTable, *, first: bool) -> sa.Select[Any]:
+    """The next chunk of a snapshot in key order: keys after ``after_k...`` (every key
+    for the first chunk), at most ``batch_rows``."""
+    table = source.table()
+    key = [table.c[name] for name in source.key]
+    query = sa.select(*(table.c[name] for name in source.columns)).order_by(*key)
+    if not first:
+        query = query.where(
+            compare(key, ">", _binds("after_k", len(key)), row_values=adapter.row_values)
+        )
+    return query.limit(sa.bindparam("batch_rows", literal_execute=True))
+
+
+def key_range_hash(
+    adapter: EngineAdapter,
+    source: SourceTable,
+    hashed: Sequence[tuple[str, str]],
+    *,
+    lo: bool = True,
+    hi: bool = True,
+) -> sa.Select[Any]:
+    """``count(*)`` and the sum of row hashes (:meth:`EngineAdapter.row_hash` over the
+    ``(column, catalog type)`` pairs ``hashed``) for keys ``lo... <= key < hi...``;
+    ``lo``/``hi`` false leaves that end open."""
+    table = source.table()
+    key = [table.c[name] for name in source.key]
+    # The MD5 once per row in a derived table; the outer query turns its hex into the
+    # integer (on Db2 that takes 15 digit lookups, which must not each re-hash the row).
+    digest = adapter.row_hash_hex([(table.c[name], kind) for name, kind in hashed])
+    rows = sa.select(digest.label("_h")).select_from(table)
+    if lo:
+        rows = rows.where(compare(key, ">=", _binds("lo", len(key)), row_values=adapter.row_values))
+    if hi:
+        rows = rows.where(compare(key, "<", _binds("hi", len(key)), row_values=adapter.row_values))
+    inner = rows.subquery("r")
+    total = sa.func.coalesce(sa.func.sum(adapter.hex_to_int(inner.c._h)), sa.literal_column("0"))
+    return sa.select(sa.func.count().label("n"), total.label("hash_sum"))
+
+
+def compiled_text(adapter: EngineAdapter, query: sa.ClauseElement) -> str:
+    """The SQL text ``query`` sends to ``adapter``'s engine (the SQL-text tests pin it)."""
+    return str(query.compile(dialect=adapter.dialect))
