@@ -9,7 +9,7 @@ the index scan, the rest is exact.
 
 Bind names are fixed, so callers and tests can rely on them: ``wm_c<i>`` (watermark
 cursor columns), ``wm_k<i>`` (watermark key), ``horizon``, ``after_k<i>``, ``lo<i>``,
-``hi<i>``; the row limit is rendered by the dialect from ``batch_rows``.
+``hi<i>``; the row limit ``batch_rows`` is written into the text.
 """
 
 from __future__ import annotations
@@ -71,11 +71,16 @@ def _cursor_columns(source: SourceTable, table: sa.TableClause) -> list[ColumnEl
     return columns
 
 
+def _limit(batch_rows: int) -> int:
+    # How a dialect writes the limit (a parameter or a literal) is the dialect's choice.
+    return int(batch_rows)
+
+
 def _binds(prefix: str, count: int) -> list[ColumnElement[Any]]:
     return [sa.bindparam(f"{prefix}{i}") for i in range(count)]
 
 
-def change_query(adapter: EngineAdapter, source: SourceTable) -> sa.Select[Any]:
+def change_query(adapter: EngineAdapter, source: SourceTable, *, batch_rows: int) -> sa.Select[Any]:
     """Rows past the watermark ``(cursor..., key...) > (wm_c..., wm_k...)`` and below
     ``horizon``, in cursor order, at most ``batch_rows``."""
     table = source.table()
@@ -92,11 +97,13 @@ def change_query(adapter: EngineAdapter, source: SourceTable) -> sa.Select[Any]:
         sa.select(*(table.c[name] for name in source.columns))
         .where(after, below)
         .order_by(*cursor, *key)
-        .limit(sa.bindparam("batch_rows", literal_execute=True))
+        .limit(_limit(batch_rows))
     )
 
 
-def snapshot_chunk(adapter: EngineAdapter, source: SourceTable, *, first: bool) -> sa.Select[Any]:
+def snapshot_chunk(
+    adapter: EngineAdapter, source: SourceTable, *, first: bool, batch_rows: int
+) -> sa.Select[Any]:
     """The next chunk of a snapshot in key order: keys after ``after_k...`` (every key
     for the first chunk), at most ``batch_rows``."""
     table = source.table()
@@ -106,7 +113,7 @@ def snapshot_chunk(adapter: EngineAdapter, source: SourceTable, *, first: bool) 
         query = query.where(
             compare(key, ">", _binds("after_k", len(key)), row_values=adapter.row_values)
         )
-    return query.limit(sa.bindparam("batch_rows", literal_execute=True))
+    return query.limit(_limit(batch_rows))
 
 
 def key_range_hash(
