@@ -125,8 +125,8 @@ class PostgresAdapter(EngineAdapter):
 
     def grants(self, user: str, tables: Sequence[tuple[str | None, str]]) -> list[str]:
         statements = []
-        for schema in sorted({s or "public" for s, _ in tables}):
-            statements.append(f"GRANT USAGE ON SCHEMA {_quote(schema)} TO {user}")
+        for used in sorted({schema or "public" for schema, _ in tables}):
+            statements.append(f"GRANT USAGE ON SCHEMA {_quote(used)} TO {user}")
         for schema, table in tables:
             statements.append(
                 f"GRANT SELECT ON {_quote(schema or 'public')}.{_quote(table)} TO {user}"

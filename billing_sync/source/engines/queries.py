@@ -14,7 +14,8 @@ cursor columns), ``wm_k<i>`` (watermark key), ``horizon``, ``after_k<i>``, ``lo<
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,25 +43,28 @@ class SourceTable:
         return sa.table(self.name, *(sa.column(name) for name in names), schema=self.schema)
 
 
+_Op = Callable[[ColumnElement[Any], ColumnElement[Any]], ColumnElement[bool]]
+_OPERATORS: dict[str, _Op] = {">": operator.gt, ">=": operator.ge, "<": operator.lt}
+
+
 def compare(
     columns: Sequence[ColumnElement[Any]],
-    operator: str,
+    comparison: str,
     values: Sequence[ColumnElement[Any]],
     *,
     row_values: bool,
 ) -> ColumnElement[bool]:
     """``columns <operator> values`` in tuple order (``>``, ``>=`` or ``<``)."""
-    ops = {">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b}
-    op = ops[operator]
+    op = _OPERATORS[comparison]
     if len(columns) == 1:
-        return op(columns[0], values[0])  # type: ignore[no-any-return]
+        return op(columns[0], values[0])
     if row_values:
-        return op(sa.tuple_(*columns), sa.tuple_(*values))  # type: ignore[no-any-return]
-    strict = ops[operator.rstrip("=")]
+        return op(sa.tuple_(*columns), sa.tuple_(*values))
+    strict = _OPERATORS[comparison.rstrip("=")]
     expanded: ColumnElement[bool] = op(columns[-1], values[-1])
     for column, value in zip(columns[-2::-1], values[-2::-1], strict=True):
         expanded = sa.or_(strict(column, value), sa.and_(column == value, expanded))
-    leading = columns[0] >= values[0] if operator.startswith(">") else columns[0] <= values[0]
+    leading = columns[0] >= values[0] if comparison.startswith(">") else columns[0] <= values[0]
     return sa.and_(leading, expanded)
 
 
