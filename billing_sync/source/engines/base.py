@@ -173,6 +173,8 @@ class EngineAdapter:
     # Whether ``(a, b) > (x, y)`` is compiled as a row-value comparison; where the
     # optimizer does not use the index for it, the expanded OR form is emitted.
     row_values: ClassVar[bool] = True
+    # The smallest fixed delay under which the horizon probe can miss a transaction.
+    min_delay_seconds: ClassVar[float] = 0.0
 
     def __init__(
         self, url: str | URL, *, timezone: str | None = None, engine: Engine | None = None
@@ -184,6 +186,7 @@ class EngineAdapter:
         self.config = ConnectionConfig.from_url(self.url)
         self._engine = engine
         self._horizon_warned = False
+        self._horizon_checked = False
         self.horizon_unavailable: str | None = None
 
     # -- connections -------------------------------------------------------------------
@@ -261,7 +264,8 @@ class EngineAdapter:
         if sql is None:
             self._warn_once(self.horizon_grant)
             return None
-        if self.horizon_unavailable is None and not self._horizon_warned:
+        if not self._horizon_checked:
+            self._horizon_checked = True
             reason = self.horizon_visible(connection)
             if reason is not None:
                 self._warn_once(reason)

@@ -36,8 +36,8 @@ class SourceTable:
     cursor_fallback: str | None = None  # COALESCE(cursor, fallback) for NULL stamps
     schema: str | None = None
 
-    def table(self) -> sa.TableClause:
-        names = dict.fromkeys([*self.columns, *self.key, *self.cursor])
+    def table(self, *extra: str) -> sa.TableClause:
+        names = dict.fromkeys([*self.columns, *self.key, *self.cursor, *extra])
         if self.cursor_fallback:
             names[self.cursor_fallback] = None
         return sa.table(self.name, *(sa.column(name) for name in names), schema=self.schema)
@@ -131,7 +131,7 @@ def key_range_hash(
     """``count(*)`` and the sum of row hashes (:meth:`EngineAdapter.row_hash` over the
     ``(column, catalog type)`` pairs ``hashed``) for keys ``lo... <= key < hi...``;
     ``lo``/``hi`` false leaves that end open."""
-    table = source.table()
+    table = source.table(*(name for name, _ in hashed))
     key = [table.c[name] for name in source.key]
     # The MD5 once per row in a derived table; the outer query turns its hex into the
     # integer (on Db2 that takes 15 digit lookups, which must not each re-hash the row).
