@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
@@ -188,5 +187,7 @@ class MySQLAdapter(EngineAdapter):
         statements.append(f"GRANT PROCESS ON *.* TO {user}")  # the horizon probe
         return statements
 
-
-_ = mysql  # the dialect module is SQLAlchemy's; imported so that its types register
+    # read_arrow: the generic cursor path. Measured on this machine (200,000 rows of five
+    # columns, load average 13): PyMySQL rows into Arrow 5.1-7.3 s, ConnectorX 0.30-0.34 s.
+    # ConnectorX opens its own connection, outside the read-only session set up above,
+    # so it is left for the wiring phase to adopt with that guard decided.
