@@ -250,6 +250,11 @@ def test_missing_driver_names_the_extra_and_not_the_password() -> None:
     assert "tiger-secret" not in message and "scott:***@db.example:1521" in message
 
 
+def test_ibmi_missing_driver_names_the_odbc_prerequisites() -> None:
+    message = str(adapter_for("ibmi://u:pw@h").missing_driver(ImportError("libodbc.so.2")))
+    assert "billing-sync[ibmi]" in message and "unixODBC" in message and "pw@" not in message
+
+
 def test_every_adapter_says_whether_it_is_tested_live() -> None:
     live = {adapter.name for adapter in ADAPTERS if adapter.tested_live}
     assert live == {"postgresql", "mysql"}

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
-from billing_sync.source.engines.base import HASH_HEX_DIGITS, EngineAdapter, lit
+from billing_sync.source.engines.base import HASH_HEX_DIGITS, EngineAdapter, MissingDriver, lit
 
 _DECIMAL_PREFIX = "decimal("
 _HEX = "0123456789ABCDEF"
@@ -139,6 +139,12 @@ class Db2ForIAdapter(Db2Adapter):
         " QSYS2.DB_TRANSACTION_INFO (needs *JOBCTL special authority or the"
         " QIBM_DB_SQLADM / QIBM_DB_SYSMON function usage)"
     )
+
+    def missing_driver(self, error: BaseException) -> MissingDriver:
+        # sqlalchemy-ibmi talks ODBC: pyodbc needs unixODBC (libodbc.so.2) and IBM's
+        # "IBM i Access Client Solutions" ODBC driver, which pip cannot install.
+        base = super().missing_driver(error)
+        return MissingDriver(f"{base}; it also needs unixODBC and the IBM i Access ODBC driver")
 
     def oldest_transaction_sql(self) -> str:
         # IBM i has no MON_GET_UNIT_OF_WORK. QSYS2.DB_TRANSACTION_INFO returns one row per
