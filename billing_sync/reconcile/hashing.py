@@ -1,9 +1,12 @@
 """Pure SQL builders for key-range hashing (DESIGN §7); the SQL text is asserted in unit tests.
 
 Both sides hash a row the same way: every mapped column in catalog order, turned into a
-canonical text (``NULL`` as ``\\N``, text right-trimmed, numbers cast to their catalog
-type, dates and timestamps as numbers), then the change timestamp and the
-soft-delete flag, joined with ``|`` and hashed with ``hashtextextended(..., 0)``:
+canonical text (``NULL`` as ``\\N``, text right-trimmed and escaped as key components are,
+numbers cast to their catalog type, dates and timestamps as numbers), then the change
+timestamp and the soft-delete flag, joined with ``|`` and hashed with
+``hashtextextended(..., 0)``. The escaping (:func:`billing_sync.keys.component_sql`) keeps
+the joined text injective: memo ``a|b`` and name ``c`` no longer hash as memo ``a`` and name
+``b|c``, nor a text ``\\N`` as NULL. The two sides:
 
 - the **source** side reads the mapped source columns, ``COALESCE(cursor, fallback)`` and
   the mapping's soft-delete rule;
@@ -40,6 +43,7 @@ from billing_sync.capture.cursor import (
 )
 from billing_sync.capture.query import BoundQuery, qualified, quote_ident
 from billing_sync.config import ColumnSpec, TableMapping
+from billing_sync.keys import component_sql, encode_key
 from billing_sync.load.ddl import ENTITY_SCHEMA, STATE_SCHEMA, entity_columns
 from billing_sync.types import sql_type
 
@@ -72,8 +76,8 @@ class KeyRange:
     hi: tuple[Any, ...] | None = None
 
     def __str__(self) -> str:
-        lo = "-inf" if self.lo is None else "|".join(map(str, self.lo))
-        hi = "+inf" if self.hi is None else "|".join(map(str, self.hi))
+        lo = "-inf" if self.lo is None else encode_key(self.lo)
+        hi = "+inf" if self.hi is None else encode_key(self.hi)
         return f"[{lo}, {hi})"
 
 
@@ -91,8 +95,9 @@ def canonical_text(expression: str, catalog_type: str) -> str:
     coalesce(CAST(CAST("AMOUNT" AS numeric(12,2)) AS text), '\N')
     """
     if catalog_type == "text":
-        text = f"rtrim(CAST({expression} AS text))"
-    elif catalog_type == "date":
+        # Only text can hold ``|`` or ``\``: numbers, dates and stamps skip the escaping.
+        return component_sql(f"rtrim(CAST({expression} AS text))")
+    if catalog_type == "date":
         value = f"CAST({expression} AS date)"
         text = (
             f"CASE WHEN isfinite({value}) THEN CAST({value} - DATE '2000-01-01' AS text)"

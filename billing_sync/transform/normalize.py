@@ -3,7 +3,7 @@
 Every normalized row carries lineage (DESIGN §5):
 
 ``_source_system``   the biller it came from (``icoms``)
-``_source_key``      the source key columns joined with ``|``, as text
+``_source_key``      the source key columns as one text (:mod:`billing_sync.keys`)
 ``_source_version``  the row's change timestamp; loads never replace a newer version
 ``_row_hash``        a hash of the business columns, for change detection
 ``_is_deleted``      the mapping's soft-delete rule applied
@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from billing_sync.capture.cursor import CURSOR_ALIAS, cursor_fields, decode_cursor
 from billing_sync.config import ColumnSpec, TableMapping
+from billing_sync.keys import key_expr
 from billing_sync.transform.converters import Conversion, convert, input_type, trim
 from billing_sync.transform.protect import Protector
 from billing_sync.types import arrow_type, sql_arrow_type
@@ -42,7 +43,6 @@ LINEAGE_COLUMNS = (
     "_is_deleted",
     "_synced_at",
 )
-KEY_SEPARATOR = "|"
 CONVERT_EXPECTATION = "expect_column_values_to_convert"
 _BAD = "__bad__"  # prefix of the per-column bad-value flags while normalizing
 _RAW = "__raw__"  # prefix of the offending source values (unprotected columns only)
@@ -224,14 +224,13 @@ def key_values(mapping: TableMapping) -> list[pl.Expr]:
 
 def normalized_source_key(mapping: TableMapping) -> pl.Expr:
     """``_source_key`` from a frame of source columns, exactly as :func:`normalize` builds it."""
-    return pl.concat_str(
-        [value.cast(pl.Utf8) for value in key_values(mapping)], separator=KEY_SEPARATOR
-    )
+    return key_expr(key_values(mapping))
 
 
 def source_key(columns: list[str]) -> pl.Expr:
-    """The key columns as one text value: ``001|000012345``."""
-    return pl.concat_str([pl.col(name).cast(pl.Utf8) for name in columns], separator=KEY_SEPARATOR)
+    """The key columns as one text value (:func:`billing_sync.keys.encode_key`):
+    ``001|000012345``; a ``|`` or ``\\`` inside a value is escaped."""
+    return key_expr([pl.col(name) for name in columns])
 
 
 def row_hash(columns: list[str]) -> pl.Expr:

@@ -44,6 +44,7 @@ import pyarrow as pa
 
 from billing_sync.capture.query import build_rows_by_key_query, quote_ident
 from billing_sync.config import SourceCatalog, TableMapping
+from billing_sync.keys import decode_key, key_expr
 from billing_sync.load.ddl import STATE_SCHEMA, EntityColumns, entity_columns
 from billing_sync.source.session import SourceSession
 from billing_sync.transform.normalize import normalized_source_key, source_schema
@@ -52,7 +53,6 @@ from billing_sync.validate.suites import KEY_COLUMN, ParentRule, Suite
 
 QUARANTINE_TABLE = f"{STATE_SCHEMA}.quarantine"
 PAYLOAD_SCHEMA = "billing_quarantine"
-PARENT_KEY_SEPARATOR = "|"
 
 OPEN = "open"
 PENDING = "pending"
@@ -161,9 +161,7 @@ def parent_key_expr(rule: ParentRule, parent: TableMapping | None = None) -> pl.
     columns = rule.key
     if parent is not None and set(parent.target_key) <= set(rule.key):
         columns = parent.target_key
-    return pl.concat_str(
-        [pl.col(name).cast(pl.Utf8) for name in columns], separator=PARENT_KEY_SEPARATOR
-    )
+    return key_expr([pl.col(name) for name in columns])
 
 
 def parent_failure(
@@ -356,12 +354,17 @@ class SourceParents:
 
 
 def _decode_key(mapping: TableMapping, key: str) -> tuple[Any, ...] | None:
-    parts = key.split(PARENT_KEY_SEPARATOR)
+    try:
+        parts = decode_key(key)
+    except ValueError:
+        return None
     if len(parts) != len(mapping.key):
         return None
     values: list[Any] = []
     for name, part in zip(mapping.key, parts, strict=True):
         kind = mapping.column(name).type
+        if part is None:  # a NULL key component: no source row can hold it
+            return None
         try:
             values.append(int(part) if kind in ("integer", "bigint") else part)
         except ValueError:

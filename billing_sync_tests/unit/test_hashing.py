@@ -23,6 +23,14 @@ from billing_sync.reconcile.hashing import (
 
 T = datetime(2026, 11, 25, 12, 0, 0, 123456)
 N = "'\\N'"
+
+
+def _text(expression: str) -> str:
+    """A text column's canonical text: right-trimmed, escaped as a key component."""
+    escaped = f"replace(replace(rtrim(CAST({expression} AS text)), '\\', '\\\\'), '|', '\\|')"
+    return f"coalesce({escaped}, {N})"
+
+
 CHANGE_TS = 'COALESCE("CHG_TS", "CRT_TS")'
 
 
@@ -48,7 +56,7 @@ def mapping(*, soft_delete: bool = True, fallback: str | None = "CRT_TS") -> Tab
 @pytest.mark.parametrize(
     ("kind", "text"),
     [
-        ("text", f'coalesce(rtrim(CAST("C" AS text)), {N})'),
+        ("text", _text('"C"')),
         ("integer", f'coalesce(CAST(CAST("C" AS integer) AS text), {N})'),
         ("bigint", f'coalesce(CAST(CAST("C" AS bigint) AS text), {N})'),
         ("boolean", f'coalesce(CAST(CAST("C" AS boolean) AS text), {N})'),
@@ -72,21 +80,19 @@ def test_canonical_text_per_type(kind: str, text: str) -> None:
 
 
 SOURCE_HASH = (
-    "hashtextextended(concat_ws('|', "
-    f'coalesce(rtrim(CAST("SITE_ID" AS text)), {N}), '
+    "hashtextextended(concat_ws('|', " + _text('"SITE_ID"') + ", "
     f'coalesce(CAST(CAST("PAYMENT_NO" AS bigint) AS text), {N}), '
-    f'coalesce(CAST(CAST("AMOUNT" AS numeric(12,2)) AS text), {N}), '
-    f'coalesce(rtrim(CAST("REC_STATUS" AS text)), {N}), '
+    f'coalesce(CAST(CAST("AMOUNT" AS numeric(12,2)) AS text), {N}), ' + _text('"REC_STATUS"') + ", "
     f"{canonical_text(CHANGE_TS, 'timestamp')}, "
     "CASE WHEN CAST(\"REC_STATUS\" AS text) = ANY(%(soft_delete_values)s) THEN 't' ELSE 'f' END"
     "), 0)"
 )
 WAREHOUSE_HASH = (
-    "hashtextextended(concat_ws('|', "
-    f'coalesce(rtrim(CAST(t."site_id" AS text)), {N}), '
+    "hashtextextended(concat_ws('|', " + _text('t."site_id"') + ", "
     f'coalesce(CAST(CAST(t."payment_number" AS bigint) AS text), {N}), '
     f'coalesce(CAST(CAST(t."amount" AS numeric(12,2)) AS text), {N}), '
-    f'coalesce(rtrim(CAST(t."record_status" AS text)), {N}), '
+    + _text('t."record_status"')
+    + ", "
     f"{canonical_text('t._source_version', 'timestamp')}, "
     "CASE WHEN t._is_deleted THEN 't' ELSE 'f' END"
     "), 0)"
