@@ -32,6 +32,7 @@ from billing_sync.load.ddl import (
     entities_of,
     entity_columns,
 )
+from billing_sync.load.drift import check_columns
 from billing_sync.postgres import redact_url
 from billing_sync.validate.quarantine import QUARANTINE_DDL, QUARANTINE_TABLE, payload_table
 from billing_sync.validate.quarantine import create_tables as create_quarantine_tables
@@ -216,6 +217,13 @@ class Warehouse:
                         self._create_entity(columns)
                     create_quarantine_tables(self.conn, entities.values())
                     self.conn.execute(f"COMMENT ON SCHEMA {STATE_SCHEMA} IS '{digest}'")
+            # Also when the digest matches: a column dropped outside billing-sync changes no
+            # digest, and would fail every batch with an UndefinedColumn naming no table.
+            feeds: dict[str, list[str]] = {}
+            for catalog in catalogs:
+                for mapping in catalog.tables:
+                    feeds.setdefault(mapping.entity, []).append(f"{catalog.system}.{mapping.table}")
+            check_columns(self.conn, entities, feeds)
             for catalog in catalogs:
                 for mapping in catalog.tables:
                     self.conn.execute(

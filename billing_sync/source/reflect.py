@@ -9,6 +9,12 @@ column, and all of them are reported together as one :class:`ConfigError`:
   column, ``cyymmdd`` on a date, ``ebcdic`` on anything but bytes), or a plain
   column whose type does not cast exactly to its target (a float into a decimal
   needs ``float_money``);
+* a column whose source type holds values its target cannot hold exactly (:func:`fit_problem`):
+  a scale the target would round (``numeric(11,3)`` or unbounded ``numeric`` into
+  ``decimal(11,2)``: 12.999 would load as 13.00), or a range it cannot reach (``bigint``
+  into ``integer``, ``numeric(14,2)`` into ``decimal(12,2)``: such rows would be
+  quarantined). The problem names ``system.table.column``, both types and the reason.
+  Target ``text`` is unbounded, so text never narrows;
 * a key that the source does not keep unique: a primary key or unique index on a
   subset of the key proves it; without one, the first :data:`DUPLICATE_CHECK_ROWS`
   rows are searched for a duplicate (a bounded read) and the table is logged as unproven.
@@ -22,8 +28,10 @@ that names one.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -98,11 +106,111 @@ class SourceTable:
         return any(set(unique) <= set(key) for unique in self.unique_keys)
 
 
+# Exact ranges of the integer types, by the names PostgreSQL, Db2 and Oracle report.
+_INTEGER_MAX = {
+    "smallint": 2**15 - 1, "int2": 2**15 - 1,
+    "integer": 2**31 - 1, "int": 2**31 - 1, "int4": 2**31 - 1,
+    "bigint": 2**63 - 1, "int8": 2**63 - 1,
+}  # fmt: skip
+_NUMERIC = re.compile(r"^(?:numeric|decimal|number)\s*(?:\(\s*(\d+)\s*(?:,\s*(-?\d+)\s*)?\))?$")
+_TARGET_DECIMAL = re.compile(r"^decimal\((\d+),(\d+)\)$")
+
+
+@dataclass(frozen=True)
+class _Span:
+    """What a numeric type holds: values up to ``largest`` in magnitude, ``scale`` decimal
+    places; ``largest`` None: no bound (an unbounded ``numeric``)."""
+
+    largest: Decimal | None
+    scale: int | None
+
+
+def _source_span(sql_type: str) -> _Span | None:
+    """The span of a reflected numeric type; None for a type that is not a number."""
+    name = sql_type.lower().strip()
+    if name in _INTEGER_MAX:
+        return _Span(Decimal(_INTEGER_MAX[name]), 0)
+    match = _NUMERIC.match(name)
+    if match is None:
+        return None
+    if match.group(1) is None:
+        return _Span(None, None)
+    precision, scale = int(match.group(1)), int(match.group(2) or 0)
+    # Oracle's negative scale (NUMBER(5,-2)) rounds to hundreds: whole numbers, p - s digits.
+    return _Span(Decimal(10) ** (precision - scale) - Decimal(10) ** -scale, max(scale, 0))
+
+
+def _target_span(catalog_type: str) -> _Span | None:
+    if catalog_type in ("integer", "bigint"):
+        return _Span(Decimal(_INTEGER_MAX[catalog_type]), 0)
+    match = _TARGET_DECIMAL.match(catalog_type)
+    if match is None:
+        return None  # text, dates, booleans: not a number (text holds any)
+    precision, scale = int(match.group(1)), int(match.group(2))
+    return _Span(Decimal(10) ** (precision - scale) - Decimal(10) ** -scale, scale)
+
+
+def fit_problem(column: ColumnSpec, sql_type: str) -> str | None:
+    """Why source values of ``sql_type`` would not load exactly into ``column``, or None.
+
+    A plain column must hold the source's scale and range; ``implied_decimal(k)`` divides
+    by 10^k first. Other converters are checked by what they read (:data:`_CONVERTER_READS`)
+    and report a value they cannot convert per row.
+
+    >>> from billing_sync.config import ColumnSpec
+    >>> amount = ColumnSpec(source="AMOUNT", target="amount", type="decimal(11,2)")
+    >>> fit_problem(amount, "numeric(11,2)") is None
+    True
+    >>> fit_problem(amount, "numeric").split(";")[0]  # doctest: +ELLIPSIS
+    'unbounded numeric has any scale and range: ... (12.999 as 13.00) or quarantined'
+    """
+    if column.protect is not None or column.is_constant:
+        return None
+    source = _source_span(sql_type)
+    target = _target_span(column.type)
+    if source is None or target is None:
+        return None
+    places = 0
+    if column.converter is not None:
+        if column.converter.name != "implied_decimal" or column.converter.places is None:
+            return None
+        places = column.converter.places
+    assert target.largest is not None and target.scale is not None
+    if source.largest is None or source.scale is None:
+        return (
+            f"unbounded {sql_type} has any scale and range: values would be rounded to"
+            f" {target.scale} places ({_example(target.scale)}) or quarantined; declare the"
+            " source column's precision and scale, or map it to text"
+        )
+    scale = source.scale + places
+    largest = source.largest / Decimal(10) ** places
+    if scale > target.scale:
+        return (
+            f"{scale} decimal places, the target keeps {target.scale}: values would be"
+            f" rounded ({_example(target.scale)}); widen the target's scale"
+        )
+    if largest > target.largest:
+        return (
+            f"values up to {largest.normalize():f}, the target holds up to"
+            f" {target.largest.normalize():f}: larger ones would be quarantined; widen the"
+            " target type"
+        )
+    return None
+
+
+def _example(places: int) -> str:
+    exact = Decimal("12." + "9" * (places + 1))
+    return f"{exact} as {exact.quantize(Decimal(10) ** -places)}"
+
+
 # -- pure: a mapping against a reflected table ----------------------------------------------
 
 
-def mapping_problems(mapping: TableMapping, table: SourceTable | None) -> list[str]:
-    """What is wrong with ``mapping`` against the source ``table`` (``None``: absent)."""
+def mapping_problems(
+    mapping: TableMapping, table: SourceTable | None, *, system: str | None = None
+) -> list[str]:
+    """What is wrong with ``mapping`` against the source ``table`` (``None``: absent);
+    ``system`` names the columns of a type problem ``system.TABLE.COLUMN``."""
     if table is None:
         return [f"table {mapping.table}: not in the source schema"]
     problems: list[str] = []
@@ -119,6 +227,16 @@ def mapping_problems(mapping: TableMapping, table: SourceTable | None) -> list[s
         problems.append(f"{where(name)}: not in the source table")
     for column in mapping.columns:
         problems.extend(_type_problems(column, table, where))
+        for name in column.source_names:
+            if name not in table.columns or len(column.source_names) != 1:
+                continue
+            why = fit_problem(column, table.columns[name])
+            if why is not None:
+                qualified_name = ".".join(filter(None, (system, mapping.table, name)))
+                problems.append(
+                    f"column {qualified_name}: source type {table.columns[name]} does not fit"
+                    f" target {column.target} {column.type}: {why}"
+                )
     cursor_families = ("int",) if mapping.cursor_format == "cyymmdd_hhmmss" else (
         "timestamp", "date")  # fmt: skip
     for name in mapping.cursor_columns:
@@ -219,7 +337,7 @@ def check_catalog(session: Any, catalog: SourceCatalog) -> SourceCatalog:
     checked: list[TableMapping] = []
     for mapping in catalog.tables:
         table = tables.get(mapping.table)
-        found = mapping_problems(mapping, table)
+        found = mapping_problems(mapping, table, system=catalog.system)
         if table is not None and not found and not table.key_is_unique(mapping.key):
             duplicate = duplicate_key(session, catalog.schema_name, mapping)
             if duplicate is not None:

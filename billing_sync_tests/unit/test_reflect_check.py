@@ -105,3 +105,52 @@ def test_a_missing_table() -> None:
 )  # fmt: skip
 def test_type_families(sql_type: str, family: str) -> None:
     assert type_family(sql_type) == family
+
+
+@pytest.mark.parametrize(
+    ("source_type", "target", "converter", "reason"),
+    [
+        ("numeric", "decimal(11,2)", None, "unbounded numeric has any scale and range"),
+        ("numeric(11,3)", "decimal(11,2)", None, "3 decimal places, the target keeps 2"),
+        ("numeric(14,2)", "decimal(12,2)", None, "values up to 999999999999.99, the target"),
+        ("bigint", "integer", None, "the target holds up to 2147483647"),
+        ("numeric(10,0)", "integer", None, "values up to 9999999999, the target holds"),
+        ("numeric(20,0)", "bigint", None, "the target holds up to 9223372036854775807"),
+        ("integer", "decimal(9,2)", None, "values up to 2147483647, the target holds"),
+        ("bigint", "decimal(12,2)", {"implied_decimal": 2}, "values up to 92233720368547758.07"),
+        ("numeric(9,1)", "decimal(12,2)", {"implied_decimal": 2}, "3 decimal places"),
+    ],
+)
+def test_a_source_type_the_target_cannot_hold_exactly_is_named(
+    source_type: str, target: str, converter: Any, reason: str
+) -> None:
+    table = SourceTable("PAYMENT", {**TABLE.columns, "AMOUNT": source_type}, TABLE.unique_keys)
+    spec = {"source": "AMOUNT", "target": "amount", "type": target}
+    found = mapping_problems(mapping({**spec, "converter": converter} if converter else spec),
+                             table, system="icoms")  # fmt: skip
+    expected = f"column icoms.ACCOUNT.AMOUNT: source type {source_type} does not fit target"
+    assert [line for line in found if expected in line and reason in line], found
+
+
+@pytest.mark.parametrize(
+    ("source_type", "target", "converter"),
+    [
+        ("numeric(11,2)", "decimal(11,2)", None),
+        ("numeric(9,2)", "decimal(12,2)", None),
+        ("smallint", "integer", None),
+        ("integer", "integer", None),
+        ("numeric(9,0)", "integer", None),
+        ("numeric(18,0)", "bigint", None),
+        ("integer", "decimal(10,2)", {"implied_decimal": 2}),
+        ("numeric", "text", None),
+        ("bigint", "text", None),
+    ],
+)
+def test_a_source_type_the_target_holds_passes(
+    source_type: str, target: str, converter: Any
+) -> None:
+    table = SourceTable("PAYMENT", {**TABLE.columns, "AMOUNT": source_type}, TABLE.unique_keys)
+    spec = {"source": "AMOUNT", "target": "amount", "type": target}
+    found = mapping_problems(mapping({**spec, "converter": converter} if converter else spec),
+                             table, system="icoms")  # fmt: skip
+    assert found == []

@@ -4,7 +4,9 @@ Oracle types become their PostgreSQL look-alikes: ``NUMBER(9)`` -> ``bigint``/``
 ``VARCHAR2`` -> ``varchar``, ``CHAR`` -> ``char``, ``DATE`` used as a timestamp ->
 ``timestamp(0)`` (second precision), a pure calendar ``DATE`` -> ``date``, ``FLOAT`` ->
 ``double precision`` (money in ``CHARGE``, ``PAYMENT``, ``ADJUSTMENT``, ``USAGE`` and the
-account's ``AR_BALANCE``, as some Amdocs installations keep it). ``BAN`` (billing account
+account's ``AR_BALANCE``, as some Amdocs installations keep it); ``BILL`` amounts are
+``NUMBER(12,2)``, what the catalog's ``decimal(12,2)`` holds (``check`` refuses a target
+narrower than its source). ``BAN`` (billing account
 number) is unique system-wide. ``BILLING_ACCOUNT.ACC_PASSWORD`` must never be read;
 ``CUSTOMER.SSN`` and ``PAYMENT.CR_CARD_NO`` never land in clear.
 
@@ -114,9 +116,9 @@ TABLES: dict[str, TableDef] = {
                 ("CYCLE_CODE", "smallint NOT NULL"),
                 ("BILL_DATE", "date NOT NULL"),
                 ("DUE_DATE", "date NOT NULL"),
-                ("PREV_BALANCE_AMT", "numeric(14,2) NOT NULL"),
-                ("CUR_CHARGES_AMT", "numeric(14,2) NOT NULL"),
-                ("TOTAL_DUE_AMT", "numeric(14,2) NOT NULL"),
+                ("PREV_BALANCE_AMT", "numeric(12,2) NOT NULL"),
+                ("CUR_CHARGES_AMT", "numeric(12,2) NOT NULL"),
+                ("TOTAL_DUE_AMT", "numeric(12,2) NOT NULL"),
             ),
             ("BAN", "BILL_SEQ_NO"),
         ),
