@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing_sync.keys import encode_key, key_sql
+from billing_sync.load.drift import rekey_sql
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.reconcile.hashing import canonical_text, row_hash_expression
 from billing_sync.reconcile.verify import verify_table
@@ -164,3 +165,16 @@ def test_keys_that_join_alike_stay_two_rows_through_sync_and_verify(
             assert verified.cache is not None and verified.cache.total == 0
             time.sleep(0.01)
         assert_parity(engine)
+
+        # The upgrade path: a row keyed by the old bare join is re-keyed from its columns.
+        with psycopg.connect(databases.warehouse, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE billing.product SET _source_key = '001|A|B|C|1' WHERE _source_key = %s",
+                ("001|A\\|B|C|1",),
+            )
+            assert len(_products(databases.warehouse)) == 4
+            conn.execute(rekey_sql(mapping), {"system": "icoms"})
+        assert [row[0] for row in _products(databases.warehouse)] == [
+            "001|A\\|B|C|1", "001|A|B\\|C|1", "001|X\\\\|\\|Y|1", "001|X|\\\\\\|Y|1"
+        ]  # fmt: skip
+        assert verify_table(engine, catalog, mapping, repair=False).equal
