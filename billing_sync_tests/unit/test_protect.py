@@ -40,8 +40,13 @@ def test_luhn(digits: str, valid: bool) -> None:
         ("card 4111 1111 1111 1111 exp 2027", f"card {REDACTED} exp 2027"),
         ("card 4111-1111-1111-1111", f"card {REDACTED}"),
         ("amex 3782 822463 10005.", f"amex {REDACTED}."),
-        ("card 4111 1111 1111 1111 2024 visit", f"card {REDACTED} 2024 visit"),
-        ("not a card 4111111111111112", "not a card 4111111111111112"),
+        ("card 4111 1111 1111 1111 2024 visit", f"card {REDACTED} visit"),  # 2024 may end a card
+        ("not a card 4111111111111113", "not a card 4111111111111113"),
+        ("a card inside 4111111111111112", f"a card inside 411{REDACTED}"),  # 1111111111112
+        ("card 4539.1488.0343.6467 ssn 536 22 8741", f"card {REDACTED} ssn {REDACTED}"),
+        ("mixed 4539 1488-0343.6467, 536.22-8741", f"mixed {REDACTED}, {REDACTED}"),
+        ("spaced 4539 - 1488 - 0343 - 6467", f"spaced {REDACTED}"),
+        ("in a run 123 4539148803436467 00000", f"in a run {REDACTED}0"),
         ("ssn 123-45-6789 on file", f"ssn {REDACTED} on file"),
         ("ssn 123456789", f"ssn {REDACTED}"),
         ("SSN:123456789,", f"SSN:{REDACTED},"),
