@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from billing_sync.config import ConfigError, Settings, SourceCatalog, TableMapping, load_settings
+from billing_sync.secrets import install_log_masking, mask_error, mask_secrets
 
 if TYPE_CHECKING:
     from billing_sync.sync import SyncEngine, TableBatch
@@ -240,17 +242,18 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_masking()
     try:
         return int(args.func(args))
     except ConfigError as error:
-        print(f"billing-sync: {error}", file=sys.stderr)
+        print(f"billing-sync: {mask_secrets(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     except Exception as error:
-        if args.verbose:
-            raise
-        print(f"billing-sync: {type(error).__name__}: {error}", file=sys.stderr)
+        if args.verbose:  # the traceback, masked like every other message
+            print(mask_secrets(traceback.format_exc()), file=sys.stderr, end="")
+        print(f"billing-sync: {mask_error(error)}", file=sys.stderr)
         return 1
 
 

@@ -502,7 +502,22 @@ def load_settings(
     try:
         return Settings.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(f"invalid settings{f' in {path}' if path else ''}:\n{error}") from error
+        # ``from None``: pydantic's own message repeats each wrong value (``input_value``),
+        # a URL with its password included; a chained cause would show it in tracebacks.
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"invalid settings{where}:\n{validation_lines(error)}") from None
+
+
+def validation_lines(error: ValidationError) -> str:
+    """A pydantic error as ``location: message`` lines, without the values it was given
+    (they may be secrets) and masked in case a message quotes one anyway."""
+    from billing_sync.secrets import mask_secrets
+
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False, include_context=False):
+        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        lines.append(f"  {where}: {problem['msg']}")
+    return mask_secrets("\n".join(lines))
 
 
 def load_catalog(system: str, *, directory: Path = CATALOG_DIR) -> SourceCatalog:

@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 
 from billing_sync.config import Settings
+from billing_sync.secrets import mask_error, mask_secrets
 
 SOURCE_DATABASE = "billing_source"
 WAREHOUSE_DATABASE = "billing_warehouse"
@@ -139,10 +140,11 @@ def ensure_database(url: str, database: str) -> str:
             ).fetchone()
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    except psycopg.OperationalError as error:
+    except psycopg.Error as error:
+        # ``from None``: the driver echoes a malformed URL, password included.
         raise PostgresUnavailable(
-            f"cannot reach PostgreSQL at {redact_url(url)}: {error}"
-        ) from error
+            f"cannot reach PostgreSQL at {mask_secrets(url)}: {mask_error(error)}"
+        ) from None
     return with_database(url, database)
 
 
@@ -172,16 +174,3 @@ def resolve_database_urls(settings: Settings, env: Mapping[str, str] | None = No
     source = settings.source_url or ensure_database(base, SOURCE_DATABASE)
     warehouse = settings.warehouse_url or ensure_database(base, WAREHOUSE_DATABASE)
     return DatabaseUrls(source, warehouse, settings.source_urls)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced, safe for logs and error messages.
-
-    >>> redact_url("postgresql://app:s3cret@db:5432/wh")
-    'postgresql://app:***@db:5432/wh'
-    """
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -9,6 +9,8 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
+from billing_sync.secrets import mask_error
+
 log = logging.getLogger(__name__)
 
 
@@ -30,5 +32,5 @@ def post_json(url: str, body: dict[str, Any], *, timeout: float = 5.0) -> bool:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return 200 <= int(response.status) < 300
     except (urllib.error.URLError, TimeoutError, OSError) as error:
-        log.warning("alert webhook %s failed: %s", where(url), error)
+        log.warning("alert webhook %s failed: %s", where(url), mask_error(error))
         return False

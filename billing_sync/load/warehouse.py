@@ -33,7 +33,7 @@ from billing_sync.load.ddl import (
     entity_columns,
 )
 from billing_sync.load.drift import check_columns
-from billing_sync.postgres import redact_url
+from billing_sync.secrets import mask_error, mask_secrets
 from billing_sync.validate.quarantine import QUARANTINE_DDL, QUARANTINE_TABLE, payload_table
 from billing_sync.validate.quarantine import create_tables as create_quarantine_tables
 
@@ -189,10 +189,12 @@ class Warehouse:
             self.conn = psycopg.connect(
                 url, autocommit=True, application_name="billing-sync-load", connect_timeout=10
             )
-        except psycopg.OperationalError as error:
+        except psycopg.Error as error:
+            # ``from None``: a malformed URL comes back in the driver's message, password
+            # included; the chained original would print it in every traceback.
             raise WarehouseUnavailable(
-                f"cannot reach the warehouse at {redact_url(url)}: {error}"
-            ) from error
+                f"cannot reach the warehouse at {mask_secrets(url)}: {mask_error(error)}"
+            ) from None
 
     def close(self) -> None:
         self.conn.close()

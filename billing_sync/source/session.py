@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from billing_sync.capture.query import BoundQuery
 from billing_sync.capture.window import Horizon, OpenTransaction, compute_horizon
-from billing_sync.postgres import redact_url
+from billing_sync.secrets import mask_error, mask_secrets
 from billing_sync.source.copy_reader import CopyUnsupported, copy_supported, read_copy
 from billing_sync.source.dialect import CAPTURE_APPLICATION_NAME, POSTGRES, SourceDialect
 
@@ -49,10 +49,11 @@ class SourceSession:
                 options=f"-c default_transaction_read_only=on -c DateStyle=ISO{zone}",
                 connect_timeout=10,
             )
-        except psycopg.OperationalError as error:
+        except psycopg.Error as error:
+            # ``from None``: the driver echoes a malformed URL, password included.
             raise SourceUnavailable(
-                f"cannot reach the source at {redact_url(url)}: {error}"
-            ) from error
+                f"cannot reach the source at {mask_secrets(url)}: {mask_error(error)}"
+            ) from None
         self.queries = 0
         self.horizon_unavailable: str | None = None
         self._horizon_checked = False
