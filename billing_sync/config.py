@@ -59,7 +59,9 @@ ConverterName = Literal[
     "latin1",
     "lookup",
 ]
-Protection = Literal["hmac", "last4", "redact"]
+# ``clear``: loaded as it is, an explicit opt-out of the default policy that needs a
+# ``reason`` (billing_sync.transform.policy).
+Protection = Literal["hmac", "last4", "redact", "clear"]
 
 # What each converter produces: the catalog type its target column must have.
 _CONVERTER_TARGETS: dict[str, tuple[str, ...]] = {
@@ -127,6 +129,7 @@ class ColumnSpec(_Strict):
     nullable: bool = True
     converter: Converter | None = None
     protect: Protection | None = None
+    reason: str | None = None  # why a ``protect: clear`` column may load in clear
 
     @field_validator("target")
     @classmethod
@@ -170,9 +173,19 @@ class ColumnSpec(_Strict):
             wanted = _CONVERTER_TARGETS[name]
             if self.type.split("(")[0] not in wanted:
                 raise ValueError(f"{where}: converter {name} gives {wanted[0]}, not {self.type}")
-        if self.protect is not None and self.type != "text":
+        if self.protection is not None and self.type != "text":
             raise ValueError(f"{where}: protect {self.protect} gives text, not {self.type}")
+        if (self.protect == "clear") != bool(self.reason and self.reason.strip()):
+            raise ValueError(
+                f"{where}: protect clear takes a reason (why the column may load in clear),"
+                " and only protect clear takes one"
+            )
         return self
+
+    @property
+    def protection(self) -> Protection | None:
+        """The policy applied to the values: None for none or an explicit ``clear``."""
+        return None if self.protect == "clear" else self.protect
 
     @property
     def is_constant(self) -> bool:
@@ -188,7 +201,7 @@ class ColumnSpec(_Strict):
     @property
     def is_plain(self) -> bool:
         """A source column taken as it is: no converter, no protection."""
-        return isinstance(self.source, str) and self.converter is None and self.protect is None
+        return isinstance(self.source, str) and self.converter is None and self.protection is None
 
 
 class SoftDelete(_Strict):
@@ -264,7 +277,7 @@ class TableMapping(_Strict):
         if missing:
             raise ValueError(f"key column(s) {missing} of {self.table} are not mapped")
         unconverted = {
-            c.source for c in self.columns if isinstance(c.source, str) and not c.protect
+            c.source for c in self.columns if isinstance(c.source, str) and not c.protection
         }
         protected = [name for name in self.key if name not in unconverted]
         if protected:

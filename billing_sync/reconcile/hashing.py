@@ -156,7 +156,7 @@ def hashed_columns(mapping: TableMapping) -> list[ColumnSpec]:
 
 
 def _source_sql(column: ColumnSpec) -> str | None:
-    if column.is_constant or column.protect is not None or not isinstance(column.source, str):
+    if column.is_constant or column.protection is not None or not isinstance(column.source, str):
         return None
     name = column.converter.name if column.converter else None
     expression = quote_ident(column.source)

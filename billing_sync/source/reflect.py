@@ -38,6 +38,7 @@ import pyarrow as pa
 
 from billing_sync.capture.query import BoundQuery, qualified, quote_ident
 from billing_sync.config import ColumnSpec, ConfigError, SourceCatalog, TableMapping
+from billing_sync.transform.policy import policy_problems, with_default_protection
 
 log = logging.getLogger(__name__)
 
@@ -260,8 +261,8 @@ def _type_problems(
         if column.converter is not None:
             wanted = _CONVERTER_READS[column.converter.name]
             what = f"converter {column.converter.label}"
-        elif column.protect is not None:
-            wanted, what = ("text", "int"), f"protect {column.protect}"
+        elif column.protection is not None:
+            wanted, what = ("text", "int"), f"protect {column.protection}"
         else:
             wanted = _PLAIN_READS[column.type.split("(")[0]]
             what = f"target type {column.type}"
@@ -353,13 +354,15 @@ def check_catalog(session: Any, catalog: SourceCatalog) -> SourceCatalog:
                     DUPLICATE_CHECK_ROWS,
                 )  # fmt: skip
         problems.extend(found)
+        problems.extend(policy_problems(mapping))
         # The fetched columns' types, and the cursor's (its resolution floors the horizon).
         wanted = [*mapping.source_columns, *mapping.cursor_columns,
                   *([mapping.cursor_fallback] if mapping.cursor_fallback else [])]  # fmt: skip
         types = {} if table is None else {
             name: table.columns[name] for name in wanted if name in table.columns
         }  # fmt: skip
-        checked.append(mapping.model_copy(update={"source_types": types}))
+        # Free text is redacted unless the mapping says otherwise (transform.policy).
+        checked.append(with_default_protection(mapping.model_copy(update={"source_types": types})))
     if problems:
         raise ConfigError(
             f"{origin} does not fit the source schema {catalog.schema_name}:\n  - "

@@ -67,7 +67,7 @@ def input_type(column: ColumnSpec) -> pa.DataType:
     """The Arrow type to fetch the column's source as, when nothing better is known."""
     if column.converter is not None:
         return CONVERTER_INPUT[column.converter.name]
-    if column.protect is not None:
+    if column.protection is not None:
         return pa.string()
     return arrow_type(column.type)
 

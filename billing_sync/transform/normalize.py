@@ -55,7 +55,7 @@ def fetch_type(mapping: TableMapping, name: str) -> pa.DataType:
     if reflected is not None:
         return sql_arrow_type(reflected)
     column = next(c for c in mapping.columns if name in c.source_names)
-    if column.converter is None and column.protect is None:
+    if column.converter is None and column.protection is None:
         return arrow_type(column.type)
     return input_type(column)
 
@@ -139,7 +139,7 @@ def normalize_batch(
         bad = conversions[column.target].bad
         assert bad is not None
         flags.append(bad.fill_null(False).alias(_BAD + column.target))
-        raw = None if column.protect else _raw_text(column)
+        raw = None if column.protection else _raw_text(column)
         flags.append(pl.when(bad).then(raw).otherwise(None).alias(_RAW + column.target))
     key = mapping.target_key
     # The soft-delete rule is in source terms: the source column's code, right-trimmed.
@@ -171,7 +171,7 @@ def normalize_batch(
 
 
 def _protected(column: ColumnSpec, value: pl.Expr, protector: Protector) -> pl.Expr:
-    return value if column.protect is None else protector.apply(column.protect, value)
+    return value if column.protection is None else protector.apply(column.protection, value)
 
 
 def _raw_text(column: ColumnSpec) -> pl.Expr:

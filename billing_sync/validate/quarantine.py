@@ -48,6 +48,7 @@ from billing_sync.keys import decode_key, key_expr
 from billing_sync.load.ddl import STATE_SCHEMA, EntityColumns, entity_columns
 from billing_sync.source.session import SourceSession
 from billing_sync.transform.normalize import normalized_source_key, source_schema
+from billing_sync.transform.protect import redact_text
 from billing_sync.validate.report import ExpectationFailure, ValidationReport, _json_safe
 from billing_sync.validate.suites import KEY_COLUMN, ParentRule, Suite
 
@@ -120,7 +121,8 @@ class RowProblem:
     reason: str | None = None  # and why
 
     def as_json(self) -> dict[str, Any]:
-        found = {"expectation": self.expectation, "column": self.column, "value": self.value}
+        found = {"expectation": self.expectation, "column": self.column,
+                 "value": _json_safe(self.value)}  # fmt: skip
         if self.converter is not None:
             found.update(converter=self.converter, reason=self.reason)
         return found
@@ -580,7 +582,7 @@ def _write(
                     version,
                     first.expectation,
                     first.column,
-                    None if first.value is None else str(first.value),
+                    None if first.value is None else redact_text(str(first.value)),
                     json.dumps([problem.as_json() for problem in problems]),
                     json.dumps(screened.parent_keys.get(key, {})),
                     all(p.expectation.startswith("expect_parent_to_exist") for p in problems),

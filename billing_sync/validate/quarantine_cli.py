@@ -67,6 +67,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if not args.keys and not args.all:
             print("name the keys to release, or --all")
             return 2
+        engine.check_sources()  # the checked catalogs know which columns redact by default
         rows, batch = quarantine_ops.release(
             conn, engine.catalogs, entity=args.entity, keys=None if args.all else args.keys
         )
@@ -79,6 +80,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def format_entries(entries: list[Any]) -> str:
+    from billing_sync.transform.protect import redact_text
+    from billing_sync.validate.quarantine_ops import printable
+
     if not entries:
         return "the quarantine is empty"
     header = (
@@ -87,9 +91,10 @@ def format_entries(entries: list[Any]) -> str:
     )
     lines = [header, "-" * len(header)]
     for e in entries:
-        value = "" if e.offending_value is None else e.offending_value[:16]
+        value = "" if e.offending_value is None else printable(redact_text(e.offending_value))
         lines.append(
-            f"{e.entity:<15} {e.source_key:<24} {e.status:<9} {e.expectation[:58]:<58} "
-            f"{value:<16} {e.batch_id or '-'!s:>7}  {e.last_seen:%Y-%m-%d %H:%M:%S}"
+            f"{printable(e.entity):<15} {printable(e.source_key):<24} {e.status:<9}"
+            f" {printable(e.expectation)[:58]:<58} {value[:16]:<16}"
+            f" {e.batch_id or '-'!s:>7}  {e.last_seen:%Y-%m-%d %H:%M:%S}"
         )
     return "\n".join(lines)

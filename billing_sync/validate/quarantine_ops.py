@@ -15,6 +15,7 @@ import psycopg
 
 from billing_sync.config import SourceCatalog
 from billing_sync.load.ddl import STATE_SCHEMA, entities_of
+from billing_sync.transform.protect import redact_text
 from billing_sync.validate.quarantine import (
     MANUAL,
     OPEN,
@@ -111,17 +112,27 @@ def counts(
     return {row[0]: {"open": row[1], "pending": row[2], "recent": row[3]} for row in rows}
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped as ``repr`` does (``\\x1b``, ``\\n``): a
+    value from a biller must not drive the operator's terminal (ESC sequences)."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def explain(entry: Entry) -> str:
     """What is wrong with a quarantined row and what releases it, for on-call."""
     lines = [
-        f"{entry.entity} {entry.source_system}:{entry.source_key} ({entry.source_table},"
+        f"{printable(entry.entity)} {entry.source_system}:{printable(entry.source_key)}"
+        f" ({entry.source_table},"
         f" version {entry.source_version}) is {entry.status}",
         f"  first seen {entry.first_seen:%Y-%m-%d %H:%M:%S%z}, last seen"
         f" {entry.last_seen:%Y-%m-%d %H:%M:%S%z}, {entry.times_seen} time(s),"
         f" batch {entry.batch_id}",
     ]
     for problem in entry.problems:
-        line = f"  - {problem['expectation']}: {problem.get('column')} = {problem.get('value')!r}"
+        # Redacted again: lines stored before redaction covered every form stay readable.
+        value = problem.get("value")
+        shown = redact_text(value) if isinstance(value, str) else value
+        line = f"  - {problem['expectation']}: {problem.get('column')} = {shown!r}"
         if problem.get("converter"):
             line += f" ({problem['converter']}: {problem.get('reason')})"
         lines.append(line)
@@ -136,7 +147,7 @@ def explain(entry: Entry) -> str:
     else:
         lines.append(
             "  releases itself when a corrected version is committed in the source; or"
-            f" `billing-sync quarantine release {entry.entity} '{entry.source_key}'` loads it"
+            f" `billing-sync quarantine release {entry.entity} '{printable(entry.source_key)}'` loads it"
             " as it is"
         )
     return "\n".join(lines)
@@ -177,6 +188,7 @@ def release(
         ).fetchall()
         if not chosen:
             return 0, None
+        _redact_payload(conn, catalogs, entity=entity, keys=keys, system=system)
         conn.execute(
             f"SELECT last_batch_id FROM {STATE_SCHEMA}.entity_state WHERE entity = %s FOR UPDATE",
             (entity,),
@@ -211,6 +223,46 @@ def release(
             (batch_id, system0, table0, entity, len(chosen)),
         )
     return len(chosen), batch_id
+
+
+def redacted_columns(catalogs: list[SourceCatalog], entity: str) -> list[str]:
+    """The entity's columns that some mapping redacts (explicitly or by default)."""
+    return sorted({
+        column.target
+        for catalog in catalogs for mapping in catalog.tables if mapping.entity == entity
+        for column in mapping.columns if column.protection == "redact"
+    })  # fmt: skip
+
+
+def _redact_payload(
+    conn: psycopg.Connection[Any],
+    catalogs: list[SourceCatalog],
+    *,
+    entity: str,
+    keys: Sequence[str] | None,
+    system: str | None,
+) -> None:
+    """Redact the stored rows about to be released, in place: a row quarantined before
+    redaction covered every form (or before a column was redacted by default) must not
+    load its card number in clear. Idempotent, so rows already redacted are unchanged."""
+    table = payload_table(entity)
+    for name in redacted_columns(catalogs, entity):
+        column = f'"{name}"'
+        rows = conn.execute(
+            f"SELECT _source_system, _source_key, {column} FROM {table}"
+            f" WHERE {column} IS NOT NULL AND (%s::text[] IS NULL OR _source_key = ANY(%s))"
+            " AND (%s::text IS NULL OR _source_system = %s)",
+            (None if keys is None else list(keys), None if keys is None else list(keys),
+             system, system),
+        ).fetchall()  # fmt: skip
+        changed = [(redact_text(v), s, k) for s, k, v in rows if redact_text(v) != v]
+        if changed:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    f"UPDATE {table} SET {column} = %s"
+                    " WHERE _source_system = %s AND _source_key = %s",
+                    changed,
+                )
 
 
 def purge_released(conn: psycopg.Connection[Any], *, older_than_seconds: float) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 
 import polars as pl
 
+from billing_sync.transform.protect import redact_text
 from billing_sync.validate.suites import KEY_COLUMN
 
 
@@ -124,15 +125,22 @@ class BatchValidationError(Exception):
 
 
 def _json_safe(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | str):
+    """``value`` as JSON, text redacted: what leaves here is persisted (quarantine lines,
+    the batch log) or shown (metadata, alerts), so no card number or SSN in clear."""
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        text = str(value)
+        return value if redact_text(text) == text else redact_text(text)
+    if isinstance(value, str):
+        return redact_text(value)
     if isinstance(value, float):
         return value if value == value else None  # NaN -> None
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, dt.date | dt.datetime | dt.time):
         return value.isoformat()
-    return str(value)
+    return redact_text(str(value))
 
 
 def failing_samples(
