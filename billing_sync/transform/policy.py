@@ -56,8 +56,10 @@ _IDENTIFIER_WORDS = {
     "ZONE", "TZ", "USER", "CLASS", "MODEL", "IMEI", "IMSI", "ICCID", "MSISDN", "MDN", "MAC",
     "SERIAL", "SEQ", "FLAG", "IND", "CURRENCY", "LANG", "LOCALE", "EMAIL", "URL",
 }  # fmt: skip
-_TEXT_TYPES = re.compile(r"^(?:text|clob|nclob|long|string|(?:n?varchar2?|character varying"
-                         r"|n?char|character)(?:\s*\((\d+)\))?)\b", re.IGNORECASE)  # fmt: skip
+_TEXT_TYPE = re.compile(r"^([a-z0-9 ]+?)\s*(?:\((\d+|max)\))?$")
+_UNBOUNDED_TEXT = {"text", "clob", "nclob", "long", "string", "varchar", "character varying",
+                   "nvarchar", "varchar2", "nvarchar2", "long varchar"}  # fmt: skip
+_FIXED_TEXT = {"char", "character", "nchar", "bpchar"}  # one character without a length
 
 
 def words(name: str) -> list[str]:
@@ -94,10 +96,15 @@ def sensitive_kind(name: str) -> str | None:
 def _text_length(sql_type: str) -> int | None:
     """The most characters a text type holds (a large number when unbounded); None when
     it is not a text type."""
-    match = _TEXT_TYPES.match(sql_type.strip())
+    match = _TEXT_TYPE.match(sql_type.strip().lower())
     if match is None:
         return None
-    return int(match.group(1)) if match.group(1) else 1 << 30
+    base, length = match.group(1), match.group(2)
+    if base not in _UNBOUNDED_TEXT and base not in _FIXED_TEXT:
+        return None
+    if length is not None:
+        return 1 << 30 if length == "max" else int(length)
+    return 1 if base in _FIXED_TEXT else 1 << 30
 
 
 def is_free_text(mapping: TableMapping, column: ColumnSpec) -> bool:

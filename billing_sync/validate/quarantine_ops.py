@@ -147,8 +147,8 @@ def explain(entry: Entry) -> str:
     else:
         lines.append(
             "  releases itself when a corrected version is committed in the source; or"
-            f" `billing-sync quarantine release {entry.entity} '{printable(entry.source_key)}'` loads it"
-            " as it is"
+            f" `billing-sync quarantine release {entry.entity} '{printable(entry.source_key)}'`"
+            " loads it as it is"
         )
     return "\n".join(lines)
 
