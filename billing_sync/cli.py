@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from billing_sync.config import ConfigError, Settings, SourceCatalog, TableMapping, load_settings
+from billing_sync.private_files import private_dir, touch_private
 from billing_sync.secrets import install_log_masking, mask_error, mask_secrets
 
 if TYPE_CHECKING:
@@ -141,9 +142,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_pause(args: argparse.Namespace, *, pause: bool) -> int:
     settings = _settings(args)
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.state_dir)
     if pause:
-        settings.pause_file.touch()
+        touch_private(settings.pause_file)
     else:
         settings.pause_file.unlink(missing_ok=True)
     print("paused" if pause else "resumed")

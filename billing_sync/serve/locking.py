@@ -178,5 +178,5 @@ def _open_gate(gate_file: Path) -> int | None:
         return None
     for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
         with suppress(OSError):
-            return os.open(gate_file, flags, 0o666)
+            return os.open(gate_file, flags, 0o600)  # the service user's, like the cache
     return None
