@@ -54,6 +54,7 @@ from billing_sync.transform.normalize import (
     source_schema,
     with_conversion_failures,
 )
+from billing_sync.transform.policy import apply_policy
 from billing_sync.transform.protect import Protector
 from billing_sync.validate import quarantine
 from billing_sync.validate.polars_suite import PolarsValidator
@@ -205,8 +206,11 @@ class SyncEngine:
         catalogs (which know their source column types) replace the loaded ones."""
         if self._sources_checked:
             return
+        # Then the protection policy (transform.policy): sensitive-looking columns must
+        # state theirs, free text is redacted unless the catalog opts out.
         self.catalogs = [
-            check_catalog(self.source(catalog.system), catalog) for catalog in self.catalogs
+            apply_policy(check_catalog(self.source(catalog.system), catalog))
+            for catalog in self.catalogs
         ]
         self._sources_checked = True
 

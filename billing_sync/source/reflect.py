@@ -38,7 +38,6 @@ import pyarrow as pa
 
 from billing_sync.capture.query import BoundQuery, qualified, quote_ident
 from billing_sync.config import ColumnSpec, ConfigError, SourceCatalog, TableMapping
-from billing_sync.transform.policy import policy_problems, with_default_protection
 
 log = logging.getLogger(__name__)
 
@@ -354,15 +353,13 @@ def check_catalog(session: Any, catalog: SourceCatalog) -> SourceCatalog:
                     DUPLICATE_CHECK_ROWS,
                 )  # fmt: skip
         problems.extend(found)
-        problems.extend(policy_problems(mapping))
         # The fetched columns' types, and the cursor's (its resolution floors the horizon).
         wanted = [*mapping.source_columns, *mapping.cursor_columns,
                   *([mapping.cursor_fallback] if mapping.cursor_fallback else [])]  # fmt: skip
         types = {} if table is None else {
             name: table.columns[name] for name in wanted if name in table.columns
         }  # fmt: skip
-        # Free text is redacted unless the mapping says otherwise (transform.policy).
-        checked.append(with_default_protection(mapping.model_copy(update={"source_types": types})))
+        checked.append(mapping.model_copy(update={"source_types": types}))
     if problems:
         raise ConfigError(
             f"{origin} does not fit the source schema {catalog.schema_name}:\n  - "

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 
-from billing_sync.config import ColumnSpec, TableMapping
+from billing_sync.config import ColumnSpec, ConfigError, SourceCatalog, TableMapping
 
 FREE_TEXT_MIN_LENGTH = 20
 
@@ -162,3 +162,22 @@ def with_default_protection(mapping: TableMapping) -> TableMapping:
     if all(a is b for a, b in zip(columns, mapping.columns, strict=True)):
         return mapping
     return mapping.model_copy(update={"columns": columns})
+
+
+def apply_policy(catalog: SourceCatalog) -> SourceCatalog:
+    """``catalog`` (checked against its source, so with ``source_types``) with its free
+    text redacted by default; a :class:`ConfigError` naming the file, table and column of
+    every sensitive-looking column that states no policy."""
+    problems = [problem for mapping in catalog.tables for problem in policy_problems(mapping)]
+    if problems:
+        origin = catalog.source_file or f"catalog {catalog.system}"
+        raise ConfigError(
+            f"{origin}: sensitive-looking columns without a protection policy:\n  - "
+            + "\n  - ".join(problems)
+        )
+    tables = [with_default_protection(mapping) for mapping in catalog.tables]
+    if all(a is b for a, b in zip(tables, catalog.tables, strict=True)):
+        return catalog
+    protected = catalog.model_copy(update={"tables": tables})
+    protected.__dict__.pop("by_table", None)  # a cached_property of the old tables
+    return protected

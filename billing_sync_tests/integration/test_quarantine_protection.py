@@ -138,3 +138,54 @@ def test_cards_and_ssns_land_nowhere_in_clear(
             "SELECT memo FROM billing.adjustment WHERE _source_key = %s", (key,)
         ).fetchall()
     assert memo == "old [REDACTED]"
+
+
+POLICY_DDL = """
+CREATE SCHEMA legacy;
+CREATE TABLE legacy."ACCT" ("BAN" bigint PRIMARY KEY, "NOTE" varchar(200), "CVV" char(3),
+  "CARD_NO" varchar(19), "STATUS_CD" char(1), "TS" timestamp NOT NULL);
+"""
+
+
+def _legacy(*columns: dict[str, Any]) -> Any:
+    from billing_sync.config import SourceCatalog
+
+    return SourceCatalog.model_validate(
+        {"system": "legacy", "schema": "legacy", "source_file": "catalog/legacy.yaml",
+         "tables": [{"table": "ACCT", "entity": "acct", "key": ["BAN"], "cursor": "TS",
+                     "columns": [{"source": "BAN", "target": "ban", "type": "bigint"},
+                                 *columns]}]}
+    )  # fmt: skip
+
+
+def test_the_engine_refuses_unstated_sensitive_columns_and_redacts_free_text(
+    databases: DatabaseUrls, tmp_path: Path
+) -> None:
+    from billing_sync.config import ConfigError
+
+    with psycopg.connect(databases.source, autocommit=True) as conn:
+        conn.execute(POLICY_DDL)
+    settings = settings_for(databases, tmp_path, systems=["legacy"])
+    unstated = _legacy(
+        {"source": "CVV", "target": "cvv", "type": "text"},
+        {"source": "CARD_NO", "target": "card", "type": "text"},
+    )
+    with (
+        SyncEngine(settings, [unstated], databases) as engine,
+        pytest.raises(ConfigError) as raised,
+    ):
+        engine.check_sources()
+    message = str(raised.value)
+    assert message.startswith("catalog/legacy.yaml: sensitive-looking columns")
+    assert "table ACCT, column CVV: looks like a card security code" in message
+    assert "table ACCT, column CARD_NO: looks like a card number" in message
+
+    stated = _legacy(
+        {"source": "CARD_NO", "target": "card_last4", "type": "text", "protect": "last4"},
+        {"source": "NOTE", "target": "note", "type": "text"},
+        {"source": "STATUS_CD", "target": "status", "type": "text"},
+    )
+    with SyncEngine(settings, [stated], databases) as engine:
+        engine.check_sources()
+        columns = {c.target: c.protect for c in engine.catalogs[0].by_table["ACCT"].columns}
+    assert columns == {"ban": None, "card_last4": "last4", "note": "redact", "status": None}
