@@ -30,7 +30,7 @@ from billing_sync.postgres import (
     stop_embedded_server,
     uses_embedded_server,
 )
-from billing_sync.private_files import private_dir
+from billing_sync.private_files import private_dir, touch_private
 from billing_sync.reconcile.compare import TableParity, compare_all
 from billing_sync.reconcile.deletes import apply_hard_deletes
 from billing_sync.simulator import Workload, create_schema, seed_if_empty
@@ -138,7 +138,7 @@ def dagster_environment(settings: Settings, urls: DatabaseUrls) -> dict[str, str
 def start_dagster(
     command: list[str], env: dict[str, str], log_path: Path
 ) -> subprocess.Popen[bytes]:
-    log = log_path.open("ab")
+    log = touch_private(log_path).open("ab")  # Dagster logs carry batch details
     return subprocess.Popen(
         command,
         env=env,

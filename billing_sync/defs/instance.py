@@ -15,6 +15,8 @@ from typing import Any
 
 import dagster as dg
 
+from billing_sync.private_files import private_dir
+
 PG_URL_VARIABLE = "DAGSTER_PG_URL"
 
 
@@ -80,7 +82,7 @@ def prepare_instance(home: Path, *, config: Path, env: Mapping[str, str] | None 
     open it, avoids their racing migrations ("more than one head present"). ``env`` holds
     the variables the instance file reads (see :func:`instance_env`).
     """
-    home.mkdir(parents=True, exist_ok=True)
+    private_dir(home)  # the instance's storage settings and logs: the service user's
     shutil.copyfile(config, home / "dagster.yaml")
     with open_instance(home, env or instance_env()):
         pass

@@ -51,3 +51,9 @@ def test_what_an_earlier_version_left_open_is_narrowed(tmp_path: Path) -> None:
 
 def test_the_pause_file_is_created_private(tmp_path: Path) -> None:
     assert mode(touch_private(tmp_path / "paused")) == 0o600
+
+
+def test_the_embedded_servers_user_may_pass_through_and_nothing_more(tmp_path: Path) -> None:
+    state = private_dir(tmp_path / "state", traverse=True)
+    assert mode(state) == 0o711
+    assert mode(private_dir(state)) == 0o700  # nothing of another user inside: narrowed
