@@ -296,7 +296,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
         return finish_headless(settings, urls, dagster, options) if headless else 0
     finally:
         workload.stop()
-        settings.pause_file.touch()
+        touch_private(settings.pause_file)
         stop_process_group(dagster)
         settings.pause_file.unlink(missing_ok=True)
         if uses_embedded_server(settings):
@@ -346,7 +346,7 @@ def finish_headless(
         if drained is not None
         else f"Dagster did not drain within {options.drain_timeout:.0f}s; finishing in-process"
     )
-    settings.pause_file.touch()
+    touch_private(settings.pause_file)
     wait_runs_finished(urls.warehouse, settings, timeout=30)
     stop_process_group(dagster)
     with SyncEngine.from_settings(settings) as engine:
