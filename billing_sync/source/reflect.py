@@ -164,7 +164,7 @@ def fit_problem(column: ColumnSpec, sql_type: str) -> str | None:
     >>> fit_problem(amount, "numeric").split(";")[0]  # doctest: +ELLIPSIS
     'unbounded numeric has any scale and range: ... (12.999 as 13.00) or quarantined'
     """
-    if column.protect is not None or column.is_constant:
+    if column.protection is not None or column.is_constant:
         return None
     source = _source_span(sql_type)
     target = _target_span(column.type)
