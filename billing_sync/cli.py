@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from billing_sync.config import ConfigError, Settings, SourceCatalog, TableMapping, load_settings
 
 if TYPE_CHECKING:
-    from billing_sync.sync import SyncEngine, TableBatch
+    from billing_sync.engine.sync import SyncEngine, TableBatch
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -21,7 +21,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from billing_sync.demo import DemoOptions, run_demo
+    from billing_sync.demo.run import DemoOptions, run_demo
 
     options = DemoOptions(
         accounts=args.accounts,
@@ -34,7 +34,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from billing_sync.sync import SyncEngine
+    from billing_sync.engine.sync import SyncEngine
 
     settings = _settings(args)
     with SyncEngine.from_settings(settings) as engine:
@@ -54,7 +54,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Check every catalog against its source's reflected schema; say what each maps."""
-    from billing_sync.sync import SyncEngine
+    from billing_sync.engine.sync import SyncEngine
 
     with SyncEngine.from_settings(_settings(args)) as engine:
         engine.check_sources()  # a ConfigError names the file, table and column
@@ -68,8 +68,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from billing_sync.status import format_status, table_status
-    from billing_sync.sync import SyncEngine
+    from billing_sync.engine.status import format_status, table_status
+    from billing_sync.engine.sync import SyncEngine
 
     with SyncEngine.from_settings(_settings(args)) as engine:
         engine.setup()
@@ -92,8 +92,8 @@ def _table(engine: SyncEngine, name: str) -> tuple[SourceCatalog, TableMapping]:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from billing_sync.progress import Progress
-    from billing_sync.sync import SyncEngine
+    from billing_sync.engine.progress import Progress
+    from billing_sync.engine.sync import SyncEngine
 
     with SyncEngine.from_settings(_settings(args)) as engine:
         engine.setup()
@@ -113,7 +113,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_rebase(args: argparse.Namespace) -> int:
-    from billing_sync.sync import SyncEngine
+    from billing_sync.engine.sync import SyncEngine
 
     with SyncEngine.from_settings(_settings(args)) as engine:
         engine.setup()
@@ -127,8 +127,8 @@ def cmd_rebase(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from billing_sync.engine.sync import SyncEngine
     from billing_sync.reconcile.verify import run_verify
-    from billing_sync.sync import SyncEngine
 
     with SyncEngine.from_settings(_settings(args)) as engine:
         engine.setup()
@@ -219,7 +219,7 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     verify.set_defaults(func=cmd_verify)
 
-    from billing_sync.validate.quarantine_cli import add_parser as add_quarantine_parser
+    from billing_sync.quarantine_cli import add_parser as add_quarantine_parser
 
     add_quarantine_parser(sub, _settings)
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import yaml
 
 from billing_sync.bench import bench_hmac_key
-from billing_sync.demo import REPO_ROOT, stop_process_group
+from billing_sync.demo.run import REPO_ROOT, stop_process_group
 
 
 @dataclass(frozen=True)

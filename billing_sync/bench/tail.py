@@ -121,7 +121,7 @@ def prepare_data(
     )
     if not load_first:
         from billing_sync.config import load_settings
-        from billing_sync.sync import SyncEngine
+        from billing_sync.engine.sync import SyncEngine
 
         settings_ = load_settings(
             env={}, state_dir=pipeline.state_dir, source_url=source, warehouse_url=warehouse,

@@ -40,7 +40,7 @@ def billing_sync_snapshot(args: Args) -> Args:
     timed table's rows refer to).
     """
     from billing_sync.bench.profile import StageTimer, install
-    from billing_sync.sync import SyncEngine
+    from billing_sync.engine.sync import SyncEngine
 
     timer = StageTimer()
     install(timer)
@@ -205,7 +205,7 @@ def engine_loop(args: Args) -> Args:
     :mod:`billing_sync.bench.profile`).
     """
     from billing_sync.bench.profile import StageTimer, install
-    from billing_sync.sync import SyncEngine
+    from billing_sync.engine.sync import SyncEngine
 
     timer = StageTimer() if args.get("profile") else None
     wrapped = install(timer) if timer else []

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from billing_sync.config import Settings, load_settings
-from billing_sync.sync import SyncEngine
+from billing_sync.engine.sync import SyncEngine
 
 
 class BillingSyncResource(dg.ConfigurableResource["BillingSyncResource"]):

@@ -24,14 +24,14 @@ import pyarrow.csv as pa_csv
 
 from billing_sync.capture.window import Advance, Cursor, Window
 from billing_sync.config import SourceCatalog, TableMapping
-from billing_sync.load.copy_in import copy_rows
-from billing_sync.load.ddl import (
+from billing_sync.entities import (
     ENTITY_SCHEMA,
     STATE_SCHEMA,
     EntityColumns,
     entities_of,
     entity_columns,
 )
+from billing_sync.load.copy_in import copy_rows
 from billing_sync.load.drift import check_columns
 from billing_sync.postgres import redact_url
 from billing_sync.validate.quarantine import QUARANTINE_DDL, QUARANTINE_TABLE, payload_table
@@ -608,7 +608,7 @@ class Warehouse:
 
 
 def entity_arrow_schema(columns: EntityColumns) -> pa.Schema:
-    from billing_sync.types import arrow_type
+    from billing_sync.column_types import arrow_type
 
     business = [pa.field(name, arrow_type(kind)) for name, kind in columns.business]
     lineage = [

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.reconcile.verify import DEFAULT_MAX_DELETE_FRACTION, verify_table
-from billing_sync.sync import SyncEngine
 
 
 @dataclass(frozen=True)

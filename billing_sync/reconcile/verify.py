@@ -57,17 +57,17 @@ import pyarrow as pa
 
 from billing_sync.capture.cursor import decode_packed_many, is_composite
 from billing_sync.capture.query import BoundQuery, build_rows_by_key_query, qualified
+from billing_sync.column_types import arrow_type
 from billing_sync.config import SourceCatalog, TableMapping
+from billing_sync.entities import ENTITY_SCHEMA, STATE_SCHEMA, entity_columns
 from billing_sync.load.cache import CacheBusy
-from billing_sync.load.ddl import ENTITY_SCHEMA, STATE_SCHEMA, entity_columns
 from billing_sync.load.warehouse import CommitResult, rows_to_arrow
 from billing_sync.reconcile import hashing
 from billing_sync.reconcile.hashing import EVERYTHING, KeyRange, Side
 from billing_sync.transform.normalize import fetch_type, source_key, source_schema
-from billing_sync.types import arrow_type
 
 if TYPE_CHECKING:
-    from billing_sync.sync import SyncEngine
+    from billing_sync.engine.sync import SyncEngine
 
 DEFAULT_MAX_DELETE_FRACTION = 0.05
 BISECTION_FACTOR = 16

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import polars as pl
 import pyarrow as pa
 
+from billing_sync.column_types import arrow_type, polars_type
 from billing_sync.config import ColumnSpec, Converter
-from billing_sync.types import arrow_type, polars_type
 
 OPEN_ENDED_DATE = 9_999_999  # CYYMMDD "no end"
 _FIRST_YEAR = 1900

@@ -28,11 +28,11 @@ import polars as pl
 import pyarrow as pa
 
 from billing_sync.capture.cursor import CURSOR_ALIAS, cursor_fields, decode_cursor
+from billing_sync.column_types import arrow_type, sql_arrow_type
 from billing_sync.config import ColumnSpec, TableMapping
 from billing_sync.keys import key_expr
 from billing_sync.transform.converters import Conversion, convert, input_type, trim
 from billing_sync.transform.protect import Protector
-from billing_sync.types import arrow_type, sql_arrow_type
 from billing_sync.validate.report import ExpectationFailure, ValidationReport
 
 LINEAGE_COLUMNS = (

@@ -10,10 +10,10 @@ from pathlib import Path
 import psycopg
 
 from billing_sync.config import Settings, load_settings
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.reconcile.compare import TableParity, compare_all
 from billing_sync.simulator import create_schema, seed
-from billing_sync.sync import SyncEngine
 
 
 def settings_for(urls: DatabaseUrls, state_dir: Path, **overrides: object) -> Settings:

@@ -13,14 +13,14 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from billing_sync import sync as sync_module
 from billing_sync.capture.regression import newest_change
 from billing_sync.capture.window import Advance, Window
-from billing_sync.load.ddl import STATE_SCHEMA
+from billing_sync.engine import sync as sync_module
+from billing_sync.engine.sync import SyncEngine, tables_behind
+from billing_sync.entities import STATE_SCHEMA
 from billing_sync.load.warehouse import ConcurrentSyncError
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator.clock import ICOMS_STAMP_SET, cyymmdd, hhmmss
-from billing_sync.sync import SyncEngine, tables_behind
 from billing_sync_tests.integration.helpers import (
     assert_parity,
     next_second,

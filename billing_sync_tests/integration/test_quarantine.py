@@ -10,9 +10,9 @@ import psycopg
 import pytest
 
 from billing_sync.cli import main
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator.clock import ICOMS_STAMP_SET, ICOMS_STAMP_VALUES
-from billing_sync.sync import SyncEngine
 from billing_sync.validate import quarantine, quarantine_ops
 from billing_sync.validate.report import BatchValidationError
 from billing_sync_tests.integration.helpers import (

@@ -8,9 +8,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator import Workload
-from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import (
     assert_parity,
     seeded_source,

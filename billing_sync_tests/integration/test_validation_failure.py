@@ -9,9 +9,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator.clock import ICOMS_STAMP_SET
-from billing_sync.sync import SyncEngine
 from billing_sync.validate.report import BatchValidationError
 from billing_sync_tests.integration.helpers import (
     next_second,

@@ -18,11 +18,11 @@ import pytest
 import yaml
 
 from billing_sync.cli import main
-from billing_sync.load.ddl import STATE_SCHEMA
+from billing_sync.engine.sync import SyncEngine
+from billing_sync.entities import STATE_SCHEMA
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.reconcile.hashing import HARD_DELETE_TABLE
 from billing_sync.reconcile.verify import DeleteCapExceeded, TableVerification, verify_table
-from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import (
     assert_parity,
     seeded_source,

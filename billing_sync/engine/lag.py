@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import psycopg
 
+from billing_sync.entities import STATE_SCHEMA
 from billing_sync.load.cache import Cache, CacheApplied, CacheBusy
-from billing_sync.load.ddl import STATE_SCHEMA
 
 if TYPE_CHECKING:  # sync imports this module
+    from billing_sync.engine.sync import TableBatch
     from billing_sync.load.warehouse import Warehouse
-    from billing_sync.sync import TableBatch
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ def add_parser(sub: Any, settings: Callable[[argparse.Namespace], Settings]) -> 
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from billing_sync.sync import SyncEngine
+    from billing_sync.engine.sync import SyncEngine
     from billing_sync.validate import quarantine, quarantine_ops
 
     with SyncEngine.from_settings(settings) as engine:

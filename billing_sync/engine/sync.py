@@ -31,9 +31,10 @@ from billing_sync.capture.regression import RegressionGuard, newest_change
 from billing_sync.capture.snapshot import build_count_query, build_snapshot_query, check_filter
 from billing_sync.capture.window import Cursor, Horizon, OpenTransaction, Window, advance
 from billing_sync.config import Settings, SourceCatalog, TableMapping, Tier, load_catalogs
+from billing_sync.engine.lag import CacheLag, entities_behind, follow_up
+from billing_sync.entities import entities_of, entity_columns
 from billing_sync.faults import crash_point
 from billing_sync.load.cache import Cache, CacheApplied, CacheBusy
-from billing_sync.load.ddl import entities_of, entity_columns
 from billing_sync.load.snapshot_io import SnapshotIO
 from billing_sync.load.snapshots import (
     SnapshotState,
@@ -43,7 +44,6 @@ from billing_sync.load.snapshots import (
 )
 from billing_sync.load.warehouse import CommitResult, Warehouse, Watermark
 from billing_sync.postgres import DatabaseUrls, resolve_database_urls
-from billing_sync.serve.lag import CacheLag, entities_behind, follow_up
 from billing_sync.serve.views import create_cache_views, create_warehouse_views
 from billing_sync.source.reflect import check_catalog
 from billing_sync.source.session import SourceSession
