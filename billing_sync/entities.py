@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from billing_sync.capture.query import quote_ident
 from billing_sync.column_types import sql_type
 from billing_sync.config import SourceCatalog, TableMapping
+from billing_sync.sql import quote_ident
 
 ENTITY_SCHEMA = "billing"
 STATE_SCHEMA = "billing_sync"

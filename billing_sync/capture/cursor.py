@@ -34,6 +34,7 @@ import polars as pl
 import pyarrow as pa
 
 from billing_sync.config import TableMapping
+from billing_sync.sql import quote_ident
 
 CURSOR_ALIAS = "_cursor_ts"
 CURSOR_DATE_ALIAS = "_cursor_date"
@@ -43,17 +44,6 @@ FIRST_YEAR = 1900  # CYYMMDD with C = 0
 LAST_YEAR = 2899  # CYYMMDD with C = 9, the largest a 7-digit value holds
 _LARGEST_DATE = 9_999_999
 _LARGEST_TIME = 999_999
-
-
-def quote_ident(name: str) -> str:
-    """Quote ``name`` as an SQL identifier.
-
-    >>> quote_ident('ACCOUNT')
-    '"ACCOUNT"'
-    >>> quote_ident('we"ird')
-    '"we""ird"'
-    """
-    return '"' + name.replace('"', '""') + '"'
 
 
 def is_composite(mapping: TableMapping) -> bool:

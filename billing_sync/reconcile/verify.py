@@ -56,7 +56,7 @@ import psycopg
 import pyarrow as pa
 
 from billing_sync.capture.cursor import decode_packed_many, is_composite
-from billing_sync.capture.query import BoundQuery, build_rows_by_key_query, qualified
+from billing_sync.capture.query import build_rows_by_key_query
 from billing_sync.column_types import arrow_type
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.entities import ENTITY_SCHEMA, STATE_SCHEMA, entity_columns
@@ -64,6 +64,7 @@ from billing_sync.load.cache import CacheBusy
 from billing_sync.load.warehouse import CommitResult, rows_to_arrow
 from billing_sync.reconcile import hashing
 from billing_sync.reconcile.hashing import EVERYTHING, KeyRange, Side
+from billing_sync.sql import BoundQuery, qualified
 from billing_sync.transform.normalize import fetch_type, source_key, source_schema
 
 if TYPE_CHECKING:

@@ -27,10 +27,10 @@ from typing import Any
 import duckdb
 import psycopg
 
-from billing_sync.capture.query import quote_ident
 from billing_sync.column_types import sql_type
 from billing_sync.entities import EntityColumns
 from billing_sync.serve.view_sql import ACCOUNT_360, DAILY_REVENUE, INPUTS, PAYMENT_ACTIVITY
+from billing_sync.sql import quote_ident
 
 SERVE_SCHEMA = "serve"
 _COMMENT_PREFIX = "billing-sync view "
