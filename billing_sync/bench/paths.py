@@ -33,8 +33,9 @@ def validate_paths(args: dict[str, Any]) -> dict[str, Any]:
     from billing_sync.bench import bench_hmac_key
     from billing_sync.capture.snapshot import build_snapshot_query
     from billing_sync.config import load_catalog
+    from billing_sync.source.schema import source_schema
     from billing_sync.source.session import SourceSession
-    from billing_sync.transform.normalize import normalize, source_schema
+    from billing_sync.transform.normalize import normalize
     from billing_sync.transform.protect import Protector
     from billing_sync.validate.polars_suite import PolarsValidator
     from billing_sync.validate.runner import Validator

@@ -258,8 +258,8 @@ def extract(args: Args) -> Args:
     from billing_sync.capture.snapshot import build_snapshot_query
     from billing_sync.config import load_catalog
     from billing_sync.source.dialect import DB2
+    from billing_sync.source.schema import source_schema
     from billing_sync.source.session import SourceSession
-    from billing_sync.transform.normalize import source_schema
 
     mapping = load_catalog(args.get("system", "icoms")).by_table[args["table"]]
     schema = source_schema(mapping)

@@ -10,20 +10,18 @@ from datetime import datetime
 from typing import Any
 
 from billing_sync.capture.cursor import (
-    CURSOR_ALIAS,
     change_ts_expression,
     cursor_select,
     cursor_sql_columns,
     cursor_values,
     decode_packed,
-    is_composite,
 )
 from billing_sync.capture.window import Window
 from billing_sync.config import TableMapping
+from billing_sync.source.schema import is_composite
 from billing_sync.sql import POSTGRES_STYLE, BoundQuery, QueryStyle, qualified, quote_ident
 
 __all__ = [
-    "CURSOR_ALIAS",
     "build_change_query",
     "build_high_watermark_query",
     "build_region_keys_query",

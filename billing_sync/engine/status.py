@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from billing_sync.capture.window import OpenTransaction
 from billing_sync.engine.lag import CacheLag, cache_lags
 from billing_sync.engine.sync import SyncEngine
 from billing_sync.entities import STATE_SCHEMA, entity_columns
 from billing_sync.load.cache import CacheBusy
+from billing_sync.source.horizon import OpenTransaction
 from billing_sync.sql import qualified
 
 

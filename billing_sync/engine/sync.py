@@ -22,14 +22,13 @@ import pyarrow.compute as pc
 from billing_sync.capture.cursor import cursor_horizon, decode_cursor, rows_stamped_before
 from billing_sync.capture.lookback import Lookback
 from billing_sync.capture.query import (
-    CURSOR_ALIAS,
     build_change_query,
     build_region_keys_query,
     build_rows_by_key_query,
 )
 from billing_sync.capture.regression import RegressionGuard, newest_change
 from billing_sync.capture.snapshot import build_count_query, build_snapshot_query, check_filter
-from billing_sync.capture.window import Cursor, Horizon, OpenTransaction, Window, advance
+from billing_sync.capture.window import Cursor, Window, advance
 from billing_sync.config import Settings, SourceCatalog, TableMapping, Tier, load_catalogs
 from billing_sync.engine.lag import CacheLag, entities_behind, follow_up
 from billing_sync.entities import entities_of, entity_columns
@@ -45,13 +44,13 @@ from billing_sync.load.snapshots import (
 from billing_sync.load.warehouse import CommitResult, Warehouse, Watermark
 from billing_sync.postgres import DatabaseUrls, resolve_database_urls
 from billing_sync.serve.views import create_cache_views, create_warehouse_views
+from billing_sync.source.horizon import Horizon, OpenTransaction
 from billing_sync.source.reflect import check_catalog
+from billing_sync.source.schema import CURSOR_ALIAS, region_schema, source_schema
 from billing_sync.source.session import SourceSession
 from billing_sync.transform.normalize import (
     normalize_batch,
     normalized_source_key,
-    region_schema,
-    source_schema,
     with_conversion_failures,
 )
 from billing_sync.transform.protect import Protector

@@ -18,9 +18,10 @@ from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.entities import entity_columns
 from billing_sync.load.locking import open_duckdb
 from billing_sync.load.warehouse import Warehouse, rows_to_arrow
+from billing_sync.source.schema import source_schema
 from billing_sync.source.session import SourceSession
 from billing_sync.sql import BoundQuery, qualified, quote_ident
-from billing_sync.transform.normalize import normalize, source_schema
+from billing_sync.transform.normalize import normalize
 from billing_sync.transform.protect import Protector
 
 if TYPE_CHECKING:

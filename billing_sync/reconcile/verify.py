@@ -55,7 +55,7 @@ import polars as pl
 import psycopg
 import pyarrow as pa
 
-from billing_sync.capture.cursor import decode_packed_many, is_composite
+from billing_sync.capture.cursor import decode_packed_many
 from billing_sync.capture.query import build_rows_by_key_query
 from billing_sync.column_types import arrow_type
 from billing_sync.config import SourceCatalog, TableMapping
@@ -64,8 +64,9 @@ from billing_sync.load.cache import CacheBusy
 from billing_sync.load.warehouse import CommitResult, rows_to_arrow
 from billing_sync.reconcile import hashing
 from billing_sync.reconcile.hashing import EVERYTHING, KeyRange, Side
+from billing_sync.source.schema import fetch_type, is_composite, source_schema
 from billing_sync.sql import BoundQuery, qualified
-from billing_sync.transform.normalize import fetch_type, source_key, source_schema
+from billing_sync.transform.normalize import source_key
 
 if TYPE_CHECKING:
     from billing_sync.engine.sync import SyncEngine

@@ -46,9 +46,10 @@ from billing_sync.capture.query import build_rows_by_key_query
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.entities import STATE_SCHEMA, EntityColumns, entity_columns
 from billing_sync.keys import decode_key, key_expr
+from billing_sync.source.schema import source_schema
 from billing_sync.source.session import SourceSession
 from billing_sync.sql import quote_ident
-from billing_sync.transform.normalize import normalized_source_key, source_schema
+from billing_sync.transform.normalize import normalized_source_key
 from billing_sync.validate.report import ExpectationFailure, ValidationReport, _json_safe
 from billing_sync.validate.suites import KEY_COLUMN, ParentRule, Suite
 

@@ -22,7 +22,8 @@ from billing_sync.config import load_catalog
 from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator.clock import ICOMS_CHANGED_AT_SQL
-from billing_sync.transform.normalize import normalize, source_schema
+from billing_sync.source.schema import source_schema
+from billing_sync.transform.normalize import normalize
 from billing_sync.transform.protect import Protector
 from billing_sync_tests.integration.helpers import (
     assert_parity,

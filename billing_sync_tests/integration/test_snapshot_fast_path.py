@@ -27,9 +27,9 @@ from billing_sync.load.copy_in import copy_rows
 from billing_sync.load.warehouse import Warehouse
 from billing_sync.postgres import DatabaseUrls, drop_database, ensure_database
 from billing_sync.source.dialect import ORACLE
+from billing_sync.source.schema import source_schema
 from billing_sync.source.session import SourceSession
 from billing_sync.sql import BoundQuery
-from billing_sync.transform.normalize import source_schema
 from billing_sync_tests.integration.helpers import (
     assert_parity,
     parity,

@@ -11,11 +11,11 @@ import pyarrow as pa
 import pytest
 
 from billing_sync.config import TableMapping
+from billing_sync.source.schema import source_schema
 from billing_sync.transform.normalize import (
     CONVERT_EXPECTATION,
     normalize_batch,
     normalized_source_key,
-    source_schema,
     with_conversion_failures,
 )
 from billing_sync.transform.protect import REDACTED, Protector, hmac_token
