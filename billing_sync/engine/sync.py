@@ -48,16 +48,16 @@ from billing_sync.source.horizon import Horizon, OpenTransaction
 from billing_sync.source.reflect import check_catalog
 from billing_sync.source.schema import CURSOR_ALIAS, region_schema, source_schema
 from billing_sync.source.session import SourceSession
-from billing_sync.transform.normalize import (
-    normalize_batch,
-    normalized_source_key,
-    with_conversion_failures,
-)
+from billing_sync.transform.normalize import normalize_batch, normalized_source_key
 from billing_sync.transform.protect import Protector
 from billing_sync.validate import quarantine
 from billing_sync.validate.polars_suite import PolarsValidator
 from billing_sync.validate.quarantine import Screened
-from billing_sync.validate.report import BatchValidationError, ValidationReport
+from billing_sync.validate.report import (
+    BatchValidationError,
+    ValidationReport,
+    with_conversion_failures,
+)
 from billing_sync.validate.runner import Validator
 
 log = logging.getLogger(__name__)

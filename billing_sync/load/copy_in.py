@@ -4,7 +4,7 @@ The binary format is encoded by ``pgpq`` (Rust, from Arrow record batches). Meas
 1M normalized payment rows (18 columns, 2 cores): encoding 0.4 s against 2.8 s for
 pyarrow's CSV writer, and the server's side of the COPY 2 s of CPU cheaper, as it parses
 no text. Binary fields carry no type, so the rows are first cast to the table's exact
-Arrow schema (:func:`billing_sync.load.warehouse.entity_arrow_schema`): a value that does
+Arrow schema (:func:`billing_sync.entities.entity_arrow_schema`): a value that does
 not fit fails the cast, loudly. Without ``pgpq`` installed, CSV is used (quoted empty
 strings, unquoted NULLs: the two stay apart).
 """

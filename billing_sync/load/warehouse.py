@@ -29,7 +29,9 @@ from billing_sync.entities import (
     STATE_SCHEMA,
     EntityColumns,
     entities_of,
+    entity_arrow_schema,
     entity_columns,
+    rows_to_arrow,
 )
 from billing_sync.load.copy_in import copy_rows
 from billing_sync.load.drift import check_columns
@@ -605,31 +607,6 @@ class Warehouse:
     def _scalar(self, text: str, params: tuple[Any, ...] | None = None) -> Any:
         row = self.conn.execute(text, params).fetchone()
         return None if row is None else row[0]
-
-
-def entity_arrow_schema(columns: EntityColumns) -> pa.Schema:
-    from billing_sync.column_types import arrow_type
-
-    business = [pa.field(name, arrow_type(kind)) for name, kind in columns.business]
-    lineage = [
-        pa.field("_source_system", pa.string()),
-        pa.field("_source_key", pa.string()),
-        pa.field("_source_version", pa.timestamp("us")),
-        pa.field("_row_hash", pa.int64()),
-        pa.field("_is_deleted", pa.bool_()),
-        pa.field("_synced_at", pa.timestamp("us", "UTC")),
-        pa.field("_batch_id", pa.int64()),
-    ]
-    return pa.schema(business + lineage)
-
-
-def rows_to_arrow(records: list[tuple[Any, ...]], columns: EntityColumns) -> pa.Table:
-    schema = entity_arrow_schema(columns)
-    values = list(zip(*records, strict=True)) if records else [()] * len(schema)
-    return pa.Table.from_arrays(
-        [pa.array(column, type=field.type) for column, field in zip(values, schema, strict=True)],
-        schema=schema,
-    )
 
 
 def _batch_index_name(columns: EntityColumns) -> str:

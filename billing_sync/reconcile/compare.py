@@ -15,9 +15,9 @@ import polars as pl
 
 from billing_sync.capture.cursor import cursor_select
 from billing_sync.config import SourceCatalog, TableMapping
-from billing_sync.entities import entity_columns
+from billing_sync.entities import entity_columns, rows_to_arrow
 from billing_sync.load.locking import open_duckdb
-from billing_sync.load.warehouse import Warehouse, rows_to_arrow
+from billing_sync.load.warehouse import Warehouse
 from billing_sync.source.schema import source_schema
 from billing_sync.source.session import SourceSession
 from billing_sync.sql import BoundQuery, qualified, quote_ident

@@ -59,9 +59,9 @@ from billing_sync.capture.cursor import decode_packed_many
 from billing_sync.capture.query import build_rows_by_key_query
 from billing_sync.column_types import arrow_type
 from billing_sync.config import SourceCatalog, TableMapping
-from billing_sync.entities import ENTITY_SCHEMA, STATE_SCHEMA, entity_columns
+from billing_sync.entities import ENTITY_SCHEMA, STATE_SCHEMA, entity_columns, rows_to_arrow
 from billing_sync.load.cache import CacheBusy
-from billing_sync.load.warehouse import CommitResult, rows_to_arrow
+from billing_sync.load.warehouse import CommitResult
 from billing_sync.reconcile import hashing
 from billing_sync.reconcile.hashing import EVERYTHING, KeyRange, Side
 from billing_sync.source.schema import fetch_type, is_composite, source_schema

@@ -21,7 +21,7 @@ row like a failed expectation. The soft-delete rule reads the source code, right
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import polars as pl
@@ -32,8 +32,8 @@ from billing_sync.config import ColumnSpec, TableMapping
 from billing_sync.keys import key_expr
 from billing_sync.source.schema import CURSOR_ALIAS
 from billing_sync.transform.converters import Conversion, convert, trim
+from billing_sync.transform.failures import ExpectationFailure
 from billing_sync.transform.protect import Protector
-from billing_sync.validate.report import ExpectationFailure, ValidationReport
 
 LINEAGE_COLUMNS = (
     "_source_system",
@@ -179,15 +179,6 @@ def _failure(
         row_positions=tuple(positions),
         row_values=tuple(raw),
     )
-
-
-def with_conversion_failures(
-    report: ValidationReport, failures: list[ExpectationFailure]
-) -> ValidationReport:
-    """``report`` with the batch's conversion failures first (they quarantine their rows)."""
-    if not failures:
-        return report
-    return replace(report, success=False, failures=[*failures, *report.failures])
 
 
 def key_values(mapping: TableMapping) -> list[pl.Expr]:

@@ -21,9 +21,8 @@ import pytest
 import yaml
 
 from billing_sync.engine.sync import SyncEngine
-from billing_sync.entities import EntityColumns
+from billing_sync.entities import EntityColumns, rows_to_arrow
 from billing_sync.load.cache import Cache
-from billing_sync.load.warehouse import rows_to_arrow
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.serve.views import (
     VIEWS,

@@ -16,11 +16,10 @@ from billing_sync.transform.normalize import (
     CONVERT_EXPECTATION,
     normalize_batch,
     normalized_source_key,
-    with_conversion_failures,
 )
 from billing_sync.transform.protect import REDACTED, Protector, hmac_token
 from billing_sync.validate.quarantine import row_problems
-from billing_sync.validate.report import ValidationReport
+from billing_sync.validate.report import ValidationReport, with_conversion_failures
 
 SYNCED = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 ACCOUNT = TableMapping.model_validate(
