@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from billing_sync.config import ConfigError, Settings, SourceCatalog, TableMapping, load_settings
 
 if TYPE_CHECKING:
-    from billing_sync.engine.sync import SyncEngine, TableBatch
+    from billing_sync.engine.batch import TableBatch
+    from billing_sync.engine.sync import SyncEngine
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -15,8 +15,9 @@ import pytest
 
 from billing_sync.capture.regression import newest_change
 from billing_sync.capture.window import Advance, Window
-from billing_sync.engine import sync as sync_module
-from billing_sync.engine.sync import SyncEngine, tables_behind
+from billing_sync.engine import snapshot as snapshot_module
+from billing_sync.engine.status import tables_behind
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.entities import STATE_SCHEMA
 from billing_sync.load.warehouse import ConcurrentSyncError
 from billing_sync.postgres import DatabaseUrls
@@ -257,18 +258,18 @@ def test_a_backfill_never_overwrites_what_the_tail_loaded_at_an_equal_version(
         engine.setup()
         engine.drain(until=source_now(databases.source), timeout=60)
         _write_payment(databases.source, key, "P", stamp)  # what the backfill reads
-        real_commit = sync_module.commit_chunk
+        real_commit = snapshot_module.commit_chunk
 
         def tail_commits_first(*args: Any, **kwargs: Any) -> Any:
-            monkeypatch.setattr(sync_module, "commit_chunk", real_commit)
+            monkeypatch.setattr(snapshot_module, "commit_chunk", real_commit)
             _write_payment(databases.source, key, "R", stamp)  # same second, new content
             engine.drain(until=second + timedelta(seconds=1), timeout=60)
             return real_commit(*args, **kwargs)
 
-        monkeypatch.setattr(sync_module, "commit_chunk", tail_commits_first)
+        monkeypatch.setattr(snapshot_module, "commit_chunk", tail_commits_first)
         catalog = engine.catalogs[0]
         assert engine.backfill(catalog, catalog.by_table["PAYMENT"]) > 0
-        assert sync_module.commit_chunk is real_commit  # the chunk did commit after the tail
+        assert snapshot_module.commit_chunk is real_commit  # the chunk did commit after the tail
         assert_parity(engine)
     assert _status_at(databases.warehouse, second) == ["reversed"]
 
