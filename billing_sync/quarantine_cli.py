@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from billing_sync.config import Settings
+from billing_sync.engine.sync import SyncEngine
+from billing_sync.validate import quarantine, quarantine_ops
 
 
 def add_parser(sub: Any, settings: Callable[[argparse.Namespace], Settings]) -> None:
@@ -39,8 +41,6 @@ def add_parser(sub: Any, settings: Callable[[argparse.Namespace], Settings]) -> 
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from billing_sync.engine.sync import SyncEngine
-    from billing_sync.validate import quarantine, quarantine_ops
 
     with SyncEngine.from_settings(settings) as engine:
         engine.setup()

@@ -15,6 +15,8 @@ from typing import Any
 
 import dagster as dg
 
+from billing_sync.defs.sensors import IN_FLIGHT
+
 PG_URL_VARIABLE = "DAGSTER_PG_URL"
 
 
@@ -88,7 +90,6 @@ def prepare_instance(home: Path, *, config: Path, env: Mapping[str, str] | None 
 
 def wait_runs_finished(home: Path, *, timeout: float, alive: Callable[[], bool]) -> None:
     """Until no run of the instance in ``home`` is in flight (or ``alive()`` turns false)."""
-    from billing_sync.defs.sensors import IN_FLIGHT
 
     deadline = time.monotonic() + timeout
     with open_instance(home) as instance:

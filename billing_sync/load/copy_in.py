@@ -23,6 +23,7 @@ BATCH_ROWS = 65_536  # pgpq encodes record batches; smaller ones keep the buffer
 
 def binary_available() -> bool:
     try:
+        # why: the probe itself: whether pgpq imports here
         import pgpq  # noqa: F401
     except ImportError:
         return False
@@ -31,6 +32,7 @@ def binary_available() -> bool:
 
 def encode_binary(rows: pa.Table) -> list[bytes]:
     """``rows`` in PostgreSQL's binary COPY format: header, data blocks, trailer."""
+    # why: reached only where binary_available() found pgpq; the text COPY path needs none
     import pgpq
 
     encoder = pgpq.ArrowToPostgresBinaryEncoder(rows.schema)

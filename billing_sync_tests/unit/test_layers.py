@@ -126,6 +126,30 @@ def upward_imports(graph: dict[str, set[str]]) -> list[str]:
     ]
 
 
+def imports_in_functions() -> Iterator[tuple[str, int, list[str]]]:
+    """Each import inside a function: module, line, and the source lines above it."""
+    for module, path in MODULES.items():
+        text = path.read_text()
+        lines = text.splitlines()
+        for function in ast.walk(ast.parse(text, str(path))):
+            if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                for node in ast.walk(function):
+                    if isinstance(node, ast.Import | ast.ImportFrom):
+                        yield module, node.lineno, lines[: node.lineno - 1]
+
+
+def says_why(above: list[str]) -> bool:
+    """A ``# why:`` comment right above the import, or above the imports grouped with it."""
+    for line in reversed(above):
+        stripped = line.strip()
+        if stripped.startswith("# why:"):
+            return True
+        in_import = stripped.startswith(("import ", "from ", ")")) or stripped.endswith(",")
+        if stripped and not in_import:
+            return False
+    return False
+
+
 def test_every_module_has_a_layer() -> None:
     assert [module for module in MODULES if layer_of(module) < 0] == []
 
@@ -136,6 +160,15 @@ def test_no_import_cycles() -> None:
 
 def test_no_layer_imports_a_later_one() -> None:
     assert upward_imports(import_graph()) == []
+
+
+def test_imports_inside_functions_say_why() -> None:
+    """Module level is the rule; a deferred import (Great Expectations, a probe, a worker
+    that must carry only its own stack) says why in a ``# why:`` comment."""
+    unexplained = [
+        f"{module}:{line}" for module, line, above in imports_in_functions() if not says_why(above)
+    ]
+    assert unexplained == []
 
 
 @pytest.mark.parametrize(
