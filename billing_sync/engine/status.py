@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -209,7 +209,7 @@ def table_status(engine: EngineParts) -> list[TableStatus]:
     statuses = []
     for catalog, mapping in engine.tables():
         source = engine.source(catalog.system)
-        horizon = source.horizon(delay=timedelta(seconds=engine.settings.capture.delay_seconds))
+        horizon = engine.horizon(catalog.system)
         watermark = warehouse.watermark(catalog.system, mapping)
         table = entity_columns(mapping).table
         with warehouse.conn.transaction():
