@@ -450,6 +450,10 @@ class Settings(_Strict):
         return self.tiers.get(tier) or _default_tiers()[tier]
 
 
+# The key of protected columns: read from this variable by load_settings only; the
+# Dagster resource resolves it with dg.EnvVar and hands it on under the same name.
+HMAC_KEY_ENV = "BILLING_SYNC_HMAC_KEY"
+
 _ENV_FIELDS = {
     "BILLING_SYNC_STATE_DIR": "state_dir",
     "BILLING_SYNC_SOURCE_URL": "source_url",
@@ -457,7 +461,7 @@ _ENV_FIELDS = {
     "BILLING_SYNC_CACHE_PATH": "cache_path",
     "BILLING_SYNC_CATALOG_DIR": "catalog_dir",
     "BILLING_SYNC_SUITES_DIR": "suites_dir",
-    "BILLING_SYNC_HMAC_KEY": "hmac_key",
+    HMAC_KEY_ENV: "hmac_key",
 }
 _ALERT_ENV_FIELDS = {
     "BILLING_SYNC_ALERT_WEBHOOK_URL": "webhook_url",
