@@ -44,7 +44,7 @@ Second resolution
     A snapshot has no horizon (it reads every row as it is), so it can read such a row;
     the tail reads the second again once it is complete, and the merge takes an equal
     version whose content differs
-    (:data:`~billing_sync.load.warehouse.NEWER_OR_CHANGED_AT_EQUAL_VERSION`). Thousands
+    (:data:`~billing_sync.load.merge_sql.NEWER_OR_CHANGED_AT_EQUAL_VERSION`). Thousands
     of rows in one second are the normal case and the key part of the cursor resumes
     inside it.
 Local time

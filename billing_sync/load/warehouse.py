@@ -2,7 +2,8 @@
 
 A batch is COPYed into a temporary table, then merged with
 ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` the incoming version is newer, or equal
-with another content (:data:`NEWER_OR_CHANGED_AT_EQUAL_VERSION`), so a replayed or
+with another content
+(:data:`~billing_sync.load.merge_sql.NEWER_OR_CHANGED_AT_EQUAL_VERSION`), so a replayed or
 out-of-order batch changes nothing. The table's watermark, the entity's
 last batch id and the batch log row commit in the same transaction as the rows: a crash
 at any instant leaves either all of them or none.
@@ -35,24 +36,13 @@ from billing_sync.entities import (
 )
 from billing_sync.load.copy_in import copy_rows
 from billing_sync.load.drift import check_columns
+from billing_sync.load.merge_sql import build_incoming_table, build_merge
 from billing_sync.postgres import redact_url
 from billing_sync.validate.quarantine import QUARANTINE_DDL, QUARANTINE_TABLE, payload_table
 from billing_sync.validate.quarantine import create_tables as create_quarantine_tables
 
 if TYPE_CHECKING:
     from billing_sync.validate.quarantine import Screened
-
-NEWER_OR_CHANGED_AT_EQUAL_VERSION = (
-    "t._source_version < EXCLUDED._source_version"
-    " OR (t._source_version = EXCLUDED._source_version"
-    " AND (t._row_hash, t._is_deleted) IS DISTINCT FROM (EXCLUDED._row_hash, EXCLUDED._is_deleted))"
-)
-"""The merge guard. A newer version always wins. An equal version with another content
-wins too: with second-resolution stamps, a snapshot can read a row in the second it is
-being written, and a second write within that second keeps the stamp (the tail reads
-it once the second is settled, see :mod:`billing_sync.capture.window`). Reads of one
-table apply in the order they were taken, so the later read of an equal version is the
-more recent content. Identical content is skipped, so a replay writes nothing."""
 
 _STATE_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS billing;
@@ -455,29 +445,13 @@ class Warehouse:
         self, columns: EntityColumns, rows: pa.Table, batch_id: int, *, replace_equal: bool
     ) -> tuple[tuple[int, int, int], frozenset[str]]:
         """Merge ``rows``; return (inserted, updated, deleted) and the keys it wrote."""
-        loaded = columns.loaded
-        names = ", ".join(f'"{name}"' for name in loaded)
         incoming = f"_incoming_{batch_id}"  # two merges may share one transaction
-        self.conn.execute(
-            f"CREATE TEMP TABLE {incoming} ON COMMIT DROP AS SELECT {names}"
-            f" FROM {columns.table} WITH NO DATA"
-        )
+        self.conn.execute(build_incoming_table(columns, incoming))
         schema = entity_arrow_schema(columns)
-        copy_rows(self.conn, incoming, rows, pa.schema([schema.field(name) for name in loaded]))
-        updates = ", ".join(f'"{name}" = EXCLUDED."{name}"' for name in columns.all)
-        guard = (
-            "t._source_version <= EXCLUDED._source_version"
-            if replace_equal
-            else NEWER_OR_CHANGED_AT_EQUAL_VERSION
-        )
-        result = self.conn.execute(
-            f"INSERT INTO {columns.table} AS t ({names}, _batch_id)"
-            f" SELECT {names}, %s FROM {incoming}"
-            f" ON CONFLICT (_source_system, _source_key) DO UPDATE SET {updates}"
-            f" WHERE {guard}"
-            " RETURNING (xmax = 0), _is_deleted, _source_key",
-            (batch_id,),
-        ).fetchall()
+        loaded = pa.schema([schema.field(name) for name in columns.loaded])
+        copy_rows(self.conn, incoming, rows, loaded)
+        merge = build_merge(columns, incoming, replace_equal=replace_equal)
+        result = self.conn.execute(merge, (batch_id,)).fetchall()
         inserted = sum(1 for is_new, _, _ in result if is_new)
         deleted = sum(1 for _, is_deleted, _ in result if is_deleted)
         return (inserted, len(result) - inserted, deleted), frozenset(key for *_, key in result)
