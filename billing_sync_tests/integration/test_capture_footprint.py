@@ -27,6 +27,7 @@ from billing_sync.transform.normalize import normalize
 from billing_sync.transform.protect import Protector
 from billing_sync_tests.integration.helpers import (
     assert_parity,
+    drained_engine,
     seeded_source,
     settings_for,
     source_now,
@@ -40,11 +41,14 @@ AMDOCS_PAYMENT = load_catalog("amdocs").by_table["PAYMENT"]
 def test_a_row_with_a_null_change_timestamp_is_captured(
     databases: DatabaseUrls, tmp_path: Path
 ) -> None:
-    seeded_source(databases, accounts=20, systems=("amdocs",))
-    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0}, systems=["amdocs"])
-    with SyncEngine.from_settings(settings) as engine:
-        engine.setup()
-        engine.drain(until=source_now(databases.source, timezone="UTC"))
+    with drained_engine(
+        databases,
+        tmp_path,
+        accounts=20,
+        systems=("amdocs",),
+        timezone="UTC",
+        capture={"delay_seconds": 0},
+    ) as engine:
         with psycopg.connect(databases.source, autocommit=True) as conn:
             conn.execute(  # never updated since its insert: SYS_UPDATE_DATE is NULL
                 'INSERT INTO "amdocs"."PAYMENT" ("ENT_SEQ_NO", "BAN", "DEPOSIT_DATE",'
