@@ -7,6 +7,7 @@ started; a backfill re-loads beside the tail (merges are version-guarded).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -81,6 +82,28 @@ def snapshot_chunk(
         more_waiting=not finished, cache=cache,
         snapshot_progress=(state.rows_done, state.rows_total),
     )  # fmt: skip
+
+
+def backfill(
+    engine: EngineParts,
+    catalog: SourceCatalog,
+    mapping: TableMapping,
+    *,
+    where: str | None = None,
+    on_chunk: Callable[[TableBatch], None] = lambda _: None,
+) -> int:
+    """Re-load a table (or the rows ``where`` selects) by key ranges, resumably.
+
+    Runs beside the tail: merges are version-guarded, an equal version is replaced.
+    Returns the rows read.
+    """
+    total = 0
+    while True:
+        batch = snapshot_chunk(engine, catalog, mapping, kind="backfill", where=where)
+        total += batch.rows_read
+        on_chunk(batch)
+        if not batch.more_waiting:
+            return total
 
 
 def _snapshot_rows(

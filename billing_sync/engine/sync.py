@@ -299,8 +299,7 @@ class SyncEngine:
     def snapshot_chunk(
         self, catalog: SourceCatalog, mapping: TableMapping, *, kind: str, where: str | None = None
     ) -> TableBatch:
-        """The next primary-key chunk of the table's running snapshot (starting one if
-        none runs). The first load's last chunk hands the table over to the tail."""
+        """The table's next snapshot chunk (:func:`billing_sync.engine.snapshot.snapshot_chunk`)."""
         return snapshot.snapshot_chunk(self, catalog, mapping, kind=kind, where=where)
 
     def backfill(
@@ -311,18 +310,9 @@ class SyncEngine:
         where: str | None = None,
         on_chunk: Callable[[TableBatch], None] = lambda _: None,
     ) -> int:
-        """Re-load a table (or the rows ``where`` selects) by key ranges, resumably.
-
-        Runs beside the tail: merges are version-guarded, an equal version is replaced.
-        Returns the rows read.
-        """
-        total = 0
-        while True:
-            batch = self.snapshot_chunk(catalog, mapping, kind="backfill", where=where)
-            total += batch.rows_read
-            on_chunk(batch)
-            if not batch.more_waiting:
-                return total
+        """Re-load a table (or the rows ``where`` selects) by key ranges, resumably; the
+        rows read (:func:`billing_sync.engine.snapshot.backfill`)."""
+        return snapshot.backfill(self, catalog, mapping, where=where, on_chunk=on_chunk)
 
     def rebase(self, catalog: SourceCatalog, mapping: TableMapping) -> None:
         """Forget the table's watermark: its next sync starts a new snapshot."""
