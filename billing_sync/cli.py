@@ -7,14 +7,25 @@ import logging
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from billing_sync.config import ConfigError, Settings, SourceCatalog, TableMapping, load_settings
+from billing_sync.bench.cli import add_bench_parser
+from billing_sync.config import (
+    TIERS,
+    ConfigError,
+    Settings,
+    SourceCatalog,
+    TableMapping,
+    load_settings,
+)
+from billing_sync.demo.run import DemoOptions, run_demo
+from billing_sync.engine.batch import TableBatch
+from billing_sync.engine.progress import Progress
+from billing_sync.engine.status import format_status, table_status
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.private_files import private_dir, touch_private
+from billing_sync.quarantine_cli import add_parser as add_quarantine_parser
+from billing_sync.reconcile.verify import run_verify
 from billing_sync.secrets import install_log_masking, mask_error, mask_secrets
-
-if TYPE_CHECKING:
-    from billing_sync.sync import SyncEngine, TableBatch
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -24,8 +35,6 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from billing_sync.demo import DemoOptions, run_demo
-
     options = DemoOptions(
         accounts=args.accounts,
         rate=args.rate,
@@ -37,28 +46,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from billing_sync.sync import SyncEngine
-
+    """The engine's loop: every tier's poll interval apart unless rows wait; stops when
+    paused (``billing-sync pause``); ``--once``: one micro-batch."""
     settings = _settings(args)
+    tiers = [args.tier] if args.tier else list(TIERS)
     with SyncEngine.from_settings(settings) as engine:
         engine.setup()
-        while True:
-            for batch in engine.sync_once(args.tier):
-                lag = "-" if batch.lag_seconds is None else f"{batch.lag_seconds:.2f}s"
-                print(
-                    f"{batch.system}.{batch.table:<14} read {batch.rows_read:>6}  "
-                    f"ins {batch.inserted:>6}  upd {batch.updated:>6}  del {batch.deleted:>5}  "
-                    f"lag {lag:>8}  watermark {batch.cursor.change_ts if batch.cursor else '-'}"
-                    f"{'  (cache: ' + batch.cache_error + ')' if batch.cache_error else ''}"
-                )
-            if args.once:
-                return 0
+        engine.run(
+            tier=args.tier,
+            batches=1 if args.once else sys.maxsize,
+            poll_interval=min(settings.tier(tier).poll_interval_seconds for tier in tiers),
+            on_batch=_print_batches,
+            should_stop=settings.pause_file.exists,
+        )
+    return 0
+
+
+def _print_batches(batches: list[TableBatch]) -> None:
+    for batch in batches:
+        lag = "-" if batch.lag_seconds is None else f"{batch.lag_seconds:.2f}s"
+        print(
+            f"{batch.system}.{batch.table:<14} read {batch.rows_read:>6}  "
+            f"ins {batch.inserted:>6}  upd {batch.updated:>6}  del {batch.deleted:>5}  "
+            f"lag {lag:>8}  watermark {batch.cursor.change_ts if batch.cursor else '-'}"
+            f"{'  (cache: ' + batch.cache_error + ')' if batch.cache_error else ''}"
+        )
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Check every catalog against its source's reflected schema; say what each maps."""
-    from billing_sync.sync import SyncEngine
-
     with SyncEngine.from_settings(_settings(args)) as engine:
         engine.check_sources()  # a ConfigError names the file, table and column
         for catalog in engine.catalogs:
@@ -71,9 +87,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from billing_sync.status import format_status, table_status
-    from billing_sync.sync import SyncEngine
-
     with SyncEngine.from_settings(_settings(args)) as engine:
         engine.setup()
         print(format_status(table_status(engine)))
@@ -95,9 +108,6 @@ def _table(engine: SyncEngine, name: str) -> tuple[SourceCatalog, TableMapping]:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from billing_sync.progress import Progress
-    from billing_sync.sync import SyncEngine
-
     with SyncEngine.from_settings(_settings(args)) as engine:
         engine.setup()
         catalog, mapping = _table(engine, args.table)
@@ -116,8 +126,6 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_rebase(args: argparse.Namespace) -> int:
-    from billing_sync.sync import SyncEngine
-
     with SyncEngine.from_settings(_settings(args)) as engine:
         engine.setup()
         catalog, mapping = _table(engine, args.table)
@@ -130,9 +138,6 @@ def cmd_rebase(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from billing_sync.reconcile.verify import run_verify
-    from billing_sync.sync import SyncEngine
-
     with SyncEngine.from_settings(_settings(args)) as engine:
         engine.setup()
         return run_verify(
@@ -222,16 +227,12 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     verify.set_defaults(func=cmd_verify)
 
-    from billing_sync.validate.quarantine_cli import add_parser as add_quarantine_parser
-
     add_quarantine_parser(sub, _settings)
 
     pause = sub.add_parser("pause", help="sensors start no run; runs stop after their batch")
     pause.set_defaults(func=lambda a: cmd_pause(a, pause=True))
     resume = sub.add_parser("resume", help="undo pause")
     resume.set_defaults(func=lambda a: cmd_pause(a, pause=False))
-
-    from billing_sync.bench.cli import add_bench_parser
 
     add_bench_parser(sub)
     return root

@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from billing_sync.secrets import mask_secrets
+
 Tier = Literal["priority", "standard", "bulk"]
 TIERS: tuple[Tier, ...] = ("priority", "standard", "bulk")
 
@@ -463,6 +465,10 @@ class Settings(_Strict):
         return self.tiers.get(tier) or _default_tiers()[tier]
 
 
+# The key of protected columns: read from this variable by load_settings only; the
+# Dagster resource resolves it with dg.EnvVar and hands it on under the same name.
+HMAC_KEY_ENV = "BILLING_SYNC_HMAC_KEY"
+
 _ENV_FIELDS = {
     "BILLING_SYNC_STATE_DIR": "state_dir",
     "BILLING_SYNC_SOURCE_URL": "source_url",
@@ -470,7 +476,7 @@ _ENV_FIELDS = {
     "BILLING_SYNC_CACHE_PATH": "cache_path",
     "BILLING_SYNC_CATALOG_DIR": "catalog_dir",
     "BILLING_SYNC_SUITES_DIR": "suites_dir",
-    "BILLING_SYNC_HMAC_KEY": "hmac_key",
+    HMAC_KEY_ENV: "hmac_key",
 }
 _ALERT_ENV_FIELDS = {
     "BILLING_SYNC_ALERT_WEBHOOK_URL": "webhook_url",
@@ -524,8 +530,6 @@ def load_settings(
 def validation_lines(error: ValidationError) -> str:
     """A pydantic error as ``location: message`` lines, without the values it was given
     (they may be secrets) and masked in case a message quotes one anyway."""
-    from billing_sync.secrets import mask_secrets
-
     lines = []
     for problem in error.errors(include_input=False, include_url=False, include_context=False):
         where = ".".join(str(part) for part in problem["loc"]) or "(top level)"

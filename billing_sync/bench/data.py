@@ -18,6 +18,9 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
+from billing_sync.simulator.icoms.schema import TABLES, create_schema
+from billing_sync.simulator.tables import drop_secondary_indexes
+
 SCHEMA = "icoms"
 TABLE = "PAYMENT"
 EMPTY_EVERY = 97
@@ -101,8 +104,6 @@ def ensure_snapshot_table(url: str, rows: int) -> SnapshotTable:
     empty. Reuses the tables when ``PAYMENT`` already holds exactly ``rows`` rows (a re-run
     of the benchmark).
     """
-    from billing_sync.simulator.icoms.schema import TABLES, create_schema
-    from billing_sync.simulator.tables import drop_secondary_indexes
 
     qualified = sql.Identifier(SCHEMA, TABLE)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -134,7 +135,6 @@ def ensure_snapshot_table(url: str, rows: int) -> SnapshotTable:
 
 def source_tables() -> Any:
     """The ICOMS table definitions (the floors copy the table as it is)."""
-    from billing_sync.simulator.icoms.schema import TABLES
 
     return TABLES
 

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import psycopg
 import yaml
 
 from billing_sync.bench import bench_hmac_key
-from billing_sync.demo import REPO_ROOT, stop_process_group
+from billing_sync.demo.run import REPO_ROOT, stop_process_group
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class DagsterDriver:
         self.started_at = 0.0
 
     def start(self) -> None:
+        # why: defs imports dagster (0.7 s): only the Dagster scenario pays it
         from billing_sync.defs.instance import prepare_instance
 
         self.pipeline.state_dir.mkdir(parents=True, exist_ok=True)
@@ -117,6 +119,7 @@ class DagsterDriver:
     def _wait_runs_finished(self, *, timeout: float) -> None:
         """Paused: runs end after their batch, a queued one right after it starts. Killing
         one in flight would mark it failed."""
+        # why: defs imports dagster (0.7 s): only the Dagster scenario pays it
         from billing_sync.defs.instance import wait_runs_finished
 
         wait_runs_finished(self.home, timeout=timeout, alive=self.alive)
@@ -129,6 +132,7 @@ class DagsterDriver:
 
     def run_stats(self, *, since: float) -> dict[str, Any]:
         """Runs created since ``since`` (epoch seconds): count, launch latency, duration."""
+        # why: defs imports dagster (0.7 s): only the Dagster scenario pays it
         from billing_sync.defs.instance import run_stats
 
         return run_stats(self.home, since=since)
@@ -136,7 +140,6 @@ class DagsterDriver:
 
 def _wait_quiet(pipeline: Pipeline, *, timeout: float) -> None:
     """After pausing: until no watermark moved for 2 s (runs end after their batch)."""
-    import psycopg
 
     deadline = time.monotonic() + timeout
     try:

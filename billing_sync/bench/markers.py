@@ -30,9 +30,10 @@ import pyarrow as pa
 from psycopg import errors, sql
 
 from billing_sync.config import SourceCatalog, TableMapping
-from billing_sync.load.ddl import entity_columns
+from billing_sync.entities import entity_columns
 from billing_sync.simulator.clock import ICOMS_STAMP_VALUES
-from billing_sync.transform.normalize import normalize, source_schema
+from billing_sync.source.schema import source_schema
+from billing_sync.transform.normalize import normalize
 from billing_sync.transform.protect import Protector
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -77,7 +78,6 @@ def run_measured(
     interval: float = 0.05,
 ) -> Measured:
     """Run ``command`` to its end; its stdout and stderr go to temporary files."""
-    import tempfile
 
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()

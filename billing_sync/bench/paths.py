@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import statistics
 import time
+from datetime import UTC, datetime
 from typing import Any
 
-from billing_sync.bench import data
+from billing_sync.bench import bench_hmac_key, data
 from billing_sync.bench.context import BenchContext
 from billing_sync.bench.measure import run_worker
 from billing_sync.bench.report import Column, Report, Row, mb
+from billing_sync.capture.snapshot import build_snapshot_query
+from billing_sync.config import load_catalog
+from billing_sync.source.schema import source_schema
+from billing_sync.source.session import SourceSession
+from billing_sync.transform.normalize import normalize
+from billing_sync.transform.protect import Protector
+from billing_sync.validate.polars_suite import PolarsValidator
+from billing_sync.validate.runner import Validator
 
 METHODS = (
     ("cursor", "psycopg cursor, rows to pa.array (the engine before)"),
@@ -28,16 +37,6 @@ METHODS = (
 
 def validate_paths(args: dict[str, Any]) -> dict[str, Any]:
     """Worker task: the payment suite on ``rows`` rows, by GX and compiled to Polars."""
-    from datetime import UTC, datetime
-
-    from billing_sync.bench import bench_hmac_key
-    from billing_sync.capture.snapshot import build_snapshot_query
-    from billing_sync.config import load_catalog
-    from billing_sync.source.session import SourceSession
-    from billing_sync.transform.normalize import normalize, source_schema
-    from billing_sync.transform.protect import Protector
-    from billing_sync.validate.polars_suite import PolarsValidator
-    from billing_sync.validate.runner import Validator
 
     catalog = load_catalog("icoms")
     mapping = catalog.by_table[data.TABLE]

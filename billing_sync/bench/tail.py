@@ -45,7 +45,8 @@ from billing_sync.bench.server import (
     source_statements,
 )
 from billing_sync.capture.cursor import encode_cyymmdd_hhmmss
-from billing_sync.config import SourceCatalog, TierSettings, load_catalog
+from billing_sync.config import SourceCatalog, TierSettings, load_catalog, load_settings
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.simulator import Workload, seed
 from billing_sync.simulator.clock import ICOMS_TIMEZONE
 
@@ -120,9 +121,6 @@ def prepare_data(
         settings=settings,
     )
     if not load_first:
-        from billing_sync.config import load_settings
-        from billing_sync.sync import SyncEngine
-
         settings_ = load_settings(
             env={}, state_dir=pipeline.state_dir, source_url=source, warehouse_url=warehouse,
             cache_path=pipeline.cache, hmac_key=bench_hmac_key(),

@@ -19,6 +19,7 @@ Args = dict[str, Any]
 
 
 def _settings(args: Args) -> Any:
+    # why: a worker imports only its task's stack: the parent measures its CPU and peak RSS
     from billing_sync.bench import bench_hmac_key
     from billing_sync.config import load_settings
 
@@ -39,8 +40,9 @@ def billing_sync_snapshot(args: Args) -> Args:
     Tables in ``args["untimed"]`` load first, outside the clock (the parents that the
     timed table's rows refer to).
     """
+    # why: a worker imports only its task's stack: the parent measures its CPU and peak RSS
     from billing_sync.bench.profile import StageTimer, install
-    from billing_sync.sync import SyncEngine
+    from billing_sync.engine.sync import SyncEngine
 
     timer = StageTimer()
     install(timer)
@@ -86,6 +88,7 @@ def dlt_load(args: Args) -> Args:
     """One dlt pipeline run: ``sql_table`` with a backend, into PostgreSQL or DuckDB."""
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    # why: a worker imports only its task's stack: the parent measures its CPU and peak RSS
     import dlt
     from dlt.sources.sql_database import sql_table
 
@@ -130,6 +133,7 @@ def dlt_load(args: Args) -> Args:
 
 def copy_floor(args: Args) -> Args:
     """``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` piped into ``COPY ... FROM STDIN``."""
+    # why: a worker imports only its task's stack: the parent measures its CPU and peak RSS
     import psycopg
     from psycopg import sql
 
@@ -172,6 +176,7 @@ def copy_floor(args: Args) -> Args:
 
 def arrow_duckdb_floor(args: Args) -> Args:
     """ConnectorX streaming Arrow batches straight into a DuckDB table."""
+    # why: a worker imports only its task's stack: the parent measures its CPU and peak RSS
     import connectorx as cx
     import duckdb
 
@@ -204,8 +209,9 @@ def engine_loop(args: Args) -> Args:
     With ``profile`` the engine's stages are timed per micro-batch (see
     :mod:`billing_sync.bench.profile`).
     """
+    # why: a worker imports only its task's stack: the parent measures its CPU and peak RSS
     from billing_sync.bench.profile import StageTimer, install
-    from billing_sync.sync import SyncEngine
+    from billing_sync.engine.sync import SyncEngine
 
     timer = StageTimer() if args.get("profile") else None
     wrapped = install(timer) if timer else []
@@ -251,6 +257,7 @@ def extract(args: Args) -> Args:
     PostgreSQL driver's. Returns the seconds, and whether '' and NULL and the decimals
     came through exact.
     """
+    # why: a worker imports only its task's stack: the parent measures its CPU and peak RSS
     import psycopg
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -258,8 +265,8 @@ def extract(args: Args) -> Args:
     from billing_sync.capture.snapshot import build_snapshot_query
     from billing_sync.config import load_catalog
     from billing_sync.source.dialect import DB2
+    from billing_sync.source.schema import source_schema
     from billing_sync.source.session import SourceSession
-    from billing_sync.transform.normalize import source_schema
 
     mapping = load_catalog(args.get("system", "icoms")).by_table[args["table"]]
     schema = source_schema(mapping)
@@ -270,6 +277,7 @@ def extract(args: Args) -> Args:
         session.dialect = DB2  # not PostgreSQL: read_arrow takes the cursor path
     other: Any = None
     if method == "adbc":
+        # why: a worker imports only its task's stack: the parent measures its CPU and peak RSS
         import adbc_driver_postgresql.dbapi as adbc
 
         other = adbc.connect(args["adbc_url"])
@@ -279,6 +287,7 @@ def extract(args: Args) -> Args:
             return session.read_arrow(query, schema)
         text = psycopg.ClientCursor(session._conn).mogrify(query.text, query.params)
         if method == "connectorx":
+            # why: a worker imports only its task's stack: the parent measures its CPU and peak RSS
             import connectorx as cx
 
             return cx.read_sql(args["cx_url"], text, return_type="arrow")
@@ -326,6 +335,7 @@ TASKS: dict[str, Callable[[Args], Args]] = {
 
 
 def _validate_paths(args: Args) -> Args:
+    # why: a worker imports only its task's stack: the parent measures its CPU and peak RSS
     from billing_sync.bench.paths import validate_paths
 
     return validate_paths(args)

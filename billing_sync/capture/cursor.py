@@ -34,30 +34,18 @@ import polars as pl
 import pyarrow as pa
 
 from billing_sync.config import TableMapping
-
-CURSOR_ALIAS = "_cursor_ts"
-CURSOR_DATE_ALIAS = "_cursor_date"
-CURSOR_TIME_ALIAS = "_cursor_time"
+from billing_sync.source.schema import (
+    CURSOR_ALIAS,
+    CURSOR_DATE_ALIAS,
+    CURSOR_TIME_ALIAS,
+    is_composite,
+)
+from billing_sync.sql import quote_ident
 
 FIRST_YEAR = 1900  # CYYMMDD with C = 0
 LAST_YEAR = 2899  # CYYMMDD with C = 9, the largest a 7-digit value holds
 _LARGEST_DATE = 9_999_999
 _LARGEST_TIME = 999_999
-
-
-def quote_ident(name: str) -> str:
-    """Quote ``name`` as an SQL identifier.
-
-    >>> quote_ident('ACCOUNT')
-    '"ACCOUNT"'
-    >>> quote_ident('we"ird')
-    '"we""ird"'
-    """
-    return '"' + name.replace('"', '""') + '"'
-
-
-def is_composite(mapping: TableMapping) -> bool:
-    return mapping.cursor_format == "cyymmdd_hhmmss"
 
 
 # -- SQL -------------------------------------------------------------------------------------
@@ -92,13 +80,6 @@ def cursor_select(mapping: TableMapping) -> str:
         date_alias, time_alias = quote_ident(CURSOR_DATE_ALIAS), quote_ident(CURSOR_TIME_ALIAS)
         return f"{date} AS {date_alias}, {time} AS {time_alias}"
     return f"{columns[0]} AS {quote_ident(CURSOR_ALIAS)}"
-
-
-def cursor_fields(mapping: TableMapping) -> list[pa.Field]:
-    """The Arrow fields :func:`cursor_select` fetches."""
-    if is_composite(mapping):
-        return [pa.field(CURSOR_DATE_ALIAS, pa.int64()), pa.field(CURSOR_TIME_ALIAS, pa.int64())]
-    return [pa.field(CURSOR_ALIAS, pa.timestamp("us"))]
 
 
 def cursor_values(mapping: TableMapping, change_ts: datetime) -> tuple[Any, ...]:

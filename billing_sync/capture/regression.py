@@ -11,13 +11,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from billing_sync.capture.query import (
-    build_high_watermark_query,
-    decode_high_watermark,
-    qualified,
-)
+from billing_sync.capture.query import build_high_watermark_query, decode_high_watermark
 from billing_sync.capture.window import Cursor
 from billing_sync.config import CaptureSettings, SourceCatalog, TableMapping
+from billing_sync.sql import qualified
 
 
 class SourceRegressionError(RuntimeError):

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from billing_sync.capture.cursor import cursor_select
-from billing_sync.capture.query import BoundQuery, qualified, quote_ident
 from billing_sync.config import TableMapping
+from billing_sync.sql import BoundQuery, qualified, quote_ident
 
 FORBIDDEN_IN_WHERE = (";", "--", "/*")
 

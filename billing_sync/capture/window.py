@@ -9,7 +9,8 @@ Cursor
     ``COALESCE(cursor, cursor_fallback)``: a row never changed since creation counts
     at its creation time. The cursor is stored at the column's native precision.
 Horizon
-    The exclusive upper bound of a window:
+    The exclusive upper bound of a window (computed in :mod:`billing_sync.source.horizon`,
+    where each source session probes its clock and open transactions):
     ``min(source_now - delay, start of the oldest open transaction on the source)``.
     A row's change timestamp is at least the start of the transaction that wrote it,
     so no row below the horizon can still appear. The bound is exclusive because an
@@ -43,7 +44,7 @@ Second resolution
     A snapshot has no horizon (it reads every row as it is), so it can read such a row;
     the tail reads the second again once it is complete, and the merge takes an equal
     version whose content differs
-    (:data:`~billing_sync.load.warehouse.NEWER_OR_CHANGED_AT_EQUAL_VERSION`). Thousands
+    (:data:`~billing_sync.load.merge_sql.NEWER_OR_CHANGED_AT_EQUAL_VERSION`). Thousands
     of rows in one second are the normal case and the key part of the cursor resumes
     inside it.
 Local time
@@ -69,7 +70,7 @@ Daylight saving
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 
@@ -82,52 +83,6 @@ class Cursor:
 
     def as_row(self) -> tuple[Any, ...]:
         return (self.change_ts, *self.key)
-
-
-@dataclass(frozen=True)
-class OpenTransaction:
-    """The oldest open transaction seen on the source, which may hold the horizon back."""
-
-    pid: int
-    started_at: datetime
-
-
-@dataclass(frozen=True)
-class Horizon:
-    """The exclusive upper bound of a window and why it sits where it does."""
-
-    at: datetime
-    source_now: datetime
-    held_back_by: OpenTransaction | None = None
-
-    @property
-    def hold_seconds(self) -> float:
-        """How far an open transaction holds the horizon below ``source_now - delay``."""
-        if self.held_back_by is None:
-            return 0.0
-        return max(0.0, (self.source_now - self.held_back_by.started_at).total_seconds())
-
-
-def compute_horizon(
-    *, source_now: datetime, delay: timedelta, oldest_open: OpenTransaction | None
-) -> Horizon:
-    """``min(source_now - delay, oldest open transaction's start)``.
-
-    Examples
-    --------
-    >>> from datetime import datetime, timedelta
-    >>> now = datetime(2026, 1, 1, 12, 0, 10)
-    >>> compute_horizon(source_now=now, delay=timedelta(seconds=2), oldest_open=None).at
-    datetime.datetime(2026, 1, 1, 12, 0, 8)
-    >>> old = OpenTransaction(pid=42, started_at=datetime(2026, 1, 1, 12, 0, 1))
-    >>> h = compute_horizon(source_now=now, delay=timedelta(seconds=2), oldest_open=old)
-    >>> h.at, h.held_back_by.pid
-    (datetime.datetime(2026, 1, 1, 12, 0, 1), 42)
-    """
-    by_delay = source_now - delay
-    if oldest_open is not None and oldest_open.started_at < by_delay:
-        return Horizon(at=oldest_open.started_at, source_now=source_now, held_back_by=oldest_open)
-    return Horizon(at=by_delay, source_now=source_now)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from billing_sync.alerts import conditions as c
 from billing_sync.defs.keys import warehouse_key
 from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.defs.validation import CHECK
-from billing_sync.monitor import entity_freshness, horizon_hold, late_rows_by_entity
+from billing_sync.engine.monitor import entity_freshness, horizon_hold, late_rows_by_entity
 from billing_sync.validate import quarantine_ops
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]

@@ -20,7 +20,7 @@ from billing_sync.defs.validation import (
     failed_batch_evaluation,
     validation_spec,
 )
-from billing_sync.sync import TableBatch
+from billing_sync.engine.batch import TableBatch
 from billing_sync.validate.report import BatchValidationError
 
 

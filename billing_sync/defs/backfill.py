@@ -4,7 +4,7 @@ import dagster as dg
 
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.defs.resources import BillingSyncResource
-from billing_sync.sync import TableBatch
+from billing_sync.engine.batch import TableBatch
 
 
 class BackfillConfig(dg.Config):

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from billing_sync.config import load_catalogs, load_settings
+from billing_sync.config import HMAC_KEY_ENV, load_catalogs, load_settings
 from billing_sync.defs.alerts import alerts_sensor
 from billing_sync.defs.assets import source_specs, sync_assets
 from billing_sync.defs.backfill import backfill_jobs
@@ -37,8 +37,6 @@ def build_definitions() -> dg.Definitions:
             alerts_sensor(entities, job_names),
         ],
         schedules=[parity_schedule(), retention_schedule],
-        resources={
-            "billing_sync": BillingSyncResource(hmac_key=dg.EnvVar("BILLING_SYNC_HMAC_KEY"))
-        },
+        resources={"billing_sync": BillingSyncResource(hmac_key=dg.EnvVar(HMAC_KEY_ENV))},
     )
     return dg.Definitions.merge(jobs, rest)

@@ -8,7 +8,7 @@ from billing_sync.config import SourceCatalog
 from billing_sync.defs.keys import warehouse_key
 from billing_sync.defs.observe import freshness_evaluation
 from billing_sync.defs.resources import BillingSyncResource
-from billing_sync.monitor import entity_freshness
+from billing_sync.engine.monitor import entity_freshness
 
 
 def freshness_checks(catalogs: list[SourceCatalog]) -> dg.AssetChecksDefinition:

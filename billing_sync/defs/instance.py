@@ -15,6 +15,7 @@ from typing import Any
 
 import dagster as dg
 
+from billing_sync.defs.sensors import IN_FLIGHT
 from billing_sync.private_files import private_dir
 
 PG_URL_VARIABLE = "DAGSTER_PG_URL"
@@ -90,7 +91,6 @@ def prepare_instance(home: Path, *, config: Path, env: Mapping[str, str] | None 
 
 def wait_runs_finished(home: Path, *, timeout: float, alive: Callable[[], bool]) -> None:
     """Until no run of the instance in ``home`` is in flight (or ``alive()`` turns false)."""
-    from billing_sync.defs.sensors import IN_FLIGHT
 
     deadline = time.monotonic() + timeout
     with open_instance(home) as instance:

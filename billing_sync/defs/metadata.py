@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from billing_sync.defs.keys import cache_key, warehouse_key
-from billing_sync.sync import TableBatch
+from billing_sync.engine.batch import TableBatch
 
 
 def batch_metadata(batch: TableBatch) -> dict[str, dg.MetadataValue | float | int | str]:

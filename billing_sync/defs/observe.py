@@ -11,7 +11,7 @@ import psycopg
 from billing_sync.alerts.conditions import Freshness
 from billing_sync.defs.keys import source_key, warehouse_key
 from billing_sync.defs.resources import BillingSyncResource
-from billing_sync.monitor import entity_freshness, source_figures
+from billing_sync.engine.monitor import entity_freshness, source_figures
 
 #: An unchanged freshness result is re-reported this often (a change at once).
 FRESHNESS_REPEAT_SECONDS = 300.0

@@ -1,13 +1,14 @@
 """The resource that hands assets, sensors and checks a sync engine."""
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 
-from billing_sync.config import Settings, load_settings
-from billing_sync.sync import SyncEngine
+from billing_sync.config import HMAC_KEY_ENV, Settings, load_settings
+from billing_sync.engine.sync import SyncEngine
 
 
 class BillingSyncResource(dg.ConfigurableResource["BillingSyncResource"]):
@@ -22,10 +23,13 @@ class BillingSyncResource(dg.ConfigurableResource["BillingSyncResource"]):
     hmac_key: str | None = None
 
     def settings(self) -> Settings:
+        """The settings as the CLI reads them: the key resolved by ``dg.EnvVar`` enters
+        as the same environment variable, so :func:`load_settings` alone decides."""
         path = Path(self.config_file) if self.config_file else None
+        env = dict(os.environ)
         if self.hmac_key:
-            return load_settings(path=path, hmac_key=self.hmac_key)
-        return load_settings(path=path)
+            env[HMAC_KEY_ENV] = self.hmac_key
+        return load_settings(path=path, env=env)
 
     @contextmanager
     def engine(self, *, run_id: str | None = None) -> Iterator[SyncEngine]:

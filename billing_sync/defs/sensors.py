@@ -8,7 +8,7 @@ from billing_sync.config import Tier
 from billing_sync.defs.jobs import sync_job_name
 from billing_sync.defs.keys import TIER_TAG
 from billing_sync.defs.resources import BillingSyncResource
-from billing_sync.sync import tables_behind
+from billing_sync.engine.status import tables_behind
 
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,

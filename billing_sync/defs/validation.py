@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from billing_sync.defs.keys import warehouse_key
-from billing_sync.sync import TableBatch
+from billing_sync.engine.batch import TableBatch
 from billing_sync.validate.report import BatchValidationError, ValidationReport
 
 CHECK = "validation"

@@ -27,10 +27,10 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from billing_sync.entities import ENTITY_SCHEMA, STATE_SCHEMA, EntityColumns
 from billing_sync.faults import crash_point
-from billing_sync.load.ddl import ENTITY_SCHEMA, STATE_SCHEMA, EntityColumns
+from billing_sync.load.locking import LockWaits, is_lock_conflict, open_duckdb
 from billing_sync.private_files import private_dir, private_file
-from billing_sync.serve.locking import LockWaits, is_lock_conflict, open_duckdb
 
 LOCK_WAIT_SECONDS = 1.0  # for readers' short queries and another tier's apply to end
 BUSY_WAIT_SECONDS = 0.05  # while a reader keeps the file: one or two quick tries

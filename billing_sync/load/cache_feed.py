@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from billing_sync.entities import EntityColumns
 from billing_sync.load.cache import Cache, CacheApplied, CacheBusy, CatchUpSource
-from billing_sync.load.ddl import EntityColumns
 
 log = logging.getLogger(__name__)
 

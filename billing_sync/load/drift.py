@@ -20,11 +20,11 @@ from typing import Any
 
 import psycopg
 
-from billing_sync.capture.query import qualified, quote_ident
+from billing_sync.column_types import sql_type
 from billing_sync.config import TableMapping
+from billing_sync.entities import ENTITY_SCHEMA, LINEAGE_TYPES, EntityColumns
 from billing_sync.keys import key_sql
-from billing_sync.load.ddl import ENTITY_SCHEMA, LINEAGE_TYPES, EntityColumns
-from billing_sync.types import sql_type
+from billing_sync.sql import qualified, quote_ident
 from billing_sync.validate.quarantine import PAYLOAD_SCHEMA
 
 _COLUMNS_SQL = (

@@ -1,6 +1,6 @@
 """What an engine keeps between snapshot chunks: reads ahead, and the cache feed.
 
-:class:`SnapshotIO` belongs to one :class:`billing_sync.sync.SyncEngine`. It owns a
+:class:`SnapshotIO` belongs to one :class:`billing_sync.engine.sync.SyncEngine`. It owns a
 read-ahead per source system (:mod:`billing_sync.source.prefetch`) and the background
 cache feed (:mod:`billing_sync.load.cache_feed`), with the second warehouse connection
 the feed's catch-ups read from (the engine's own is busy with the next chunk's
@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
+from billing_sync.entities import EntityColumns
 from billing_sync.load.cache import Cache
 from billing_sync.load.cache_feed import CacheFeed
-from billing_sync.load.ddl import EntityColumns
 from billing_sync.load.warehouse import Warehouse
 from billing_sync.source.prefetch import Prefetch
 from billing_sync.source.session import SourceSession

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from billing_sync.capture.window import Cursor
 from billing_sync.config import TableMapping
-from billing_sync.load.ddl import STATE_SCHEMA, entity_columns
+from billing_sync.entities import STATE_SCHEMA, entity_columns
 from billing_sync.load.warehouse import (
     BatchInfo,
     CommitResult,

@@ -2,7 +2,8 @@
 
 A batch is COPYed into a temporary table, then merged with
 ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` the incoming version is newer, or equal
-with another content (:data:`NEWER_OR_CHANGED_AT_EQUAL_VERSION`), so a replayed or
+with another content
+(:data:`~billing_sync.load.merge_sql.NEWER_OR_CHANGED_AT_EQUAL_VERSION`), so a replayed or
 out-of-order batch changes nothing. The table's watermark, the entity's
 last batch id and the batch log row commit in the same transaction as the rows: a crash
 at any instant leaves either all of them or none.
@@ -24,33 +25,24 @@ import pyarrow.csv as pa_csv
 
 from billing_sync.capture.window import Advance, Cursor, Window
 from billing_sync.config import SourceCatalog, TableMapping
-from billing_sync.load.copy_in import copy_rows
-from billing_sync.load.ddl import (
+from billing_sync.entities import (
     ENTITY_SCHEMA,
     STATE_SCHEMA,
     EntityColumns,
     entities_of,
+    entity_arrow_schema,
     entity_columns,
+    rows_to_arrow,
 )
+from billing_sync.load.copy_in import copy_rows
 from billing_sync.load.drift import check_columns
+from billing_sync.load.merge_sql import build_incoming_table, build_merge
 from billing_sync.secrets import mask_error, mask_secrets
 from billing_sync.validate.quarantine import QUARANTINE_DDL, QUARANTINE_TABLE, payload_table
 from billing_sync.validate.quarantine import create_tables as create_quarantine_tables
 
 if TYPE_CHECKING:
     from billing_sync.validate.quarantine import Screened
-
-NEWER_OR_CHANGED_AT_EQUAL_VERSION = (
-    "t._source_version < EXCLUDED._source_version"
-    " OR (t._source_version = EXCLUDED._source_version"
-    " AND (t._row_hash, t._is_deleted) IS DISTINCT FROM (EXCLUDED._row_hash, EXCLUDED._is_deleted))"
-)
-"""The merge guard. A newer version always wins. An equal version with another content
-wins too: with second-resolution stamps, a snapshot can read a row in the second it is
-being written, and a second write within that second keeps the stamp (the tail reads
-it once the second is settled, see :mod:`billing_sync.capture.window`). Reads of one
-table apply in the order they were taken, so the later read of an equal version is the
-more recent content. Identical content is skipped, so a replay writes nothing."""
 
 _STATE_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS billing;
@@ -455,29 +447,13 @@ class Warehouse:
         self, columns: EntityColumns, rows: pa.Table, batch_id: int, *, replace_equal: bool
     ) -> tuple[tuple[int, int, int], frozenset[str]]:
         """Merge ``rows``; return (inserted, updated, deleted) and the keys it wrote."""
-        loaded = columns.loaded
-        names = ", ".join(f'"{name}"' for name in loaded)
         incoming = f"_incoming_{batch_id}"  # two merges may share one transaction
-        self.conn.execute(
-            f"CREATE TEMP TABLE {incoming} ON COMMIT DROP AS SELECT {names}"
-            f" FROM {columns.table} WITH NO DATA"
-        )
+        self.conn.execute(build_incoming_table(columns, incoming))
         schema = entity_arrow_schema(columns)
-        copy_rows(self.conn, incoming, rows, pa.schema([schema.field(name) for name in loaded]))
-        updates = ", ".join(f'"{name}" = EXCLUDED."{name}"' for name in columns.all)
-        guard = (
-            "t._source_version <= EXCLUDED._source_version"
-            if replace_equal
-            else NEWER_OR_CHANGED_AT_EQUAL_VERSION
-        )
-        result = self.conn.execute(
-            f"INSERT INTO {columns.table} AS t ({names}, _batch_id)"
-            f" SELECT {names}, %s FROM {incoming}"
-            f" ON CONFLICT (_source_system, _source_key) DO UPDATE SET {updates}"
-            f" WHERE {guard}"
-            " RETURNING (xmax = 0), _is_deleted, _source_key",
-            (batch_id,),
-        ).fetchall()
+        loaded = pa.schema([schema.field(name) for name in columns.loaded])
+        copy_rows(self.conn, incoming, rows, loaded)
+        merge = build_merge(columns, incoming, replace_equal=replace_equal)
+        result = self.conn.execute(merge, (batch_id,)).fetchall()
         inserted = sum(1 for is_new, _, _ in result if is_new)
         deleted = sum(1 for _, is_deleted, _ in result if is_deleted)
         return (inserted, len(result) - inserted, deleted), frozenset(key for *_, key in result)
@@ -607,31 +583,6 @@ class Warehouse:
     def _scalar(self, text: str, params: tuple[Any, ...] | None = None) -> Any:
         row = self.conn.execute(text, params).fetchone()
         return None if row is None else row[0]
-
-
-def entity_arrow_schema(columns: EntityColumns) -> pa.Schema:
-    from billing_sync.types import arrow_type
-
-    business = [pa.field(name, arrow_type(kind)) for name, kind in columns.business]
-    lineage = [
-        pa.field("_source_system", pa.string()),
-        pa.field("_source_key", pa.string()),
-        pa.field("_source_version", pa.timestamp("us")),
-        pa.field("_row_hash", pa.int64()),
-        pa.field("_is_deleted", pa.bool_()),
-        pa.field("_synced_at", pa.timestamp("us", "UTC")),
-        pa.field("_batch_id", pa.int64()),
-    ]
-    return pa.schema(business + lineage)
-
-
-def rows_to_arrow(records: list[tuple[Any, ...]], columns: EntityColumns) -> pa.Table:
-    schema = entity_arrow_schema(columns)
-    values = list(zip(*records, strict=True)) if records else [()] * len(schema)
-    return pa.Table.from_arrays(
-        [pa.array(column, type=field.type) for column, field in zip(values, schema, strict=True)],
-        schema=schema,
-    )
 
 
 def _batch_index_name(columns: EntityColumns) -> str:

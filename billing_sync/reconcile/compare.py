@@ -8,23 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import duckdb
 import polars as pl
 
 from billing_sync.capture.cursor import cursor_select
-from billing_sync.capture.query import BoundQuery, qualified, quote_ident
 from billing_sync.config import SourceCatalog, TableMapping
-from billing_sync.load.ddl import entity_columns
-from billing_sync.load.warehouse import Warehouse, rows_to_arrow
-from billing_sync.serve.locking import open_duckdb
+from billing_sync.entities import entity_columns, rows_to_arrow
+from billing_sync.load.locking import open_duckdb
+from billing_sync.load.warehouse import Warehouse
+from billing_sync.reconcile.engine_port import EnginePort
+from billing_sync.source.schema import source_schema
 from billing_sync.source.session import SourceSession
-from billing_sync.transform.normalize import normalize, source_schema
+from billing_sync.sql import BoundQuery, qualified, quote_ident
+from billing_sync.transform.normalize import normalize
 from billing_sync.transform.protect import Protector
-
-if TYPE_CHECKING:
-    from billing_sync.sync import SyncEngine
 
 COMPARED_LINEAGE = ["_source_key", "_source_version", "_is_deleted", "_row_hash"]
 
@@ -148,7 +146,7 @@ def compare_table(
     )
 
 
-def compare_all(engine: SyncEngine) -> list[TableParity]:
+def compare_all(engine: EnginePort) -> list[TableParity]:
     """Every table of the engine's catalogs: source vs warehouse vs cache (read-only)."""
     engine.check_sources()  # mappings that know their source column types
     # Through the cache's gate, retrying while the pipeline applies a batch.

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from billing_sync.reconcile.engine_port import EnginePort
 from billing_sync.reconcile.verify import DEFAULT_MAX_DELETE_FRACTION, verify_table
-from billing_sync.sync import SyncEngine
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class HardDeletes:
 
 
 def apply_hard_deletes(
-    engine: SyncEngine, *, max_delete_fraction: float = DEFAULT_MAX_DELETE_FRACTION
+    engine: EnginePort, *, max_delete_fraction: float = DEFAULT_MAX_DELETE_FRACTION
 ) -> list[HardDeletes]:
     """Flag rows deleted from the source, table by table; one entry per table with any."""
     found: list[HardDeletes] = []

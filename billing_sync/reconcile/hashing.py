@@ -35,17 +35,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from billing_sync.capture.cursor import (
-    cursor_sql_columns,
-    cursor_values,
-    is_composite,
-    packed_stamp_sql,
-)
-from billing_sync.capture.query import BoundQuery, qualified, quote_ident
+from billing_sync.capture.cursor import cursor_sql_columns, cursor_values, packed_stamp_sql
+from billing_sync.column_types import sql_type
 from billing_sync.config import ColumnSpec, TableMapping
+from billing_sync.entities import ENTITY_SCHEMA, STATE_SCHEMA, entity_columns
 from billing_sync.keys import component_sql, encode_key
-from billing_sync.load.ddl import ENTITY_SCHEMA, STATE_SCHEMA, entity_columns
-from billing_sync.types import sql_type
+from billing_sync.source.schema import is_composite
+from billing_sync.sql import BoundQuery, qualified, quote_ident
 
 NULL_TEXT = "\\N"
 SEPARATOR = "|"

@@ -48,26 +48,26 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import duckdb
 import polars as pl
 import psycopg
 import pyarrow as pa
 
-from billing_sync.capture.cursor import decode_packed_many, is_composite
-from billing_sync.capture.query import BoundQuery, build_rows_by_key_query, qualified
+from billing_sync.capture.cursor import decode_packed_many
+from billing_sync.capture.query import build_rows_by_key_query
+from billing_sync.column_types import arrow_type
 from billing_sync.config import SourceCatalog, TableMapping
+from billing_sync.entities import ENTITY_SCHEMA, STATE_SCHEMA, entity_columns, rows_to_arrow
 from billing_sync.load.cache import CacheBusy
-from billing_sync.load.ddl import ENTITY_SCHEMA, STATE_SCHEMA, entity_columns
-from billing_sync.load.warehouse import CommitResult, rows_to_arrow
+from billing_sync.load.warehouse import CommitResult
 from billing_sync.reconcile import hashing
+from billing_sync.reconcile.engine_port import EnginePort
 from billing_sync.reconcile.hashing import EVERYTHING, KeyRange, Side
-from billing_sync.transform.normalize import fetch_type, source_key, source_schema
-from billing_sync.types import arrow_type
-
-if TYPE_CHECKING:
-    from billing_sync.sync import SyncEngine
+from billing_sync.source.schema import fetch_type, is_composite, source_schema
+from billing_sync.sql import BoundQuery, qualified
+from billing_sync.transform.normalize import source_key
 
 DEFAULT_MAX_DELETE_FRACTION = 0.05
 BISECTION_FACTOR = 16
@@ -216,7 +216,7 @@ class _Differ:
 
     def __init__(
         self,
-        engine: SyncEngine,
+        engine: EnginePort,
         catalog: SourceCatalog,
         mapping: TableMapping,
         result: TableVerification,
@@ -444,7 +444,7 @@ def _source_keys(mapping: TableMapping, keys: Sequence[tuple[Any, ...]]) -> list
 
 
 def _quarantined(
-    engine: SyncEngine, system: str, mapping: TableMapping, rows: list[_SourceRow]
+    engine: EnginePort, system: str, mapping: TableMapping, rows: list[_SourceRow]
 ) -> set[str]:
     """Of ``rows``, the source keys held in quarantine at that very version."""
     if not rows or engine.warehouse.conn.execute(
@@ -462,7 +462,7 @@ def _quarantined(
     return {key for key, row in zip(keys, rows, strict=True) if versions.get(key) == row.change_ts}
 
 
-def ensure_parity_schema(engine: SyncEngine, catalog: SourceCatalog, mapping: TableMapping) -> None:
+def ensure_parity_schema(engine: EnginePort, catalog: SourceCatalog, mapping: TableMapping) -> None:
     """The hard-delete record and the warehouse index on ``(_source_system, key...)`` that
     range queries need (built ``CONCURRENTLY``: the sync keeps writing meanwhile; an
     invalid one left by an interrupted build is built again); and forget recorded hard
@@ -491,7 +491,7 @@ def ensure_parity_schema(engine: SyncEngine, catalog: SourceCatalog, mapping: Ta
 
 
 def verify_table(
-    engine: SyncEngine,
+    engine: EnginePort,
     catalog: SourceCatalog,
     mapping: TableMapping,
     *,
@@ -568,7 +568,7 @@ def _fraction_needed(extra: int, rows: int) -> str:
 
 
 def _apply_to_cache(
-    engine: SyncEngine, mapping: TableMapping, rows: pa.Table, commit: CommitResult,
+    engine: EnginePort, mapping: TableMapping, rows: pa.Table, commit: CommitResult,
     result: TableVerification,
 ) -> bool:  # fmt: skip
     """The rows the warehouse wrote, applied to the cache as the sync applies a batch."""
@@ -579,7 +579,7 @@ def _apply_to_cache(
 
 
 def _repair_from_source(
-    engine: SyncEngine, catalog: SourceCatalog, mapping: TableMapping, found: _Found,
+    engine: EnginePort, catalog: SourceCatalog, mapping: TableMapping, found: _Found,
     result: TableVerification,
 ) -> None:  # fmt: skip
     keys = [row.key for row in found.missing + found.stale]
@@ -609,7 +609,7 @@ def _repair_from_source(
 
 
 def _apply_hard_deletes(
-    engine: SyncEngine, catalog: SourceCatalog, mapping: TableMapping,
+    engine: EnginePort, catalog: SourceCatalog, mapping: TableMapping,
     extra: list[_WarehouseRow], result: TableVerification,
 ) -> None:  # fmt: skip
     if not extra:
@@ -665,7 +665,7 @@ class _Lineage(NamedTuple):
 
 
 def _verify_cache(
-    engine: SyncEngine, catalog: SourceCatalog, mapping: TableMapping,
+    engine: EnginePort, catalog: SourceCatalog, mapping: TableMapping,
     result: TableVerification, *, repair: bool,
 ) -> None:  # fmt: skip
     found = _compare_cache(engine, catalog.system, mapping, result)
@@ -699,7 +699,7 @@ def _verify_cache(
 
 
 def _compare_cache(
-    engine: SyncEngine, system: str, mapping: TableMapping, result: TableVerification
+    engine: EnginePort, system: str, mapping: TableMapping, result: TableVerification
 ) -> Differences | None:
     """Cache vs warehouse on lineage, or ``None`` (and ``cache_error``) when unreadable."""
     try:
@@ -815,7 +815,7 @@ def format_verification(v: TableVerification) -> str:
 
 
 def select_tables(
-    engine: SyncEngine, names: Sequence[str]
+    engine: EnginePort, names: Sequence[str]
 ) -> list[tuple[SourceCatalog, TableMapping]]:
     """Tables named ``SYSTEM.TABLE``, ``TABLE`` or by entity; every table when none."""
     tables = list(engine.tables())
@@ -838,7 +838,7 @@ def select_tables(
 
 
 def run_verify(
-    engine: SyncEngine,
+    engine: EnginePort,
     names: Sequence[str],
     *,
     repair: bool,

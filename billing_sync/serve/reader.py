@@ -69,7 +69,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from billing_sync.serve.locking import gate, is_lock_conflict, open_duckdb
+from billing_sync.load.locking import gate, is_lock_conflict, open_duckdb
 
 DEFAULT_TIMEOUT_SECONDS = 30.0  # well above the pipeline's longest apply
 

@@ -13,7 +13,7 @@ configured entities: an entity or column that no biller maps reads as typed NULL
 
 A view is only replaced when its rendered text changed (a digest kept as the view's
 comment), so starting a run does not lock views that analysts are reading.
-The engine creates them at :meth:`~billing_sync.sync.SyncEngine.setup`; the cache's
+The engine creates them at :meth:`~billing_sync.engine.sync.SyncEngine.setup`; the cache's
 are created again whenever the cache file's tables are (a new or rebuilt cache).
 """
 
@@ -27,10 +27,10 @@ from typing import Any
 import duckdb
 import psycopg
 
-from billing_sync.capture.query import quote_ident
-from billing_sync.load.ddl import EntityColumns
+from billing_sync.column_types import sql_type
+from billing_sync.entities import EntityColumns
 from billing_sync.serve.view_sql import ACCOUNT_360, DAILY_REVENUE, INPUTS, PAYMENT_ACTIVITY
-from billing_sync.types import sql_type
+from billing_sync.sql import quote_ident
 
 SERVE_SCHEMA = "serve"
 _COMMENT_PREFIX = "billing-sync view "

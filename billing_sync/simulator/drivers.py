@@ -8,6 +8,10 @@ from typing import Any, Protocol
 
 import psycopg
 
+from billing_sync.simulator.amdocs.driver import AmdocsDriver
+from billing_sync.simulator.amdocs.operations import SPECS as AMDOCS_SPECS
+from billing_sync.simulator.icoms.driver import IcomsDriver
+from billing_sync.simulator.icoms.operations import SPECS
 from billing_sync.simulator.mix import OperationSpec
 
 DEFAULT_SHARES: dict[str, float] = {"icoms": 0.6, "amdocs": 0.4}
@@ -37,12 +41,8 @@ class Driver(Protocol):
 def make_driver(system: str, *, schema: str, rng: random.Random, statement_batch: int) -> Driver:
     """The driver of ``system`` (``icoms`` or ``amdocs``)."""
     if system == "icoms":
-        from billing_sync.simulator.icoms.driver import IcomsDriver
-
         return IcomsDriver(schema=schema, rng=rng, statement_batch=statement_batch)
     if system == "amdocs":
-        from billing_sync.simulator.amdocs.driver import AmdocsDriver
-
         return AmdocsDriver(schema=schema, rng=rng, statement_batch=statement_batch)
     raise ValueError(f"unknown simulated biller {system!r}; use icoms or amdocs")
 
@@ -50,11 +50,7 @@ def make_driver(system: str, *, schema: str, rng: random.Random, statement_batch
 def specs_of(system: str) -> tuple[OperationSpec, ...]:
     """The operation mix of ``system``."""
     if system == "icoms":
-        from billing_sync.simulator.icoms.operations import SPECS
-
         return SPECS
     if system == "amdocs":
-        from billing_sync.simulator.amdocs.operations import SPECS as AMDOCS_SPECS
-
         return AMDOCS_SPECS
     raise ValueError(f"unknown simulated biller {system!r}; use icoms or amdocs")

@@ -31,7 +31,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from billing_sync.capture.query import BoundQuery
+from billing_sync.sql import BoundQuery
 
 
 class CopyUnsupported(ValueError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from billing_sync.capture.query import POSTGRES_STYLE, QueryStyle
+from billing_sync.sql import POSTGRES_STYLE, QueryStyle
 
 CAPTURE_APPLICATION_NAME = "billing-sync-capture"
 

@@ -18,8 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
 
-from billing_sync.capture.query import BoundQuery
 from billing_sync.source.session import SourceSession
+from billing_sync.sql import BoundQuery
 
 log = logging.getLogger(__name__)
 

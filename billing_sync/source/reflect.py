@@ -36,8 +36,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from billing_sync.capture.query import BoundQuery, qualified, quote_ident
 from billing_sync.config import ColumnSpec, ConfigError, SourceCatalog, TableMapping
+from billing_sync.sql import BoundQuery, qualified, quote_ident
 
 log = logging.getLogger(__name__)
 

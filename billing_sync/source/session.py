@@ -9,11 +9,11 @@ from typing import Any
 import psycopg
 import pyarrow as pa
 
-from billing_sync.capture.query import BoundQuery
-from billing_sync.capture.window import Horizon, OpenTransaction, compute_horizon
 from billing_sync.secrets import mask_error, mask_secrets
 from billing_sync.source.copy_reader import CopyUnsupported, copy_supported, read_copy
 from billing_sync.source.dialect import CAPTURE_APPLICATION_NAME, POSTGRES, SourceDialect
+from billing_sync.source.horizon import Horizon, OpenTransaction, compute_horizon
+from billing_sync.sql import BoundQuery
 
 log = logging.getLogger(__name__)
 

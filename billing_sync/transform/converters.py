@@ -31,28 +31,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import polars as pl
-import pyarrow as pa
 
+from billing_sync.column_types import polars_type
 from billing_sync.config import ColumnSpec, Converter
-from billing_sync.types import arrow_type, polars_type
 
 OPEN_ENDED_DATE = 9_999_999  # CYYMMDD "no end"
 _FIRST_YEAR = 1900
 
+
 # The Arrow type a converter reads, when the source column's type is not reflected.
-CONVERTER_INPUT: dict[str, pa.DataType] = {
-    "trim": pa.string(),
-    "lookup": pa.string(),
-    "cyymmdd": pa.int64(),
-    "hhmmss": pa.int64(),
-    "cyymmdd_hhmmss": pa.int64(),
-    "implied_decimal": pa.int64(),
-    "float_money": pa.float64(),
-    "ebcdic": pa.binary(),
-    "latin1": pa.binary(),
-}
-
-
 @dataclass(frozen=True)
 class Conversion:
     """A column's converted value, and the rows whose source value was bad."""
@@ -61,15 +48,6 @@ class Conversion:
     bad: pl.Expr | None  # None: the conversion cannot fail
     converter: str  # ``cyymmdd``, ``implied_decimal(2)``, ``cast``
     reason: str  # why a flagged value is bad
-
-
-def input_type(column: ColumnSpec) -> pa.DataType:
-    """The Arrow type to fetch the column's source as, when nothing better is known."""
-    if column.converter is not None:
-        return CONVERTER_INPUT[column.converter.name]
-    if column.protection is not None:
-        return pa.string()
-    return arrow_type(column.type)
 
 
 def convert(column: ColumnSpec) -> Conversion:

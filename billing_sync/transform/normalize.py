@@ -21,19 +21,19 @@ row like a failed expectation. The soft-delete rule reads the source code, right
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import polars as pl
 import pyarrow as pa
 
-from billing_sync.capture.cursor import CURSOR_ALIAS, cursor_fields, decode_cursor
+from billing_sync.capture.cursor import decode_cursor
 from billing_sync.config import ColumnSpec, TableMapping
 from billing_sync.keys import key_expr
-from billing_sync.transform.converters import Conversion, convert, input_type, trim
+from billing_sync.source.schema import CURSOR_ALIAS
+from billing_sync.transform.converters import Conversion, convert, trim
+from billing_sync.transform.failures import ExpectationFailure
 from billing_sync.transform.protect import Protector
-from billing_sync.types import arrow_type, sql_arrow_type
-from billing_sync.validate.report import ExpectationFailure, ValidationReport
 
 LINEAGE_COLUMNS = (
     "_source_system",
@@ -46,31 +46,6 @@ LINEAGE_COLUMNS = (
 CONVERT_EXPECTATION = "expect_column_values_to_convert"
 _BAD = "__bad__"  # prefix of the per-column bad-value flags while normalizing
 _RAW = "__raw__"  # prefix of the offending source values (unprotected columns only)
-
-
-def fetch_type(mapping: TableMapping, name: str) -> pa.DataType:
-    """The Arrow type source column ``name`` is fetched as: its reflected type when known
-    (``mapping.source_types``), else what its converter reads, else the target type."""
-    reflected = mapping.source_types.get(name)
-    if reflected is not None:
-        return sql_arrow_type(reflected)
-    column = next(c for c in mapping.columns if name in c.source_names)
-    if column.converter is None and column.protection is None:
-        return arrow_type(column.type)
-    return input_type(column)
-
-
-def source_schema(mapping: TableMapping) -> pa.Schema:
-    """The Arrow schema of the change query's result for ``mapping`` (the cursor as
-    fetched: ``_cursor_ts``, or a composite cursor's raw ``_cursor_date, _cursor_time``)."""
-    fields = [pa.field(name, fetch_type(mapping, name)) for name in mapping.source_columns]
-    return pa.schema([*fields, *cursor_fields(mapping)])
-
-
-def region_schema(mapping: TableMapping) -> pa.Schema:
-    """The Arrow schema of a lookback region query: key columns and change timestamp."""
-    fields = [pa.field(name, fetch_type(mapping, name)) for name in mapping.key]
-    return pa.schema([*fields, *cursor_fields(mapping)])
 
 
 @dataclass(frozen=True)
@@ -204,15 +179,6 @@ def _failure(
         row_positions=tuple(positions),
         row_values=tuple(raw),
     )
-
-
-def with_conversion_failures(
-    report: ValidationReport, failures: list[ExpectationFailure]
-) -> ValidationReport:
-    """``report`` with the batch's conversion failures first (they quarantine their rows)."""
-    if not failures:
-        return report
-    return replace(report, success=False, failures=[*failures, *report.failures])
 
 
 def key_values(mapping: TableMapping) -> list[pl.Expr]:

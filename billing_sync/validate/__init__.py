@@ -4,7 +4,8 @@ Importing this package does not import ``great_expectations``: :class:`Validator
 on first use.
 """
 
-from billing_sync.validate.report import BatchValidationError, ExpectationFailure, ValidationReport
+from billing_sync.transform.failures import ExpectationFailure
+from billing_sync.validate.report import BatchValidationError, ValidationReport
 from billing_sync.validate.runner import Validator, to_pandas_for_validation
 from billing_sync.validate.suites import (
     LINEAGE_COLUMNS,

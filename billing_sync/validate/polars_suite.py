@@ -35,7 +35,8 @@ from typing import Any
 
 import polars as pl
 
-from billing_sync.validate.report import ExpectationFailure, ValidationReport, failing_samples
+from billing_sync.transform.failures import ExpectationFailure
+from billing_sync.validate.report import ValidationReport, failing_samples
 from billing_sync.validate.suites import (
     SUITES_DIR,
     ExpectationSpec,

@@ -42,14 +42,17 @@ import polars as pl
 import psycopg
 import pyarrow as pa
 
-from billing_sync.capture.query import build_rows_by_key_query, quote_ident
+from billing_sync.capture.query import build_rows_by_key_query
 from billing_sync.config import SourceCatalog, TableMapping
+from billing_sync.entities import STATE_SCHEMA, EntityColumns, entity_columns, rows_to_arrow
 from billing_sync.keys import decode_key, key_expr
-from billing_sync.load.ddl import STATE_SCHEMA, EntityColumns, entity_columns
+from billing_sync.source.schema import source_schema
 from billing_sync.source.session import SourceSession
-from billing_sync.transform.normalize import normalized_source_key, source_schema
+from billing_sync.sql import quote_ident
+from billing_sync.transform.failures import ExpectationFailure
+from billing_sync.transform.normalize import normalized_source_key
 from billing_sync.transform.protect import redact_text
-from billing_sync.validate.report import ExpectationFailure, ValidationReport, _json_safe
+from billing_sync.validate.report import ValidationReport, _json_safe
 from billing_sync.validate.suites import KEY_COLUMN, ParentRule, Suite
 
 QUARANTINE_TABLE = f"{STATE_SCHEMA}.quarantine"
@@ -545,8 +548,6 @@ def load_payload(
     conn: psycopg.Connection[Any], mapping: TableMapping, system: str, keys: Sequence[str]
 ) -> pl.DataFrame:
     """Stored quarantined rows as a frame of the normalized batch's columns."""
-    from billing_sync.load.warehouse import rows_to_arrow
-
     columns = entity_columns(mapping)
     names = ", ".join(f'"{name}"' for name in columns.all)
     with conn.cursor() as cur:

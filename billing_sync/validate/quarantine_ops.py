@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from billing_sync.config import SourceCatalog
-from billing_sync.load.ddl import STATE_SCHEMA, entities_of
+from billing_sync.entities import STATE_SCHEMA, entities_of
 from billing_sync.transform.protect import redact_text
 from billing_sync.validate.quarantine import (
     MANUAL,

@@ -11,8 +11,8 @@ import pytest
 from billing_sync.config import load_catalog, load_settings
 from billing_sync.definitions import defs
 from billing_sync.defs.resources import BillingSyncResource
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
-from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import source_now
 
 pytestmark = [pytest.mark.dagster, pytest.mark.integration]

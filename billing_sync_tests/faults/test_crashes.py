@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from billing_sync.config import Settings
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.faults import POINTS
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator.clock import ICOMS_STAMP_SET
-from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import (
     assert_parity,
     next_second,

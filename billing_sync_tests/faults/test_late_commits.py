@@ -15,10 +15,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from billing_sync.engine.batch import TableBatch
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls, drop_database, ensure_database
 from billing_sync.simulator import Workload
 from billing_sync.simulator.clock import ICOMS_CHANGED_AT_SQL, ICOMS_STAMP_SET, ICOMS_STAMP_VALUES
-from billing_sync.sync import SyncEngine, TableBatch
 from billing_sync_tests.integration.helpers import (
     assert_parity,
     seeded_source,

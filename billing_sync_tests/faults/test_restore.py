@@ -11,9 +11,9 @@ import pytest
 from psycopg import sql
 
 from billing_sync.capture.regression import SourceRegressionError
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls, drop_database, with_database
 from billing_sync.simulator.clock import ICOMS_STAMP_SET
-from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import seeded_source, settings_for, source_now
 
 pytestmark = pytest.mark.integration

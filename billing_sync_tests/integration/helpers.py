@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import psycopg
 
 from billing_sync.config import Settings, load_settings
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.reconcile.compare import TableParity, compare_all
 from billing_sync.simulator import create_schema, seed
-from billing_sync.sync import SyncEngine
 
 
 def settings_for(urls: DatabaseUrls, state_dir: Path, **overrides: object) -> Settings:
@@ -39,6 +41,28 @@ def seeded_source(
             prefix = f"{system}." if len(systems) > 1 else ""
             counts.update({f"{prefix}{table}": rows for table, rows in seeded.items()})
     return counts
+
+
+@contextmanager
+def drained_engine(
+    urls: DatabaseUrls,
+    state_dir: Path,
+    *,
+    accounts: int = 200,
+    systems: tuple[str, ...] = ("icoms",),
+    timezone: str = "America/Chicago",
+    timeout: float = 120.0,
+    **overrides: object,
+) -> Iterator[SyncEngine]:
+    """A sync engine on freshly seeded billers (``systems``, also the settings'), set up and
+    drained to the source's clock read in ``timezone``: warehouse and cache hold the seed.
+    ``overrides``: more settings (``capture={...}``)."""
+    seeded_source(urls, accounts=accounts, systems=systems)
+    settings = settings_for(urls, state_dir, systems=list(systems), **overrides)
+    with SyncEngine.from_settings(settings) as engine:
+        engine.setup()
+        engine.drain(until=source_now(urls.source, timezone=timezone), timeout=timeout)
+        yield engine
 
 
 def source_now(url: str, *, timezone: str = "America/Chicago") -> datetime:

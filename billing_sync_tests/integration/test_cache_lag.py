@@ -12,10 +12,10 @@ import psycopg
 import pytest
 
 from billing_sync.defs.metadata import materializations
+from billing_sync.engine.status import format_status, table_status
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator.clock import ICOMS_STAMP_SET
-from billing_sync.status import format_status, table_status
-from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import (
     assert_parity,
     next_second,

@@ -12,9 +12,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from billing_sync.entities import EntityColumns
 from billing_sync.load.cache import Cache, CacheBusy
-from billing_sync.load.ddl import EntityColumns
-from billing_sync.serve.locking import is_lock_conflict, open_duckdb
+from billing_sync.load.locking import is_lock_conflict, open_duckdb
 from billing_sync.serve.reader import CacheUnavailable, connect_cache, copy_cache, query_cache
 
 pytestmark = pytest.mark.integration

@@ -20,10 +20,11 @@ import dagster as dg
 import pytest
 
 from billing_sync.defs.metadata import materializations
+from billing_sync.engine.batch import TableBatch
+from billing_sync.engine.status import format_status, table_status
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator import Workload
-from billing_sync.status import format_status, table_status
-from billing_sync.sync import SyncEngine, TableBatch
 from billing_sync_tests.integration.helpers import (
     assert_parity,
     seeded_source,
@@ -60,7 +61,7 @@ print(json.dumps({"queries": queries, "errors": errors,
 HOLDING_READER = """
 import sys, time
 from pathlib import Path
-from billing_sync.serve.locking import open_duckdb
+from billing_sync.load.locking import open_duckdb
 
 con = open_duckdb(sys.argv[1], read_only=True, wait_seconds=30)
 con.execute("SELECT count(*) FROM billing.payment").fetchall()

@@ -13,16 +13,18 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from billing_sync import sync as sync_module
 from billing_sync.capture.regression import newest_change
 from billing_sync.capture.window import Advance, Window
-from billing_sync.load.ddl import STATE_SCHEMA
+from billing_sync.engine import snapshot as snapshot_module
+from billing_sync.engine.status import tables_behind
+from billing_sync.engine.sync import SyncEngine
+from billing_sync.entities import STATE_SCHEMA
 from billing_sync.load.warehouse import ConcurrentSyncError
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator.clock import ICOMS_STAMP_SET, cyymmdd, hhmmss
-from billing_sync.sync import SyncEngine, tables_behind
 from billing_sync_tests.integration.helpers import (
     assert_parity,
+    drained_engine,
     next_second,
     seeded_source,
     settings_for,
@@ -40,11 +42,13 @@ def _warehouse_rows(url: str, entity: str) -> list[tuple[object, ...]]:
 def test_thousands_of_rows_sharing_one_timestamp_cross_batch_boundaries(
     databases: DatabaseUrls, tmp_path: Path
 ) -> None:
-    seeded_source(databases, accounts=120)
-    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0, "batch_rows": 97})
-    with SyncEngine.from_settings(settings) as engine:
-        engine.setup()
-        engine.drain(until=source_now(databases.source), timeout=120)
+    with drained_engine(
+        databases,
+        tmp_path,
+        accounts=120,
+        timeout=120,
+        capture={"delay_seconds": 0, "batch_rows": 97},
+    ) as engine:
         with psycopg.connect(databases.source) as conn:  # one transaction: one stamp
             touched = conn.execute(
                 f'UPDATE "icoms"."PAYMENT" SET "PAY_STATUS" = \'R\', {ICOMS_STAMP_SET}'
@@ -64,11 +68,7 @@ def test_thousands_of_rows_sharing_one_timestamp_cross_batch_boundaries(
 
 
 def test_a_replayed_window_changes_nothing(databases: DatabaseUrls, tmp_path: Path) -> None:
-    seeded_source(databases, accounts=40)
-    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0})
-    with SyncEngine.from_settings(settings) as engine:
-        engine.setup()
-        engine.drain(until=source_now(databases.source))
+    with drained_engine(databases, tmp_path, accounts=40, capture={"delay_seconds": 0}) as engine:
         before = _warehouse_rows(databases.warehouse, "payment")
         with psycopg.connect(databases.warehouse) as conn:  # re-base: read everything again
             conn.execute(f"UPDATE {STATE_SCHEMA}.watermark SET cursor_ts = NULL, cursor_key = NULL")
@@ -114,13 +114,9 @@ time.sleep(float(sys.argv[2]))
 def test_a_reader_holding_the_cache_never_fails_the_sync_and_it_catches_up(
     databases: DatabaseUrls, tmp_path: Path
 ) -> None:
-    seeded_source(databases, accounts=30)
-    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0})
-    with SyncEngine.from_settings(settings) as engine:
-        engine.setup()
-        engine.drain(until=source_now(databases.source))
+    with drained_engine(databases, tmp_path, accounts=30, capture={"delay_seconds": 0}) as engine:
         reader = subprocess.Popen(
-            [sys.executable, "-c", HOLD_CACHE, str(settings.resolved_cache_path), "120"],
+            [sys.executable, "-c", HOLD_CACHE, str(engine.settings.resolved_cache_path), "120"],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -153,12 +149,8 @@ def test_a_reader_holding_the_cache_never_fails_the_sync_and_it_catches_up(
 def test_a_lost_cache_is_rebuilt_from_the_warehouse(
     databases: DatabaseUrls, tmp_path: Path
 ) -> None:
-    seeded_source(databases, accounts=30)
-    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0})
-    with SyncEngine.from_settings(settings) as engine:
-        engine.setup()
-        engine.drain(until=source_now(databases.source))
-        settings.resolved_cache_path.unlink()
+    with drained_engine(databases, tmp_path, accounts=30, capture={"delay_seconds": 0}) as engine:
+        engine.settings.resolved_cache_path.unlink()
         applied = engine.catch_up_cache()
         assert all(a.caught_up for a in applied)
         assert sum(a.rows for a in applied) > 0
@@ -222,11 +214,9 @@ def test_a_change_stamped_at_the_hand_over_second_starts_a_run(
 ) -> None:
     """A snapshot hands over at ``(ts, ())``: "from ts on". A change stamped exactly ``ts``
     is behind (the sensors must start a run), not caught up."""
-    seeded_source(databases, accounts=10)
-    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0})
-    with SyncEngine.from_settings(settings) as engine:
-        engine.setup()
-        engine.drain(until=source_now(databases.source), timeout=60)
+    with drained_engine(
+        databases, tmp_path, accounts=10, timeout=60, capture={"delay_seconds": 0}
+    ) as engine:
         assert tables_behind(engine) == []
         catalog = engine.catalogs[0]
         payment = catalog.by_table["PAYMENT"]
@@ -257,18 +247,18 @@ def test_a_backfill_never_overwrites_what_the_tail_loaded_at_an_equal_version(
         engine.setup()
         engine.drain(until=source_now(databases.source), timeout=60)
         _write_payment(databases.source, key, "P", stamp)  # what the backfill reads
-        real_commit = sync_module.commit_chunk
+        real_commit = snapshot_module.commit_chunk
 
         def tail_commits_first(*args: Any, **kwargs: Any) -> Any:
-            monkeypatch.setattr(sync_module, "commit_chunk", real_commit)
+            monkeypatch.setattr(snapshot_module, "commit_chunk", real_commit)
             _write_payment(databases.source, key, "R", stamp)  # same second, new content
             engine.drain(until=second + timedelta(seconds=1), timeout=60)
             return real_commit(*args, **kwargs)
 
-        monkeypatch.setattr(sync_module, "commit_chunk", tail_commits_first)
+        monkeypatch.setattr(snapshot_module, "commit_chunk", tail_commits_first)
         catalog = engine.catalogs[0]
         assert engine.backfill(catalog, catalog.by_table["PAYMENT"]) > 0
-        assert sync_module.commit_chunk is real_commit  # the chunk did commit after the tail
+        assert snapshot_module.commit_chunk is real_commit  # the chunk did commit after the tail
         assert_parity(engine)
     assert _status_at(databases.warehouse, second) == ["reversed"]
 

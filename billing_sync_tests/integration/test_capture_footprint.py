@@ -19,13 +19,15 @@ from billing_sync.capture.query import build_change_query
 from billing_sync.capture.snapshot import build_snapshot_query
 from billing_sync.capture.window import Cursor, Window
 from billing_sync.config import load_catalog
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator.clock import ICOMS_CHANGED_AT_SQL
-from billing_sync.sync import SyncEngine
-from billing_sync.transform.normalize import normalize, source_schema
+from billing_sync.source.schema import source_schema
+from billing_sync.transform.normalize import normalize
 from billing_sync.transform.protect import Protector
 from billing_sync_tests.integration.helpers import (
     assert_parity,
+    drained_engine,
     seeded_source,
     settings_for,
     source_now,
@@ -39,11 +41,14 @@ AMDOCS_PAYMENT = load_catalog("amdocs").by_table["PAYMENT"]
 def test_a_row_with_a_null_change_timestamp_is_captured(
     databases: DatabaseUrls, tmp_path: Path
 ) -> None:
-    seeded_source(databases, accounts=20, systems=("amdocs",))
-    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0}, systems=["amdocs"])
-    with SyncEngine.from_settings(settings) as engine:
-        engine.setup()
-        engine.drain(until=source_now(databases.source, timezone="UTC"))
+    with drained_engine(
+        databases,
+        tmp_path,
+        accounts=20,
+        systems=("amdocs",),
+        timezone="UTC",
+        capture={"delay_seconds": 0},
+    ) as engine:
         with psycopg.connect(databases.source, autocommit=True) as conn:
             conn.execute(  # never updated since its insert: SYS_UPDATE_DATE is NULL
                 'INSERT INTO "amdocs"."PAYMENT" ("ENT_SEQ_NO", "BAN", "DEPOSIT_DATE",'

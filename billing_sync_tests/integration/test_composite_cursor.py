@@ -14,9 +14,9 @@ from billing_sync.capture.cursor import encode_cyymmdd_hhmmss
 from billing_sync.capture.query import build_change_query, build_region_keys_query
 from billing_sync.capture.window import Cursor, Window
 from billing_sync.config import SourceCatalog
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.reconcile.verify import format_verification, verify_table
-from billing_sync.sync import SyncEngine
 from billing_sync.validate.polars_suite import PolarsValidator
 from billing_sync.validate.runner import Validator
 from billing_sync_tests.integration.helpers import assert_parity, settings_for

@@ -14,13 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.keys import encode_key, key_sql
 from billing_sync.load.drift import rekey_sql
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.reconcile.hashing import canonical_text, row_hash_expression
 from billing_sync.reconcile.verify import verify_table
 from billing_sync.simulator.clock import ICOMS_STAMP_SET
-from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import (
     assert_parity,
     next_second,

@@ -12,10 +12,10 @@ import duckdb
 import psycopg
 import pytest
 
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator import Workload
 from billing_sync.simulator.people import luhn_valid
-from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import seeded_source, settings_for, source_now
 
 pytestmark = pytest.mark.integration

@@ -10,13 +10,14 @@ import psycopg
 import pytest
 
 from billing_sync.cli import main
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator.clock import ICOMS_STAMP_SET, ICOMS_STAMP_VALUES
-from billing_sync.sync import SyncEngine
 from billing_sync.validate import quarantine, quarantine_ops
 from billing_sync.validate.report import BatchValidationError
 from billing_sync_tests.integration.helpers import (
     assert_parity,
+    drained_engine,
     next_second,
     seeded_source,
     settings_for,
@@ -42,11 +43,7 @@ def _warehouse(url: str, sql: str, *params: object) -> list[tuple[object, ...]]:
 def test_bad_rows_wait_in_quarantine_while_the_rest_loads_then_a_fix_releases_them(
     databases: DatabaseUrls, tmp_path: Path
 ) -> None:
-    seeded_source(databases, accounts=30)
-    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0})
-    with SyncEngine.from_settings(settings) as engine:
-        engine.setup()
-        engine.drain(until=source_now(databases.source))
+    with drained_engine(databases, tmp_path, accounts=30, capture={"delay_seconds": 0}) as engine:
         payment = engine.catalogs[0].by_table["PAYMENT"]
         before = engine.warehouse.watermark("icoms", payment)
         bad, good = _payment_keys(databases.source, 6)[:2], _payment_keys(databases.source, 6)[2:]
@@ -106,11 +103,7 @@ def test_bad_rows_wait_in_quarantine_while_the_rest_loads_then_a_fix_releases_th
 def test_an_orphan_waits_for_its_account_and_is_released_with_it(
     databases: DatabaseUrls, tmp_path: Path
 ) -> None:
-    seeded_source(databases, accounts=20)
-    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0})
-    with SyncEngine.from_settings(settings) as engine:
-        engine.setup()
-        engine.drain(until=source_now(databases.source))
+    with drained_engine(databases, tmp_path, accounts=20, capture={"delay_seconds": 0}) as engine:
         with psycopg.connect(databases.source, autocommit=True) as conn:
             conn.execute(
                 'INSERT INTO "icoms"."PAYMENT" ("SITE_ID", "PAYMENT_NO", "ACCOUNT_NO", "PAY_DATE",'
@@ -154,11 +147,7 @@ def test_an_orphan_waits_for_its_account_and_is_released_with_it(
 def test_too_many_bad_rows_fail_the_batch_whole_and_keep_the_watermark(
     databases: DatabaseUrls, tmp_path: Path
 ) -> None:
-    seeded_source(databases, accounts=30)
-    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0})
-    with SyncEngine.from_settings(settings) as engine:
-        engine.setup()
-        engine.drain(until=source_now(databases.source))
+    with drained_engine(databases, tmp_path, accounts=30, capture={"delay_seconds": 0}) as engine:
         payment = engine.catalogs[0].by_table["PAYMENT"]
         before = engine.warehouse.watermark("icoms", payment)
         with psycopg.connect(databases.source, autocommit=True) as conn:

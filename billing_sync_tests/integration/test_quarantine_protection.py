@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from billing_sync.cli import main
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator.clock import ICOMS_STAMP_SET
-from billing_sync.sync import SyncEngine
 from billing_sync.transform.protect import luhn_valid
 from billing_sync_tests.integration.helpers import (
     next_second,

@@ -11,6 +11,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.reconcile.compare import (
     cache_frame,
@@ -19,7 +20,6 @@ from billing_sync.reconcile.compare import (
     warehouse_frame,
 )
 from billing_sync.simulator import Workload
-from billing_sync.sync import SyncEngine
 from billing_sync.validate import Validator, quarantine, quarantine_ops
 from billing_sync.validate.suites import SUITES_DIR
 from billing_sync_tests.integration.helpers import seeded_source, settings_for, source_now

@@ -9,10 +9,10 @@ import psycopg
 import pytest
 
 from billing_sync.config import ConfigError, SourceCatalog
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.source.reflect import check_catalog, reflect_tables
 from billing_sync.source.session import SourceSession
-from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import settings_for
 
 pytestmark = pytest.mark.integration

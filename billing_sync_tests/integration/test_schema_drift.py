@@ -12,9 +12,9 @@ import yaml
 
 from billing_sync.cli import main
 from billing_sync.config import ConfigError
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.load.drift import WarehouseSchemaDrift
 from billing_sync.postgres import DatabaseUrls
-from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import seeded_source, settings_for, source_now
 
 pytestmark = pytest.mark.integration

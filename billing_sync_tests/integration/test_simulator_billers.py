@@ -180,7 +180,8 @@ def test_the_change_query_uses_the_capture_index(
 def test_rate_changes_stay_within_what_billers_charge(conn: psycopg.Connection[Any]) -> None:
     """Hours of rate changes on one service code (each up to +6%) never leave $1-$999.99:
     a rate that compounds without bound fails the product suite's range after a long run."""
-    from billing_sync.simulator.icoms.operations import render, templates
+    from billing_sync.simulator.icoms.fragments import render
+    from billing_sync.simulator.icoms.operations import templates
 
     create_schema(conn, system="icoms")
     seed(conn, accounts=5, system="icoms")

@@ -20,16 +20,16 @@ import pytest
 import yaml
 from polars.testing import assert_frame_equal
 
-from billing_sync.capture.query import BoundQuery
 from billing_sync.capture.snapshot import build_snapshot_query
+from billing_sync.engine.sync import SyncEngine
+from billing_sync.entities import entities_of
 from billing_sync.load.copy_in import copy_rows
-from billing_sync.load.ddl import entities_of
 from billing_sync.load.warehouse import Warehouse
 from billing_sync.postgres import DatabaseUrls, drop_database, ensure_database
 from billing_sync.source.dialect import ORACLE
+from billing_sync.source.schema import source_schema
 from billing_sync.source.session import SourceSession
-from billing_sync.sync import SyncEngine
-from billing_sync.transform.normalize import source_schema
+from billing_sync.sql import BoundQuery
 from billing_sync_tests.integration.helpers import (
     assert_parity,
     parity,

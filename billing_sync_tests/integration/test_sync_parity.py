@@ -8,11 +8,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator import Workload
-from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import (
     assert_parity,
+    drained_engine,
     seeded_source,
     settings_for,
     source_now,
@@ -47,11 +48,7 @@ def test_sync_under_workload_reaches_parity(databases: DatabaseUrls, tmp_path: P
 
 
 def test_a_second_sync_finds_nothing_new(databases: DatabaseUrls, tmp_path: Path) -> None:
-    seeded_source(databases, accounts=50)
-    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0})
-    with SyncEngine.from_settings(settings) as engine:
-        engine.setup()
-        engine.drain(until=source_now(databases.source))
+    with drained_engine(databases, tmp_path, accounts=50, capture={"delay_seconds": 0}) as engine:
         again = engine.sync_once()
         assert all(b.rows_read == 0 for b in again) and len(again) == 14
         assert all(b.batch_id is None for b in again)

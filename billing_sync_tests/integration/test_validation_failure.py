@@ -11,24 +11,17 @@ import pytest
 
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator.clock import ICOMS_STAMP_SET
-from billing_sync.sync import SyncEngine
 from billing_sync.validate.report import BatchValidationError
 from billing_sync_tests.integration.helpers import (
+    drained_engine,
     next_second,
-    seeded_source,
-    settings_for,
-    source_now,
 )
 
 pytestmark = pytest.mark.integration
 
 
 def test_bad_batch_fails_and_keeps_the_watermark(databases: DatabaseUrls, tmp_path: Path) -> None:
-    seeded_source(databases, accounts=30)
-    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0})
-    with SyncEngine.from_settings(settings) as engine:
-        engine.setup()
-        engine.drain(until=source_now(databases.source))
+    with drained_engine(databases, tmp_path, accounts=30, capture={"delay_seconds": 0}) as engine:
         payment = engine.catalogs[0].by_table["PAYMENT"]
         before = engine.warehouse.watermark("icoms", payment)
         with psycopg.connect(databases.source, autocommit=True) as conn:

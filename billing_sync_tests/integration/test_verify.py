@@ -18,13 +18,14 @@ import pytest
 import yaml
 
 from billing_sync.cli import main
-from billing_sync.load.ddl import STATE_SCHEMA
+from billing_sync.engine.sync import SyncEngine
+from billing_sync.entities import STATE_SCHEMA
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.reconcile.hashing import HARD_DELETE_TABLE
 from billing_sync.reconcile.verify import DeleteCapExceeded, TableVerification, verify_table
-from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import (
     assert_parity,
+    drained_engine,
     seeded_source,
     settings_for,
     source_now,
@@ -38,11 +39,7 @@ PAYMENT_KEY = '("SITE_ID", "PAYMENT_NO")'
 @pytest.fixture
 def engine(databases: DatabaseUrls, tmp_path: Path) -> Iterator[SyncEngine]:
     """A warehouse and cache in parity with a small seeded source."""
-    seeded_source(databases, accounts=60)
-    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0})
-    with SyncEngine.from_settings(settings) as engine:
-        engine.setup()
-        engine.drain(until=source_now(databases.source))
+    with drained_engine(databases, tmp_path, accounts=60, capture={"delay_seconds": 0}) as engine:
         yield engine
 
 

@@ -20,9 +20,9 @@ import pyarrow as pa
 import pytest
 import yaml
 
+from billing_sync.engine.sync import SyncEngine
+from billing_sync.entities import EntityColumns, rows_to_arrow
 from billing_sync.load.cache import Cache
-from billing_sync.load.ddl import EntityColumns
-from billing_sync.load.warehouse import rows_to_arrow
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.serve.views import (
     VIEWS,
@@ -31,7 +31,6 @@ from billing_sync.serve.views import (
     create_warehouse_views,
 )
 from billing_sync.simulator import Workload
-from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import seeded_source, settings_for, source_now
 from billing_sync_tests.integration.view_frames import assert_views_agree
 

@@ -7,9 +7,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from billing_sync.entities import EntityColumns
 from billing_sync.load.cache import CacheApplied, CacheBusy
 from billing_sync.load.cache_feed import CacheFeed
-from billing_sync.load.ddl import EntityColumns
 
 PAYMENT = EntityColumns("payment", (("amount", "decimal(12,2)"),))
 ACCOUNT = EntityColumns("billing_account", (("name", "text"),))

@@ -10,10 +10,10 @@ from billing_sync.capture.query import (
     build_change_query,
     build_high_watermark_query,
     build_rows_by_key_query,
-    quote_ident,
 )
 from billing_sync.capture.window import Cursor, Window
 from billing_sync.config import TableMapping
+from billing_sync.sql import quote_ident
 
 T = datetime(2026, 11, 25, 12, 0, 0, 123456)
 H = datetime(2026, 11, 25, 12, 0, 5)

@@ -9,13 +9,13 @@ import pyarrow as pa
 import pytest
 
 from billing_sync.capture.cursor import (
-    CURSOR_ALIAS,
     cursor_horizon,
     decode_cursor,
     decode_cyymmdd_hhmmss,
     encode_cyymmdd_hhmmss,
 )
 from billing_sync.config import TableMapping
+from billing_sync.source.schema import CURSOR_ALIAS
 
 
 @pytest.mark.parametrize(

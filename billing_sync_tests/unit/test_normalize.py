@@ -11,7 +11,8 @@ import yaml
 from polars.testing import assert_frame_equal
 
 from billing_sync.config import TableMapping
-from billing_sync.transform.normalize import normalize, source_schema
+from billing_sync.source.schema import source_schema
+from billing_sync.transform.normalize import normalize
 
 # A timestamp-cursor mapping, as an ICOMS PAYMENT once was: this file tests normalize, not
 # the catalog (the catalog's own mappings are tested with their converters elsewhere).

@@ -11,16 +11,15 @@ import pyarrow as pa
 import pytest
 
 from billing_sync.config import TableMapping
+from billing_sync.source.schema import source_schema
 from billing_sync.transform.normalize import (
     CONVERT_EXPECTATION,
     normalize_batch,
     normalized_source_key,
-    source_schema,
-    with_conversion_failures,
 )
 from billing_sync.transform.protect import REDACTED, Protector, hmac_token
 from billing_sync.validate.quarantine import row_problems
-from billing_sync.validate.report import ValidationReport
+from billing_sync.validate.report import ValidationReport, with_conversion_failures
 
 SYNCED = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 ACCOUNT = TableMapping.model_validate(

@@ -11,8 +11,10 @@ import polars as pl
 import pytest
 import yaml
 
+from billing_sync.config import load_catalog
+from billing_sync.entities import entities_of, entity_arrow_schema
 from billing_sync.validate import ValidationReport, Validator, available_entities
-from billing_sync.validate.polars_suite import PolarsValidator
+from billing_sync.validate.polars_suite import PolarsValidator, compile_expectation
 
 # fmt: off
 FRAME = pl.DataFrame(
@@ -131,9 +133,32 @@ def test_a_missing_column_names_no_rows(tmp_path: Path) -> None:
     assert not failure.row_level and failure.error is not None and "absent" in failure.error
 
 
+def _entity_schemas() -> dict[str, pl.Schema]:
+    """The normalized frame's schema of every entity of the packaged catalogs."""
+    catalogs = [load_catalog(system) for system in ("icoms", "amdocs")]
+    schemas = {}
+    for entity, columns in entities_of(catalogs).items():
+        frame = pl.from_arrow(entity_arrow_schema(columns).empty_table())
+        assert isinstance(frame, pl.DataFrame)
+        schemas[entity] = frame.drop("_batch_id").schema
+    return schemas
+
+
 @pytest.mark.parametrize("entity", available_entities())
 def test_the_packaged_suites_compile(entity: str) -> None:
+    """Every expectation of a packaged suite has a Polars form over its entity's columns,
+    which evaluates (an unknown type raises NotImplementedError, a bad one a Polars error)."""
     validator = PolarsValidator()
+    validator.warm_up([entity])
     suite = validator.suite(entity)
-    assert validator.warm_up([entity]) >= 0
     assert suite.entity == entity
+    assert suite.expectations
+    schema = _entity_schemas()[entity]
+    empty = pl.DataFrame(schema=schema)
+    for index, spec in enumerate(suite.expectations):
+        compiled = compile_expectation(index, spec, schema)
+        table_level = spec.type in ("expect_column_to_exist", "expect_table_columns_to_match_set")
+        assert (compiled is None) == table_level, spec.type
+        if compiled is not None:
+            found = empty.select(compiled.unexpected.alias("u"), compiled.domain.alias("d"))
+            assert found.schema == pl.Schema({"u": pl.Boolean, "d": pl.Boolean}), spec.type

@@ -6,8 +6,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from billing_sync.capture.query import BoundQuery
 from billing_sync.source.prefetch import Prefetch
+from billing_sync.sql import BoundQuery
 
 
 class FakeSession:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from billing_sync.entities import EntityColumns
 from billing_sync.load.cache import Cache
-from billing_sync.load.ddl import EntityColumns
 from billing_sync.private_files import private_dir, private_file, touch_private
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from billing_sync.config import ConfigError, TableMapping, load_catalog
+from billing_sync.quarantine_cli import format_entries
 from billing_sync.transform.policy import (
     NEVER_READ,
     PROTECTED,
@@ -16,7 +17,6 @@ from billing_sync.transform.policy import (
     sensitive_kind,
     with_default_protection,
 )
-from billing_sync.validate.quarantine_cli import format_entries
 from billing_sync.validate.quarantine_ops import Entry, explain
 
 

@@ -6,8 +6,9 @@ import datetime as dt
 
 import polars as pl
 
+from billing_sync.transform.failures import ExpectationFailure
 from billing_sync.validate.quarantine import RowProblem, decide, row_problems
-from billing_sync.validate.report import ExpectationFailure, ValidationReport
+from billing_sync.validate.report import ValidationReport
 from billing_sync.validate.suites import QuarantinePolicy, load_suite
 
 TS = dt.datetime(2026, 1, 1, 12)

@@ -15,9 +15,9 @@ from typing import Any
 import polars as pl
 import pytest
 
+from billing_sync.column_types import polars_type
 from billing_sync.config import load_catalog
-from billing_sync.load.ddl import entities_of
-from billing_sync.types import polars_type
+from billing_sync.entities import entities_of
 from billing_sync.validate import (
     LINEAGE_COLUMNS,
     SUPPORTED_EXPECTATIONS,

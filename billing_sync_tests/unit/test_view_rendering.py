@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from billing_sync.load.ddl import EntityColumns
+from billing_sync.entities import EntityColumns
 from billing_sync.serve.view_sql import INPUTS
 from billing_sync.serve.views import VIEWS, View, live_rows, render_view
 

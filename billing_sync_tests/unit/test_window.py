@@ -6,13 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from billing_sync.capture.window import (
-    Cursor,
-    OpenTransaction,
-    Window,
-    advance,
-    compute_horizon,
-)
+from billing_sync.capture.window import Cursor, Window, advance
+from billing_sync.source.horizon import OpenTransaction, compute_horizon
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, 500_000)
 T = datetime(2026, 11, 25, 11, 59, 0)

@@ -16,7 +16,7 @@ import random
 from decimal import Decimal
 from typing import Any
 
-from billing_sync.simulator.icoms.operations import render
+from billing_sync.simulator.icoms.fragments import render
 
 BAD_KINDS: tuple[str, ...] = ("negative_payment", "orphan_payment", "invalid_date", "bad_encoding")
 

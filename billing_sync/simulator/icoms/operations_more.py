@@ -1,11 +1,11 @@
 """ICOMS workload operations on services, work orders, equipment, accounts and collections.
 
-Templates in the conventions of :mod:`.operations` (``$S``, ``$NEW``, ``$STAMP``, ``$TODAY``).
+Templates in the conventions of :mod:`.fragments` (``$S``, ``$NEW``, ``$STAMP``, ``$TODAY``).
 """
 
 from __future__ import annotations
 
-from billing_sync.simulator.icoms.operations import (
+from billing_sync.simulator.icoms.fragments import (
     _PICK_SERVICE,
     _WO_LINE_COLUMNS,
     _WORK_ORDER_COLUMNS,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from bisect import bisect
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
@@ -132,7 +133,6 @@ class Picker:
         self.cumulative = tuple(accumulate(weights))
 
     def __call__(self, rng: random.Random) -> Any:
-        from bisect import bisect
 
         return self.items[bisect(self.cumulative, rng.random() * self.cumulative[-1])]
 

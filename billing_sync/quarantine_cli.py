@@ -7,6 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 from billing_sync.config import Settings
+from billing_sync.engine.sync import SyncEngine
+from billing_sync.transform.protect import redact_text
+from billing_sync.validate import quarantine, quarantine_ops
+from billing_sync.validate.quarantine_ops import printable
 
 
 def add_parser(sub: Any, settings: Callable[[argparse.Namespace], Settings]) -> None:
@@ -39,8 +43,6 @@ def add_parser(sub: Any, settings: Callable[[argparse.Namespace], Settings]) -> 
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from billing_sync.sync import SyncEngine
-    from billing_sync.validate import quarantine, quarantine_ops
 
     with SyncEngine.from_settings(settings) as engine:
         engine.setup()
@@ -80,9 +82,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def format_entries(entries: list[Any]) -> str:
-    from billing_sync.transform.protect import redact_text
-    from billing_sync.validate.quarantine_ops import printable
-
     if not entries:
         return "the quarantine is empty"
     header = (

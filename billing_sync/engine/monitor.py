@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from billing_sync.alerts.conditions import Freshness
-from billing_sync.capture.query import qualified
 from billing_sync.capture.regression import newest_change
-from billing_sync.load.ddl import STATE_SCHEMA
+from billing_sync.engine.sync import SyncEngine
+from billing_sync.entities import STATE_SCHEMA
 from billing_sync.source.session import source_now
-from billing_sync.sync import SyncEngine
+from billing_sync.sql import qualified
 
 
 def entity_freshness(engine: SyncEngine) -> list[Freshness]:

@@ -1,12 +1,16 @@
-"""Table definitions shared by the warehouse (PostgreSQL) and the cache (DuckDB)."""
+"""Table definitions shared by the warehouse (PostgreSQL), the cache (DuckDB) and the
+quarantine: schema names, lineage columns, each entity's columns and Arrow schema."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from billing_sync.capture.query import quote_ident
+import pyarrow as pa
+
+from billing_sync.column_types import arrow_type, sql_type
 from billing_sync.config import SourceCatalog, TableMapping
-from billing_sync.types import sql_type
+from billing_sync.sql import quote_ident
 
 ENTITY_SCHEMA = "billing"
 STATE_SCHEMA = "billing_sync"
@@ -68,3 +72,26 @@ def entities_of(catalogs: list[SourceCatalog]) -> dict[str, EntityColumns]:
                     f"columns than another table: {columns.business} vs {known.business}"
                 )
     return found
+
+
+def entity_arrow_schema(columns: EntityColumns) -> pa.Schema:
+    business = [pa.field(name, arrow_type(kind)) for name, kind in columns.business]
+    lineage = [
+        pa.field("_source_system", pa.string()),
+        pa.field("_source_key", pa.string()),
+        pa.field("_source_version", pa.timestamp("us")),
+        pa.field("_row_hash", pa.int64()),
+        pa.field("_is_deleted", pa.bool_()),
+        pa.field("_synced_at", pa.timestamp("us", "UTC")),
+        pa.field("_batch_id", pa.int64()),
+    ]
+    return pa.schema(business + lineage)
+
+
+def rows_to_arrow(records: list[tuple[Any, ...]], columns: EntityColumns) -> pa.Table:
+    schema = entity_arrow_schema(columns)
+    values = list(zip(*records, strict=True)) if records else [()] * len(schema)
+    return pa.Table.from_arrays(
+        [pa.array(column, type=field.type) for column, field in zip(values, schema, strict=True)],
+        schema=schema,
+    )

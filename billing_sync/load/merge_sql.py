@@ -1,0 +1,60 @@
+"""The warehouse merge as SQL text, from pure builders (the text is asserted in unit tests).
+
+A batch is copied into a temporary table shaped like the entity table, then merged by one
+``INSERT ... ON CONFLICT (_source_system, _source_key) DO UPDATE ... WHERE <guard>``; the
+guard keeps a replayed or out-of-order batch from changing anything (DESIGN §6).
+Identifiers are quoted with :func:`~billing_sync.sql.quote_ident`; the batch id is the
+one bind parameter.
+"""
+
+from __future__ import annotations
+
+from billing_sync.entities import EntityColumns
+from billing_sync.sql import quote_ident
+
+NEWER_OR_CHANGED_AT_EQUAL_VERSION = (
+    "t._source_version < EXCLUDED._source_version"
+    " OR (t._source_version = EXCLUDED._source_version"
+    " AND (t._row_hash, t._is_deleted) IS DISTINCT FROM (EXCLUDED._row_hash, EXCLUDED._is_deleted))"
+)
+"""The merge guard. A newer version always wins. An equal version with another content
+wins too: with second-resolution stamps, a snapshot can read a row in the second it is
+being written, and a second write within that second keeps the stamp (the tail reads
+it once the second is settled, see :mod:`billing_sync.capture.window`). Reads of one
+table apply in the order they were taken, so the later read of an equal version is the
+more recent content. Identical content is skipped, so a replay writes nothing."""
+
+REPLACE_EQUAL_VERSION = "t._source_version <= EXCLUDED._source_version"
+"""The guard of a repair: an equal version is written again (verify found it differs)."""
+
+
+def _names(columns: list[str]) -> str:
+    return ", ".join(quote_ident(name) for name in columns)
+
+
+def build_incoming_table(columns: EntityColumns, incoming: str) -> str:
+    """A temporary table ``incoming`` with the columns a batch brings, dropped at commit."""
+    return (
+        f"CREATE TEMP TABLE {incoming} ON COMMIT DROP AS SELECT {_names(columns.loaded)}"
+        f" FROM {columns.table} WITH NO DATA"
+    )
+
+
+def build_merge(columns: EntityColumns, incoming: str, *, replace_equal: bool) -> str:
+    """Merge ``incoming`` into the entity table with ``_batch_id`` bound as ``%s``.
+
+    Returns one row per row written: whether it was inserted (``xmax = 0``), whether it
+    is a delete, and its ``_source_key``.
+    """
+    names = _names(columns.loaded)
+    updates = ", ".join(
+        f"{quote_ident(name)} = EXCLUDED.{quote_ident(name)}" for name in columns.all
+    )
+    guard = REPLACE_EQUAL_VERSION if replace_equal else NEWER_OR_CHANGED_AT_EQUAL_VERSION
+    return (
+        f"INSERT INTO {columns.table} AS t ({names}, _batch_id)"
+        f" SELECT {names}, %s FROM {incoming}"
+        f" ON CONFLICT (_source_system, _source_key) DO UPDATE SET {updates}"
+        f" WHERE {guard}"
+        " RETURNING (xmax = 0), _is_deleted, _source_key"
+    )
