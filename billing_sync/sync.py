@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from billing_sync.capture.cursor import cursor_horizon, decode_cursor, rows_stamped_before
+from billing_sync.capture.filter_ast import Expr, to_text
 from billing_sync.capture.lookback import Lookback
 from billing_sync.capture.query import (
     CURSOR_ALIAS,
@@ -28,7 +29,12 @@ from billing_sync.capture.query import (
     build_rows_by_key_query,
 )
 from billing_sync.capture.regression import RegressionGuard, newest_change
-from billing_sync.capture.snapshot import build_count_query, build_snapshot_query, check_filter
+from billing_sync.capture.snapshot import (
+    BadFilter,
+    build_count_query,
+    build_snapshot_query,
+    check_filter,
+)
 from billing_sync.capture.window import Cursor, Horizon, OpenTransaction, Window, advance
 from billing_sync.config import Settings, SourceCatalog, TableMapping, Tier, load_catalogs
 from billing_sync.faults import crash_point
@@ -37,6 +43,7 @@ from billing_sync.load.ddl import entities_of, entity_columns
 from billing_sync.load.snapshot_io import SnapshotIO
 from billing_sync.load.snapshots import (
     SnapshotState,
+    abandon_snapshot,
     commit_chunk,
     running_snapshot,
     start_snapshot,
@@ -169,7 +176,11 @@ class SyncEngine:
     def source(self, system: str) -> SourceSession:
         if system not in self._sources:
             zone = next((c.timezone for c in self.catalogs if c.system == system), None)
-            self._sources[system] = SourceSession(self.urls.source_for(system), timezone=zone)
+            self._sources[system] = SourceSession(
+                self.urls.source_for(system),
+                timezone=zone,
+                statement_timeout=self.settings.capture.statement_timeout_seconds,
+            )
         return self._sources[system]
 
     def setup(self) -> None:
@@ -415,14 +426,14 @@ class SyncEngine:
         source = self.source(catalog.system)
         state = running_snapshot(self.warehouse, catalog.system, mapping, kind)
         if state is None:
+            parsed = check_filter(where, catalog, mapping)
             horizon = self.horizon(catalog.system)
-            where = check_filter(where)
-            total = source.scalar(build_count_query(mapping, schema=catalog.schema_name,
-                                                    where=where))  # fmt: skip
+            count = build_count_query(mapping, schema=catalog.schema_name, where=parsed)
+            total = source.scalar(count.text, count.params)
             state = start_snapshot(
                 self.warehouse, catalog.system, mapping, kind=kind,
-                handover_ts=cursor_horizon(mapping, horizon.at), where_sql=where,
-                rows_total=int(total),
+                handover_ts=cursor_horizon(mapping, horizon.at),
+                where_sql=None if parsed is None else to_text(parsed), rows_total=int(total),
             )  # fmt: skip
         raw, complete_below = self._snapshot_rows(catalog, mapping, state, after_key=state.last_key)
         finished = raw.num_rows < capture.snapshot_rows
@@ -454,6 +465,21 @@ class SyncEngine:
             validation=screened.report,
         )  # fmt: skip
 
+    def _saved_filter(
+        self, catalog: SourceCatalog, mapping: TableMapping, state: SnapshotState
+    ) -> Expr | None:
+        """The filter a running snapshot kept, parsed again: one saved before filters were
+        parsed (or written into the table by hand) is refused, and its backfill abandoned so
+        that the next backfill starts afresh instead of failing on it forever."""
+        try:
+            return check_filter(state.where_sql, catalog, mapping)
+        except BadFilter as error:
+            abandon_snapshot(self.warehouse, state.snapshot_id)
+            raise BadFilter(
+                f"{error}; it is the saved filter of running {state.kind} "
+                f"{state.snapshot_id}, now abandoned: start the backfill again"
+            ) from error
+
     def _snapshot_rows(
         self,
         catalog: SourceCatalog,
@@ -476,7 +502,7 @@ class SyncEngine:
         limit = self.settings.capture.snapshot_rows
         query = build_snapshot_query(
             mapping, schema=catalog.schema_name, after_key=after_key, limit=limit,
-            where=state.where_sql,
+            where=self._saved_filter(catalog, mapping, state),
         )  # fmt: skip
         schema = source_schema(mapping)
         key = (mapping.table, state.snapshot_id, after_key, state.where_sql, limit)
