@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import traceback
 from pathlib import Path
@@ -222,7 +223,7 @@ def parser() -> argparse.ArgumentParser:
         "--repair", action="store_true", help="fix what differs; flag hard deletes deleted"
     )
     verify.add_argument(
-        "--max-delete-fraction", type=float, default=0.05, metavar="F",
+        "--max-delete-fraction", type=_fraction, default=0.05, metavar="F",
         help="refuse to flag more than F of a table's rows deleted in one run (default 0.05)",
     )  # fmt: skip
     verify.set_defaults(func=cmd_verify)
@@ -236,6 +237,17 @@ def parser() -> argparse.ArgumentParser:
 
     add_bench_parser(sub)
     return root
+
+
+def _fraction(text: str) -> float:
+    """A number from 0 to 1 (the Dagster parity check's config has the same bounds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction from 0 to 1")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

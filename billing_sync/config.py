@@ -388,6 +388,10 @@ class CaptureSettings(_Strict):
     snapshot_rows: int = Field(default=50_000, gt=0)
     shrink_check_interval_seconds: float = Field(default=300.0, ge=0)
     max_shrink_fraction: float = Field(default=0.05, ge=0, le=1)
+    # Every statement on a source (capture, snapshot chunks and counts, reflection, verify)
+    # is cancelled by the source after this long: a runaway query must not run on the
+    # biller for ever, nor after the client died. Raise it for a huge table's count(*).
+    statement_timeout_seconds: float = Field(default=300.0, gt=0)
 
 
 class TierSettings(_Strict):

@@ -12,29 +12,50 @@ from __future__ import annotations
 from typing import Any
 
 from billing_sync.capture.cursor import cursor_select
-from billing_sync.config import TableMapping
+from billing_sync.capture.filter_ast import Expr, render
+from billing_sync.capture.filter_expr import BadFilter, parse_filter
+from billing_sync.config import SourceCatalog, TableMapping
+from billing_sync.source.reflect import type_family
 from billing_sync.sql import BoundQuery, qualified, quote_ident
 
-FORBIDDEN_IN_WHERE = (";", "--", "/*")
+__all__ = [
+    "BadFilter",
+    "build_count_query",
+    "build_snapshot_query",
+    "check_filter",
+    "filter_columns",
+]
 
 
-class BadFilter(ValueError):
-    """A backfill ``--where`` filter that is not a single boolean expression."""
+def filter_columns(catalog: SourceCatalog, mapping: TableMapping) -> dict[str, str | None]:
+    """The columns a filter on ``mapping`` may name, each with its type family (``None``
+    when not reflected): those the mapping reads, except dropped and protected ones."""
+    protected = {
+        name for column in mapping.columns if column.protect for name in column.source_names
+    }
+    hidden = {*catalog.drop, *mapping.drop, *protected}
+    readable = [
+        *mapping.source_columns, *mapping.cursor_columns,
+        *([mapping.cursor_fallback] if mapping.cursor_fallback else []),
+        *([mapping.soft_delete.column] if mapping.soft_delete else []),
+    ]  # fmt: skip
+    return {
+        name: type_family(mapping.source_types[name]) if name in mapping.source_types else None
+        for name in dict.fromkeys(readable)
+        if name not in hidden
+    }
 
 
-def check_filter(where: str | None) -> str | None:
-    """Accept an operator's filter: one expression, no statement separators or comments.
+def check_filter(where: str | None, catalog: SourceCatalog, mapping: TableMapping) -> Expr | None:
+    """Parse an operator's filter for ``mapping`` (see :mod:`billing_sync.capture.filter_expr`).
 
-    It runs in a read-only session, so it cannot write; this only keeps it to one clause.
-
-    >>> check_filter('"SITE_ID" = \\'001\\'')
-    '"SITE_ID" = \\'001\\''
+    Every filter goes through here: the CLI's ``--where``, a backfill job's run config,
+    and the filter a running backfill kept in the warehouse (parsed again on resume).
     """
     if where is None or not where.strip():
         return None
-    if any(token in where for token in FORBIDDEN_IN_WHERE):
-        raise BadFilter(f"the filter {where!r} must be one expression without ';' or comments")
-    return where.strip()
+    label = f"{catalog.system}.{mapping.table}"
+    return parse_filter(where, label=label, columns=filter_columns(catalog, mapping))
 
 
 def build_snapshot_query(
@@ -43,7 +64,7 @@ def build_snapshot_query(
     schema: str,
     after_key: tuple[Any, ...] | None,
     limit: int,
-    where: str | None = None,
+    where: Expr | None = None,
 ) -> BoundQuery:
     """The next chunk of a snapshot: keys after ``after_key``, in key order."""
     key = [quote_ident(name) for name in mapping.key]
@@ -55,8 +76,10 @@ def build_snapshot_query(
         params.update(zip(names, after_key, strict=True))
         placeholders = ", ".join(f"%({name})s" for name in names)
         conditions.append(f"({', '.join(key)}) > ({placeholders})")
-    if where:
-        conditions.append(f"({where})")
+    if where is not None:
+        text, values = render(where)
+        conditions.append(text)
+        params.update(values)
     text = (
         f"SELECT {', '.join(selected)}, {cursor_select(mapping)}"
         f" FROM {qualified(schema, mapping.table)}"
@@ -66,6 +89,9 @@ def build_snapshot_query(
     return BoundQuery(text=text, params=params)
 
 
-def build_count_query(mapping: TableMapping, *, schema: str, where: str | None = None) -> str:
-    filtered = f" WHERE ({where})" if where else ""
-    return f"SELECT count(*) FROM {qualified(schema, mapping.table)}{filtered}"
+def build_count_query(
+    mapping: TableMapping, *, schema: str, where: Expr | None = None
+) -> BoundQuery:
+    text, params = render(where) if where is not None else ("", {})
+    filtered = f" WHERE {text}" if text else ""
+    return BoundQuery(f"SELECT count(*) FROM {qualified(schema, mapping.table)}{filtered}", params)

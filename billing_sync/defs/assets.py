@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+from pydantic import Field
 
 from billing_sync.config import TIERS, SourceCatalog, Tier
 from billing_sync.defs.keys import SYNC_RUN_BUDGET_SECONDS, cache_key, source_key, warehouse_key
@@ -27,8 +28,9 @@ from billing_sync.validate.report import BatchValidationError
 class SyncRunConfig(dg.Config):
     """Overrides for one sync run; the tier's settings apply when left unset."""
 
-    batches: int | None = None
-    poll_interval_seconds: float | None = None
+    # Bounded as the tier settings are: the run config comes from whoever reaches the UI.
+    batches: int | None = Field(default=None, gt=0)
+    poll_interval_seconds: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 def source_specs(catalogs: list[SourceCatalog]) -> list[dg.AssetSpec]:

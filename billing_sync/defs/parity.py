@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 import dagster as dg
+from pydantic import Field
 
 from billing_sync.config import SourceCatalog
 from billing_sync.defs.jobs import PARITY_CHECKS_JOB
@@ -29,7 +30,11 @@ class ParityCheckConfig(dg.Config):
     """Overrides for one parity run."""
 
     repair: bool = True
-    max_delete_fraction: float = DEFAULT_MAX_DELETE_FRACTION
+    # A fraction, as the CLI's --max-delete-fraction: the cap that keeps a source outage
+    # from flagging the whole warehouse deleted.
+    max_delete_fraction: float = Field(
+        default=DEFAULT_MAX_DELETE_FRACTION, ge=0, le=1, allow_inf_nan=False
+    )
 
 
 def parity_checks(catalogs: list[SourceCatalog]) -> dg.AssetChecksDefinition:

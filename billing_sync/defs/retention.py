@@ -5,6 +5,7 @@ quarantine lines of the same age."""
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from pydantic import Field
 
 from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.validate import quarantine_ops
@@ -17,9 +18,11 @@ FINISHED = [
 
 
 class RetentionConfig(dg.Config):
-    """``max_age_hours``: the settings' ``retention.max_age_hours`` when unset."""
+    """``max_age_hours``: the settings' ``retention.max_age_hours`` when unset; bounded as
+    the settings are (anyone who reaches the webserver can launch this job: 0 or a
+    negative age would purge every run and released quarantine line at once)."""
 
-    max_age_hours: float | None = None
+    max_age_hours: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
 
 def purge_runs(instance: dg.DagsterInstance, *, before: datetime, keep: str | None = None) -> int:

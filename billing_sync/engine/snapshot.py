@@ -14,7 +14,13 @@ from typing import Any
 import pyarrow as pa
 
 from billing_sync.capture.cursor import cursor_horizon, rows_stamped_before
-from billing_sync.capture.snapshot import build_count_query, build_snapshot_query, check_filter
+from billing_sync.capture.filter_ast import Expr, to_text
+from billing_sync.capture.snapshot import (
+    BadFilter,
+    build_count_query,
+    build_snapshot_query,
+    check_filter,
+)
 from billing_sync.capture.window import Cursor
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.engine.batch import TableBatch, last_cursor, rows_with_batch_id
@@ -24,6 +30,7 @@ from billing_sync.faults import crash_point
 from billing_sync.load.cache import CacheApplied
 from billing_sync.load.snapshots import (
     SnapshotState,
+    abandon_snapshot,
     commit_chunk,
     running_snapshot,
     start_snapshot,
@@ -48,14 +55,14 @@ def snapshot_chunk(
     source = engine.source(catalog.system)
     state = running_snapshot(engine.warehouse, catalog.system, mapping, kind)
     if state is None:
+        parsed = check_filter(where, catalog, mapping)
         horizon = engine.horizon(catalog.system)
-        where = check_filter(where)
-        total = source.scalar(build_count_query(mapping, schema=catalog.schema_name,
-                                                where=where))  # fmt: skip
+        count = build_count_query(mapping, schema=catalog.schema_name, where=parsed)
+        total = source.scalar(count.text, count.params)
         state = start_snapshot(
             engine.warehouse, catalog.system, mapping, kind=kind,
-            handover_ts=cursor_horizon(mapping, horizon.at), where_sql=where,
-            rows_total=int(total),
+            handover_ts=cursor_horizon(mapping, horizon.at),
+            where_sql=None if parsed is None else to_text(parsed), rows_total=int(total),
         )  # fmt: skip
     raw, complete_below = _snapshot_rows(engine, catalog, mapping, state, after_key=state.last_key)
     finished = raw.num_rows < capture.snapshot_rows
@@ -106,6 +113,22 @@ def backfill(
             return total
 
 
+def _saved_filter(
+    engine: EngineParts, catalog: SourceCatalog, mapping: TableMapping, state: SnapshotState
+) -> Expr | None:
+    """The filter a running snapshot kept, parsed again: one saved before filters were
+    parsed (or written into the table by hand) is refused, and its backfill abandoned so
+    that the next backfill starts afresh instead of failing on it forever."""
+    try:
+        return check_filter(state.where_sql, catalog, mapping)
+    except BadFilter as error:
+        abandon_snapshot(engine.warehouse, state.snapshot_id)
+        raise BadFilter(
+            f"{error}; it is the saved filter of running {state.kind} "
+            f"{state.snapshot_id}, now abandoned: start the backfill again"
+        ) from error
+
+
 def _snapshot_rows(
     engine: EngineParts,
     catalog: SourceCatalog,
@@ -128,7 +151,7 @@ def _snapshot_rows(
     limit = engine.settings.capture.snapshot_rows
     query = build_snapshot_query(
         mapping, schema=catalog.schema_name, after_key=after_key, limit=limit,
-        where=state.where_sql,
+        where=_saved_filter(engine, catalog, mapping, state),
     )  # fmt: skip
     schema = source_schema(mapping)
     key = (mapping.table, state.snapshot_id, after_key, state.where_sql, limit)

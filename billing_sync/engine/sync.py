@@ -120,7 +120,11 @@ class SyncEngine:
     def source(self, system: str) -> SourceSession:
         if system not in self._sources:
             zone = next((c.timezone for c in self.catalogs if c.system == system), None)
-            self._sources[system] = SourceSession(self.urls.source_for(system), timezone=zone)
+            self._sources[system] = SourceSession(
+                self.urls.source_for(system),
+                timezone=zone,
+                statement_timeout=self.settings.capture.statement_timeout_seconds,
+            )
         return self._sources[system]
 
     def setup(self) -> None:

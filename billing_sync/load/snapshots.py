@@ -90,6 +90,16 @@ def start_snapshot(
     return _state(mapping, row)
 
 
+def abandon_snapshot(warehouse: Warehouse, snapshot_id: int) -> None:
+    """Stop a running snapshot for good (the next one of its kind starts afresh)."""
+    with warehouse.conn.transaction():
+        warehouse.conn.execute(
+            f"UPDATE {STATE_SCHEMA}.snapshot SET status = 'abandoned',"
+            " updated_at = clock_timestamp() WHERE snapshot_id = %s AND status = 'running'",
+            (snapshot_id,),
+        )
+
+
 def commit_chunk(
     warehouse: Warehouse,
     *,

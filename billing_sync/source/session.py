@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,21 +24,40 @@ class SourceUnavailable(RuntimeError):
     """The source cannot be reached; the message names it without its password."""
 
 
+class SourceTimeout(RuntimeError):
+    """A statement on the source ran past the capture's statement timeout."""
+
+
+DEFAULT_STATEMENT_TIMEOUT_SECONDS = 300.0
+
+
 class SourceSession:
     """One read-only connection to a source, reused across micro-batches.
 
-    The session is opened with ``default_transaction_read_only`` so that any write
-    through it fails, and each statement runs in its own transaction (autocommit): the
-    horizon query must not see a snapshot of ``pg_stat_activity`` older than the
-    change query that follows it.
+    Each statement runs in its own transaction: the horizon query must not see a
+    snapshot of ``pg_stat_activity`` older than the change query that follows it. Every
+    such transaction is opened ``BEGIN READ ONLY`` and its first statement is ``SET
+    LOCAL statement_timeout``. A session default alone is not enough: a statement can
+    change it (``set_config('default_transaction_read_only', 'off', false)`` turns the
+    next transactions read-write; ``set_config('statement_timeout', '0', false)`` lifts
+    the timeout), whereas a transaction's own read-only mode cannot be changed once it
+    has run a query. ``default_transaction_read_only`` stays on too, for anything that
+    would bypass these transactions. The timeout bounds a runaway statement on the
+    biller, which keeps running it even after the client is gone.
     """
 
     def __init__(
-        self, url: str, *, dialect: SourceDialect = POSTGRES, timezone: str | None = None
+        self,
+        url: str,
+        *,
+        dialect: SourceDialect = POSTGRES,
+        timezone: str | None = None,
+        statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT_SECONDS,
     ) -> None:
         self.dialect = dialect
         self._url = url
         self._timezone = timezone
+        self.statement_timeout = statement_timeout
         # The session's TimeZone is the catalog's: the source clock and transaction starts
         # (read as ``timestamp``) are then local times like the audit columns they bound.
         zone = f" -c TimeZone={timezone}" if timezone else ""
@@ -54,6 +75,7 @@ class SourceSession:
             raise SourceUnavailable(
                 f"cannot reach the source at {mask_secrets(url)}: {mask_error(error)}"
             ) from None
+        self._conn.read_only = True  # psycopg then opens transactions BEGIN READ ONLY
         self.queries = 0
         self.horizon_unavailable: str | None = None
         self._horizon_checked = False
@@ -63,7 +85,12 @@ class SourceSession:
 
     def sibling(self) -> SourceSession:
         """Another session like this one (a second connection, e.g. to read ahead)."""
-        return SourceSession(self._url, dialect=self.dialect, timezone=self._timezone)
+        return SourceSession(
+            self._url,
+            dialect=self.dialect,
+            timezone=self._timezone,
+            statement_timeout=self.statement_timeout,
+        )
 
     def __enter__(self) -> SourceSession:
         return self
@@ -124,10 +151,11 @@ class SourceSession:
         self.queries += 1
         if self.dialect is POSTGRES and copy_supported(schema):
             try:
-                return read_copy(self._conn, query, schema)
+                with self.transaction():
+                    return read_copy(self._conn, query, schema)
             except CopyUnsupported as why:  # e.g. a value out of the type's range
                 log.debug("reading through a cursor: %s", why)
-        with self._conn.cursor() as cur:
+        with self.transaction(), self._conn.cursor() as cur:
             cur.execute(query.text, query.params)
             rows = cur.fetchall()
         columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
@@ -142,7 +170,24 @@ class SourceSession:
 
     def _one(self, text: str, params: dict[str, Any] | None = None) -> Any:
         self.queries += 1
-        return self._conn.execute(text, params).fetchone()
+        with self.transaction():
+            return self._conn.execute(text, params).fetchone()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A read-only transaction with the statement timeout (see the class docstring)."""
+        try:
+            with self._conn.transaction():
+                milliseconds = max(1, round(self.statement_timeout * 1000))
+                self._conn.execute(f"SET LOCAL statement_timeout = {milliseconds}")
+                yield
+        except psycopg.errors.QueryCanceled as error:
+            if "statement timeout" not in str(error):
+                raise
+            raise SourceTimeout(
+                f"a statement on the source at {mask_secrets(self._url)} ran longer than"
+                f" capture.statement_timeout_seconds ({self.statement_timeout:g} s)"
+            ) from error
 
 
 def source_now(session: SourceSession) -> datetime:
