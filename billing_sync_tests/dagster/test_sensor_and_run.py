@@ -103,3 +103,25 @@ def test_sync_run_records_a_materialization_per_batch_with_metadata(
         by_asset = {e.asset_key.to_user_string(): e for e in evaluations}
         assert by_asset["warehouse/payment"].passed
         assert not by_asset["warehouse/product"].passed  # the standard tier has not run yet
+
+
+def test_a_dead_sync_run_worker_is_restarted_by_the_sensor_alone() -> None:
+    """Item 10: with instance run retries on (dagster.yaml), a tier run whose worker died
+    was retried by the daemon and started again by the sensor. The sensor owns it."""
+    from dagster._core.events import RunFailureReason
+    from dagster._core.storage.tags import RUN_FAILURE_REASON_TAG
+    from dagster._daemon.auto_run_reexecution.auto_run_reexecution import should_retry
+
+    definitions = defs()
+    overrides = {"run_retries": {"enabled": True, "max_retries": 1}}
+    with dg.instance_for_test(overrides=overrides) as instance:
+        for job_name, retried in (("sync_priority_job", False), ("parity_checks_job", True)):
+            job = definitions.resolve_job_def(job_name)
+            run = instance.create_run_for_job(job, tags=dict(job.tags))
+            instance.add_run_tags(
+                run.run_id, {RUN_FAILURE_REASON_TAG: RunFailureReason.RUN_WORKER_RESTART.value}
+            )
+            instance.report_run_failed(run)
+            failed = instance.get_run_by_id(run.run_id)
+            assert failed is not None and failed.status == dg.DagsterRunStatus.FAILURE
+            assert should_retry(failed, instance) is retried, job_name
