@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import duckdb
+
 from billing_sync.capture.query import qualified
 from billing_sync.capture.window import OpenTransaction
 from billing_sync.load.cache import CacheBusy
@@ -110,7 +112,7 @@ def _cache_state(
                 ).fetchall()
             )
             return counts, batches
-    except CacheBusy:
+    except (CacheBusy, duckdb.Error):  # busy, or damaged (CacheDamaged, or a block read late)
         return None, None
 
 
