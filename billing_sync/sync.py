@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import polars as pl
@@ -27,7 +28,7 @@ from billing_sync.capture.query import (
     build_region_keys_query,
     build_rows_by_key_query,
 )
-from billing_sync.capture.regression import RegressionGuard, newest_change
+from billing_sync.capture.regression import RegressionGuard, gone_rows, newest_change
 from billing_sync.capture.snapshot import build_count_query, build_snapshot_query, check_filter
 from billing_sync.capture.window import Cursor, Horizon, OpenTransaction, Window, advance
 from billing_sync.config import Settings, SourceCatalog, TableMapping, Tier, load_catalogs
@@ -116,7 +117,7 @@ class SyncEngine:
 
     def __post_init__(self) -> None:
         capture = self.settings.capture
-        self.guard = RegressionGuard(capture)
+        self.guard = RegressionGuard(capture, find_gone=partial(gone_rows, self))
         key = self.settings.hmac_key
         self.protector = Protector.for_catalogs(
             self.catalogs, hmac_key=key.get_secret_value() if key else None

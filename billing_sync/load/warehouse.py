@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,13 @@ being written, and a second write within that second keeps the stamp (the tail r
 it once the second is settled, see :mod:`billing_sync.capture.window`). Reads of one
 table apply in the order they were taken, so the later read of an equal version is the
 more recent content. Identical content is skipped, so a replay writes nothing."""
+
+CHANGED_CONTENT = (
+    "(t._source_version, t._row_hash, t._is_deleted)"
+    " IS DISTINCT FROM (EXCLUDED._source_version, EXCLUDED._row_hash, EXCLUDED._is_deleted)"
+)
+"""The guard of :meth:`Warehouse.commit_read`: the read is the latest, so any other content
+loses to it, whatever its version (a source stamp that went backwards, DESIGN §11)."""
 
 _STATE_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS billing;
@@ -358,6 +366,34 @@ class Warehouse:
                 quarantine=quarantine,
             )  # fmt: skip
 
+    def commit_read(
+        self,
+        *,
+        system: str,
+        mapping: TableMapping,
+        read: Callable[[], tuple[pa.Table, Screened]],
+        kind: str,
+        run_id: str | None = None,
+    ) -> tuple[CommitResult, pa.Table]:
+        """Read rows (``read``: from the source, normalized and screened) while holding the
+        entity's lock, and merge them over whatever the warehouse holds, without moving the
+        watermark. Returns the commit and the rows merged.
+
+        Reads of a table are ordered in time and the later read of a key is its truer
+        content. Every batch of the entity that committed before this one took its read
+        before this lock was granted, so before ``read`` ran: these rows are newer
+        content than any of them, even when their source stamp is older (a stamp that
+        went backwards). A batch whose read was in flight commits after this one and
+        keeps the usual version guard. ``verify --repair`` uses this; the lock is held
+        only for the read of the differing keys.
+        """
+        with self.conn.transaction():
+            self._lock_entity(mapping.entity)
+            rows, screened = read()
+            info = BatchInfo(kind, None, None, None, run_id)
+            result = self._write(system, mapping, rows, info, overwrite=True, quarantine=screened)
+        return result, rows
+
     def _write(
         self,
         system: str,
@@ -369,6 +405,7 @@ class Warehouse:
         late_rows: int = 0,
         quarantine: Screened | None = None,
         bulk: bool = False,
+        overwrite: bool = False,
     ) -> CommitResult:
         """Inside the caller's transaction: lock the entity, merge, log the batch, and
         record what validation quarantined or released.
@@ -389,7 +426,14 @@ class Warehouse:
             deleted = pc.sum(rows.column("_is_deleted")).as_py() or 0
             counts, written = (rows.num_rows, 0, int(deleted)), frozenset[str]()
         else:
-            counts, written = self._merge(columns, rows, batch_id, replace_equal=replace_equal)
+            guard = (
+                CHANGED_CONTENT
+                if overwrite
+                else "t._source_version <= EXCLUDED._source_version"
+                if replace_equal
+                else NEWER_OR_CHANGED_AT_EQUAL_VERSION
+            )
+            counts, written = self._merge(columns, rows, batch_id, guard=guard)
         self.conn.execute(
             f"UPDATE {STATE_SCHEMA}.entity_state SET last_batch_id = %s WHERE entity = %s",
             (batch_id, mapping.entity),
@@ -452,7 +496,7 @@ class Warehouse:
         )
 
     def _merge(
-        self, columns: EntityColumns, rows: pa.Table, batch_id: int, *, replace_equal: bool
+        self, columns: EntityColumns, rows: pa.Table, batch_id: int, *, guard: str
     ) -> tuple[tuple[int, int, int], frozenset[str]]:
         """Merge ``rows``; return (inserted, updated, deleted) and the keys it wrote."""
         loaded = columns.loaded
@@ -465,11 +509,6 @@ class Warehouse:
         schema = entity_arrow_schema(columns)
         copy_rows(self.conn, incoming, rows, pa.schema([schema.field(name) for name in loaded]))
         updates = ", ".join(f'"{name}" = EXCLUDED."{name}"' for name in columns.all)
-        guard = (
-            "t._source_version <= EXCLUDED._source_version"
-            if replace_equal
-            else NEWER_OR_CHANGED_AT_EQUAL_VERSION
-        )
         result = self.conn.execute(
             f"INSERT INTO {columns.table} AS t ({names}, _batch_id)"
             f" SELECT {names}, %s FROM {incoming}"
