@@ -151,8 +151,9 @@ class RegressionGuard:
         if gone.rows <= math.floor(fraction * gone.warehouse_rows):
             return  # deletes within the cap: the parity schedule flags them
         reason = (
-            f"{gone.rows} of the warehouse's {gone.warehouse_rows} rows are no longer in the "
-            f"source (it holds {in_source} rows): more than max_shrink_fraction={fraction}"
+            f"the source shrank: {gone.rows} of the warehouse's {gone.warehouse_rows} rows are "
+            f"no longer in it (it holds {in_source} rows), more than "
+            f"max_shrink_fraction={fraction}"
         )
         events.record_refusal(
             warehouse.conn, system=catalog.system, table=mapping.table, entity=mapping.entity,

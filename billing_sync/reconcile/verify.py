@@ -635,7 +635,7 @@ def _repair_from_source(
                 for chunk in _chunks(keys)
             ]
         )
-        rows, screened = engine.prepare(raw, catalog, mapping)
+        rows, screened = engine.prepare(raw, catalog, mapping, polars_validation=True)
         quarantined = screened.quarantined
         return rows, screened
 
