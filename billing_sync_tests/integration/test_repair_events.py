@@ -158,7 +158,7 @@ def test_a_mass_delete_keeps_the_sync_refused_until_the_deletes_are_confirmed(
             f'DELETE FROM {PAYMENT} WHERE "PAYMENT_NO" % 100 < 7'
         ).rowcount  # about 7%, past the 5% cap
     assert 0.05 * total < deleted < 0.1 * total
-    with pytest.raises(SourceRegressionError, match="the source shrank: .* no longer in it"):
+    with pytest.raises(SourceRegressionError, match=r"the source shrank: .* no longer in it"):
         engine.sync_once()
     (refusal,) = events.open_refusals(engine.warehouse.conn)
     assert refusal.name == "icoms.PAYMENT" and refusal.gone == deleted
