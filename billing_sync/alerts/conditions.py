@@ -18,7 +18,13 @@ FRESHNESS = "freshness_breach"
 LATE_ROWS = "late_rows"
 QUARANTINE_SPIKE = "quarantine_spike"
 HORIZON_HELD = "horizon_held"
-KINDS = (RUN_FAILED, CHECK_ERROR, FRESHNESS, LATE_ROWS, QUARANTINE_SPIKE, HORIZON_HELD)
+PARITY_REPAIRED = "parity_repaired"
+SHRINK_REFUSED = "shrink_refused"
+CACHE_SET_ASIDE = "cache_set_aside"
+KINDS = (
+    RUN_FAILED, CHECK_ERROR, FRESHNESS, LATE_ROWS, QUARANTINE_SPIKE, HORIZON_HELD,
+    PARITY_REPAIRED, SHRINK_REFUSED, CACHE_SET_ASIDE,
+)  # fmt: skip
 
 #: What on-call does about each kind: the README's Operations runbook, in one line.
 ACTIONS: dict[str, str] = {
@@ -34,6 +40,14 @@ ACTIONS: dict[str, str] = {
     "`release` rows that are acceptable",
     HORIZON_HELD: "a source transaction has been open too long: ask the biller's DBA about "
     "the pid; freshness waits for it",
+    PARITY_REPAIRED: "the tail missed rows that parity repaired: rows committed later than "
+    "capture.lookback_seconds (raise it, or capture.delay_seconds), or source stamps going "
+    "backwards (an application server's clock lagging: fix its clock)",
+    SHRINK_REFUSED: "rows vanished from the source beyond the delete cap and the table's sync "
+    "is stopped: check the source (an outage, a restore); if the rows were really deleted, "
+    "`billing-sync verify SYSTEM.TABLE --repair --max-delete-fraction F` confirms them",
+    CACHE_SET_ASIDE: "the DuckDB cache file was unreadable and was set aside; the cache is "
+    "rebuilt from the warehouse. Look at the disk (full? failing?), then remove the file",
 }
 
 
@@ -187,5 +201,71 @@ def horizon_held(
             f"{system} transaction pid {pid} has held the capture horizon back for "
             f"{hold_seconds:.0f}s (limit {limit_seconds:.0f}s)",
             {"pid": pid, "hold_seconds": hold_seconds},
+        )
+    ]
+
+
+def parity_repairs(
+    by_table: Mapping[str, Mapping[str, int]], *, window_seconds: float
+) -> list[Condition]:
+    """Rows ``verify --repair`` had to repair within the window: the tail missed them."""
+    found = []
+    for table, counts in sorted(by_table.items()):
+        backwards = counts.get("backwards", 0)
+        repaired = sum(counts.get(kind, 0) for kind in ("missing", "stale", "deleted"))
+        if not repaired:
+            continue
+        text = ", ".join(
+            f"{counts[kind]} {kind}" for kind in ("missing", "stale", "deleted") if counts.get(kind)
+        )
+        found.append(
+            Condition(
+                PARITY_REPAIRED,
+                table,
+                "warning",
+                f"parity repaired {table} within {window_seconds / 60:.0f} min: {text}"
+                + (f" ({backwards} back to an older source version)" if backwards else ""),
+                {"table": table, **counts},
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class ShrinkRefusal:
+    table: str  # system.TABLE
+    gone: int
+    warehouse_rows: int
+    reason: str
+
+
+def shrink_refusals(refusals: Iterable[ShrinkRefusal]) -> list[Condition]:
+    """An open refusal to follow a source that lost rows (until an operator resolves it)."""
+    return [
+        Condition(
+            SHRINK_REFUSED,
+            refusal.table,
+            "critical",
+            f"{refusal.table}: {refusal.gone} of {refusal.warehouse_rows} rows are gone from the "
+            "source, past the delete cap; its sync is stopped until resolved",
+            {"table": refusal.table, "gone": refusal.gone, "reason": refusal.reason},
+        )
+        for refusal in refusals
+    ]
+
+
+def cache_set_aside(files: Iterable[str]) -> list[Condition]:
+    """Damaged cache files set aside and not removed yet (one condition for all)."""
+    names = sorted(files)
+    if not names:
+        return []
+    return [
+        Condition(
+            CACHE_SET_ASIDE,
+            "cache",
+            "warning",
+            f"the DuckDB cache was unreadable and was set aside ({len(names)} file(s), latest "
+            f"{names[-1]}); it is rebuilt from the warehouse",
+            {"files": names},
         )
     ]

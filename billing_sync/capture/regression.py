@@ -3,13 +3,26 @@
 A source restored from an older copy, or a clock set back, shows a newest change below
 the committed watermark, or fewer rows than the warehouse holds. Either fails the run
 loudly with what was seen and how to re-base; nothing is silently re-based.
+
+The row count is only the trigger: inserts after a mass delete lift it again, and a
+guard on totals alone then passed while thousands of deleted rows stayed unflagged. When
+the count drops past ``max_shrink_fraction``, the keys are compared (``find_gone``: the
+warehouse rows the source no longer has, by key-range hashing), and a refusal is stored
+(``refusals``: :mod:`billing_sync.reconcile.events`, given by the engine, since capture sits
+below the layers that store state): the table's sync keeps failing, whatever the
+count does next, until a verify finds every such row flagged deleted or back.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol
+
+import psycopg
 
 from billing_sync.capture.query import build_high_watermark_query, decode_high_watermark
 from billing_sync.capture.window import Cursor
@@ -26,7 +39,43 @@ class _Source(Protocol):
 
 
 class _Warehouse(Protocol):
+    conn: psycopg.Connection[Any]
+
     def live_rows(self, system: str, mapping: TableMapping) -> int: ...
+
+
+class Gone(NamedTuple):
+    """Warehouse rows (not flagged deleted) whose key the source no longer holds."""
+
+    rows: int
+    warehouse_rows: int
+
+
+FindGone = Callable[[SourceCatalog, TableMapping], Gone]
+
+
+class _Refusal(Protocol):
+    @property
+    def detected_at(self) -> datetime: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def gone(self) -> int: ...
+    @property
+    def warehouse_rows(self) -> int: ...
+
+
+class RefusalStore(Protocol):
+    """Where refusals persist (:mod:`billing_sync.reconcile.events` satisfies it)."""
+
+    def open_refusals(
+        self, conn: psycopg.Connection[Any], *, system: str | None = ..., table: str | None = ...
+    ) -> list[Any]: ...
+
+    def record_refusal(
+        self, conn: psycopg.Connection[Any], *, system: str, table: str, entity: str,
+        gone: int, warehouse_rows: int, reason: str,
+    ) -> None: ...  # fmt: skip
 
 
 class _Watermark(Protocol):
@@ -39,6 +88,12 @@ REBASE_HINT = (
     "`billing-sync rebase {table}` (a new snapshot from the restored source; "
     "`billing-sync verify --repair` then flags rows it no longer has as deleted)."
 )
+RESOLVE_HINT = (
+    "Check the source first (an outage, a restore from an older copy, a purge). If the rows "
+    "were really deleted, `billing-sync verify {table} --repair --max-delete-fraction "
+    "{fraction}` flags them deleted and ends this refusal; if they come back, "
+    "`billing-sync verify {table}` ends it."
+)
 
 
 def newest_change(source: _Source, catalog: SourceCatalog, mapping: TableMapping) -> Any:
@@ -50,6 +105,8 @@ def newest_change(source: _Source, catalog: SourceCatalog, mapping: TableMapping
 @dataclass
 class RegressionGuard:
     settings: CaptureSettings
+    find_gone: FindGone | None = None  # None: the count alone (no key comparison)
+    refusals: RefusalStore | None = None  # None: a refusal lasts one check (not stored)
     _counted_at: dict[str, float] = field(default_factory=dict)
 
     def check(
@@ -75,6 +132,22 @@ class RegressionGuard:
         self, source: _Source, catalog: SourceCatalog, mapping: TableMapping,
         warehouse: _Warehouse, name: str,
     ) -> None:  # fmt: skip
+        # Every batch, not every interval: a refusal stays loud until it is resolved.
+        stored: list[_Refusal] = (
+            []
+            if self.refusals is None
+            else self.refusals.open_refusals(
+                warehouse.conn, system=catalog.system, table=mapping.table
+            )
+        )
+        for refusal in stored:
+            raise SourceRegressionError(
+                f"{name}: sync refused since {refusal.detected_at:%Y-%m-%d %H:%M:%S %Z}: "
+                f"{refusal.reason}. Nothing was written. "
+                + RESOLVE_HINT.format(
+                    table=name, fraction=_fraction(refusal.gone, refusal.warehouse_rows)
+                )
+            )
         interval = self.settings.shrink_check_interval_seconds
         if time.monotonic() - self._counted_at.get(name, float("-inf")) < interval:
             return
@@ -83,10 +156,35 @@ class RegressionGuard:
             source.scalar(f"SELECT count(*) FROM {qualified(catalog.schema_name, mapping.table)}")
         )
         in_warehouse = warehouse.live_rows(catalog.system, mapping)
-        floor = in_warehouse * (1 - self.settings.max_shrink_fraction)
-        if in_source < floor:
-            raise SourceRegressionError(
-                f"{name}: the source holds {in_source} rows, the warehouse {in_warehouse}: it "
-                f"shrank by more than max_shrink_fraction={self.settings.max_shrink_fraction}. "
-                "Nothing was written. " + REBASE_HINT.format(table=name)
-            )
+        fraction = self.settings.max_shrink_fraction
+        if in_source >= in_warehouse * (1 - fraction):
+            return
+        # The count is a trigger; what was deleted decides (inserts would hide deletes).
+        gone = (
+            Gone(in_warehouse - in_source, in_warehouse)
+            if self.find_gone is None
+            else self.find_gone(catalog, mapping)
+        )
+        if gone.rows <= math.floor(fraction * gone.warehouse_rows):
+            return  # deletes within the cap: the parity schedule flags them
+        reason = (
+            f"the source shrank: {gone.rows} of the warehouse's {gone.warehouse_rows} rows are "
+            f"no longer in it (it holds {in_source} rows), more than "
+            f"max_shrink_fraction={fraction}"
+        )
+        if self.refusals is not None:
+            self.refusals.record_refusal(
+                warehouse.conn, system=catalog.system, table=mapping.table,
+                entity=mapping.entity, gone=gone.rows, warehouse_rows=gone.warehouse_rows,
+                reason=reason,
+            )  # fmt: skip
+        raise SourceRegressionError(
+            f"{name}: {reason}. Nothing was written. "
+            + RESOLVE_HINT.format(table=name, fraction=_fraction(gone.rows, gone.warehouse_rows))
+            + " "
+            + REBASE_HINT.format(table=name)
+        )
+
+
+def _fraction(gone: int, rows: int) -> str:
+    return f"{math.ceil(1000 * gone / max(rows, 1)) / 1000:g}"

@@ -10,6 +10,8 @@ from billing_sync.defs.keys import warehouse_key
 from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.defs.validation import CHECK
 from billing_sync.engine.monitor import entity_freshness, horizon_hold, late_rows_by_entity
+from billing_sync.load.cache import set_aside_files
+from billing_sync.reconcile import events
 from billing_sync.validate import quarantine_ops
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
@@ -75,7 +77,8 @@ def alerts_sensor(entities: list[str], jobs: list[str]) -> dg.SensorDefinition:
         minimum_interval_seconds=10,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="POSTs alerts to $BILLING_SYNC_ALERT_WEBHOOK_URL: failed runs, ERROR "
-        "checks, freshness breaches, late rows, quarantine spikes, a held horizon; once "
+        "checks, freshness breaches, late rows, quarantine spikes, a held horizon, parity "
+        "repairs, a refused source shrink, a damaged cache set aside; once "
         "while each lasts, and a resolved message when it clears.",
     )
     def alert(
@@ -100,6 +103,16 @@ def alerts_sensor(entities: list[str], jobs: list[str]) -> dg.SensorDefinition:
                     threshold=limits.quarantine_spike_rows,
                     window_seconds=limits.quarantine_spike_window_seconds,
                 )
+                window = limits.late_rows_window_seconds
+                conn = engine.warehouse.conn
+                active += c.parity_repairs(
+                    events.repairs_within(conn, window_seconds=window), window_seconds=window
+                )
+                active += c.shrink_refusals(
+                    c.ShrinkRefusal(r.name, r.gone, r.warehouse_rows, r.reason)
+                    for r in events.open_refusals(conn)
+                )
+                active += c.cache_set_aside(p.name for p in set_aside_files(engine.cache.path))
                 system, pid, held = horizon_hold(engine)
                 active += c.horizon_held(
                     pid, held, limit_seconds=limits.horizon_hold_limit_seconds, system=system

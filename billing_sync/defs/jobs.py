@@ -38,8 +38,14 @@ def asset_jobs(
             | dg.AssetSelection.checks(*asset.check_keys),
             executor_def=dg.in_process_executor,
             # Run monitoring fails a run past this (a hung source read, say); the sensor then
-            # starts the next from the committed watermark.
-            tags={TIER_TAG: tier, "dagster/max_runtime": str(SYNC_MAX_RUNTIME_SECONDS)},
+            # starts the next from the committed watermark. No run retries: the sensor is the
+            # one owner of restarting a tier. With both, a dead run worker got a retry run
+            # and a sensor run for the same tier (dagster.yaml's run_retries stay for others).
+            tags={
+                TIER_TAG: tier,
+                "dagster/max_runtime": str(SYNC_MAX_RUNTIME_SECONDS),
+                "dagster/max_retries": "0",
+            },
             description=f"Micro-batches of the {tier} tier's tables, looped inside one run.",
         )
         for tier, asset in tier_assets.items()

@@ -104,7 +104,13 @@ def parity_result(
     for part in ("warehouse", "cache"):
         for kind in ("missing", "extra", "stale"):
             metadata[f"{part}_{kind}"] = count(part, kind)
-    for name in ("repaired_missing", "repaired_stale", "deleted", "cache_repaired"):
+    for name in (
+        "repaired_missing",
+        "repaired_stale",
+        "repaired_backwards",
+        "deleted",
+        "cache_repaired",
+    ):
         metadata[name] = total(name)
     cache_errors = [v.cache_error for v, _ in tables if v.cache_error]
     if cache_errors:

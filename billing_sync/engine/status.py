@@ -278,7 +278,7 @@ def _cache_state(
                 ).fetchall()
             )
             return counts, batches
-    except CacheBusy:
+    except (CacheBusy, duckdb.Error):  # busy, or damaged (CacheDamaged, or a block read late)
         return None, None
 
 

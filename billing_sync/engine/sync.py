@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -22,7 +23,7 @@ from billing_sync.capture.lookback import Lookback
 from billing_sync.capture.query import (
     build_change_query,
 )
-from billing_sync.capture.regression import RegressionGuard
+from billing_sync.capture.regression import Gone, RegressionGuard
 from billing_sync.capture.window import Window, advance
 from billing_sync.config import Settings, SourceCatalog, TableMapping, Tier, load_catalogs
 from billing_sync.engine import late_rows, snapshot
@@ -34,6 +35,8 @@ from billing_sync.load.cache import Cache, CacheApplied, CacheBusy
 from billing_sync.load.snapshot_io import SnapshotIO
 from billing_sync.load.warehouse import CommitResult, Warehouse
 from billing_sync.postgres import DatabaseUrls, resolve_database_urls
+from billing_sync.reconcile import events
+from billing_sync.reconcile.verify import verify_table
 from billing_sync.serve.views import create_cache_views, create_warehouse_views
 from billing_sync.source.horizon import Horizon
 from billing_sync.source.reflect import check_catalog
@@ -67,7 +70,7 @@ class SyncEngine:
 
     def __post_init__(self) -> None:
         capture = self.settings.capture
-        self.guard = RegressionGuard(capture)
+        self.guard = RegressionGuard(capture, find_gone=partial(gone_rows, self), refusals=events)
         key = self.settings.hmac_key
         self.protector = Protector.for_catalogs(
             self.catalogs, hmac_key=key.get_secret_value() if key else None
@@ -400,3 +403,10 @@ class SyncEngine:
             if not any(r.more_waiting for r in results):
                 time.sleep(0.2)
         self.catch_up_cache()
+
+
+def gone_rows(engine: SyncEngine, catalog: SourceCatalog, mapping: TableMapping) -> Gone:
+    """The shrink guard's key comparison: verification by key-range hashes, rows read only
+    where a range differs; the warehouse rows the source no longer holds."""
+    checked = verify_table(engine, catalog, mapping, repair=False, check_cache=False)
+    return Gone(len(checked.warehouse.extra), checked.warehouse_rows)

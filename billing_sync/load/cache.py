@@ -14,23 +14,35 @@ catches up. After giving up it waits only ``busy_wait_seconds`` until an open su
 again, so that a reader holding the file for minutes costs each micro-batch little.
 :attr:`Cache.waits` counts how often the file was held and for how long the writer held
 it. How readers connect: :mod:`billing_sync.serve.reader`.
+
+A file DuckDB cannot read (cut short by a full disk or a copy that stopped half-way)
+would fail every write and every read for good. The writer sets it aside instead, as
+``<file>.damaged-<UTC time>`` beside it, starts a new file and lets it catch up from the
+warehouse like a lost cache; the file set aside stays (and keeps an alert firing, see
+:func:`set_aside_files`) until an operator has looked at it and removed it.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 import duckdb
 import pyarrow as pa
 
 from billing_sync.entities import ENTITY_SCHEMA, STATE_SCHEMA, EntityColumns
 from billing_sync.faults import crash_point
-from billing_sync.load.locking import LockWaits, is_lock_conflict, open_duckdb
+from billing_sync.load.locking import LockWaits, gate, is_damaged, is_lock_conflict, open_duckdb
 from billing_sync.private_files import private_dir, private_file
+
+log = logging.getLogger(__name__)
 
 LOCK_WAIT_SECONDS = 1.0  # for readers' short queries and another tier's apply to end
 BUSY_WAIT_SECONDS = 0.05  # while a reader keeps the file: one or two quick tries
@@ -48,6 +60,20 @@ CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.cache_state (
 
 class CacheBusy(RuntimeError):
     """Another process holds the DuckDB file; the cache falls behind and catches up later."""
+
+
+class CacheDamaged(CacheBusy):
+    """The DuckDB file cannot be read. A kind of busy: every caller that carries on without
+    the cache carries on without it here too, until the writer has rebuilt it."""
+
+
+DAMAGED_SUFFIX = ".damaged-"
+
+
+def set_aside_files(path: Path) -> list[Path]:
+    """Damaged cache files set aside beside ``path`` and not removed yet (oldest first)."""
+    found = path.parent.glob(f"{path.name}{DAMAGED_SUFFIX}*")
+    return sorted(p for p in found if not p.name.endswith(".wal"))
 
 
 @dataclass(frozen=True)
@@ -70,6 +96,31 @@ class HoldTimes:
         self.holds += 1
         self.seconds += seconds
         self.max_seconds = max(self.max_seconds, seconds)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _rebuilt_once(method: Callable[Concatenate[Cache, P], R]) -> Callable[Concatenate[Cache, P], R]:
+    """A write that found the file damaged (and set it aside) runs once more: on the new,
+    empty file it catches up from the warehouse whole instead of failing every run."""
+
+    def again(self: Cache, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except CacheDamaged:
+            return method(self, *args, **kwargs)
+
+    again.__doc__ = method.__doc__
+    return again
 
 
 CatchUpSource = Callable[[EntityColumns, int], tuple[pa.Table, int]]
@@ -100,7 +151,25 @@ class Cache:
     def _connect(
         self, *, read_only: bool = False, wait_seconds: float = READ_WAIT_SECONDS
     ) -> duckdb.DuckDBPyConnection:
-        """A connection the caller closes; read-only ones wait up to ``wait_seconds``."""
+        """A connection the caller closes; read-only ones wait up to ``wait_seconds``.
+
+        A damaged file raises :class:`CacheDamaged` to a reader; a writer sets it aside
+        and gets a new file (its entities then catch up from the warehouse)."""
+        inode = _inode(self.path)
+        try:
+            return self._open(read_only=read_only, wait_seconds=wait_seconds)
+        except duckdb.Error as error:
+            if not is_damaged(error):
+                raise
+            if read_only:
+                raise CacheDamaged(
+                    f"the DuckDB cache {self.path} is damaged ({error}); the sync's next "
+                    "write sets it aside and rebuilds the cache from the warehouse"
+                ) from error
+            self._set_aside(error, inode)
+        return self._open(read_only=False, wait_seconds=wait_seconds)
+
+    def _open(self, *, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyConnection:
         try:
             if read_only:
                 return open_duckdb(self.path, read_only=True, wait_seconds=wait_seconds)
@@ -128,12 +197,52 @@ class Cache:
     def _writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
         con = self._connect()
         opened = time.monotonic()
+        inode = _inode(self.path)
+        damaged: duckdb.Error | None = None
         try:
             yield con
+        except duckdb.Error as error:
+            # A block read only now (the file opened, a table's data is cut off).
+            if not is_damaged(error):
+                raise
+            damaged = error
         finally:
-            con.close()  # the close checkpoints: part of the hold
+            try:
+                con.close()  # the close checkpoints: part of the hold
+            except duckdb.Error:
+                if damaged is None:
+                    raise
             self.held.record(time.monotonic() - opened)
+        if damaged is not None:
+            self._set_aside(damaged, inode)
+            raise CacheDamaged(
+                f"the DuckDB cache {self.path} was damaged ({damaged}); it was set aside and "
+                "is rebuilt from the warehouse"
+            ) from damaged
 
+    def _set_aside(self, error: duckdb.Error, inode: int | None) -> None:
+        """Move the damaged file (``inode``: the one found damaged) and its WAL aside,
+        unless another process did already (the file there is another, or none)."""
+        deadline = time.monotonic() + self.lock_wait_seconds
+        try:
+            with gate(self.path, exclusive=True, deadline=deadline):
+                if inode is None or _inode(self.path) != inode:
+                    return
+                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+                target = self.path.with_name(f"{self.path.name}{DAMAGED_SUFFIX}{stamp}")
+                os.replace(self.path, target)
+                wal = Path(f"{self.path}.wal")
+                if wal.exists():
+                    os.replace(wal, Path(f"{target}.wal"))
+        except duckdb.IOException as busy:  # the gate stayed taken
+            raise CacheBusy(f"the DuckDB cache {self.path} is held: {busy}") from error
+        log.error(
+            "the DuckDB cache %s was unreadable (%s): set aside as %s; a new cache is built "
+            "from the warehouse. Remove the damaged file once looked at.",
+            self.path, error, target.name,
+        )  # fmt: skip
+
+    @_rebuilt_once
     def setup(self) -> None:
         """Create the cache's tables (idempotent); raises :class:`CacheBusy` if held."""
         with self._writing() as con:
@@ -161,6 +270,7 @@ class Cache:
         if self.on_create is not None:
             self.on_create(con)
 
+    @_rebuilt_once
     def apply(
         self,
         columns: EntityColumns,
@@ -185,6 +295,7 @@ class Cache:
         # Behind: read the warehouse with the file closed, then apply.
         return self.catch_up(columns, catch_up=catch_up, applied=applied)
 
+    @_rebuilt_once
     def delete_keys(self, columns: EntityColumns, *, system: str, keys: list[str]) -> int:
         """Drop cached rows the warehouse does not hold (verify --repair); the count."""
         with self._writing() as con:
@@ -199,6 +310,7 @@ class Cache:
                 con.unregister("doomed")
             return int(rows[0][0]) if rows else 0
 
+    @_rebuilt_once
     def catch_up(
         self,
         columns: EntityColumns,

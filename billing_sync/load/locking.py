@@ -49,6 +49,19 @@ def is_lock_conflict(error: BaseException) -> bool:
     return any(message in text for message in _LOCK_MESSAGES)
 
 
+# What DuckDB says of a file cut short or overwritten (a full disk, a copy that stopped
+# half-way): no retry reads it, so the writer sets the file aside and rebuilds it.
+_DAMAGE_MESSAGES = ("could not read enough bytes", "not a valid duckdb database file", "checksum")
+
+
+def is_damaged(error: BaseException) -> bool:
+    """True when ``error`` says the database file itself is unreadable (truncated, garbage)."""
+    if not isinstance(error, duckdb.Error) or is_lock_conflict(error):
+        return False
+    text = str(error).lower()
+    return any(message in text for message in _DAMAGE_MESSAGES)
+
+
 @dataclass(frozen=True)
 class LockWait:
     """One open of the file: when it ended (``time.time()``), how long it took to get in."""

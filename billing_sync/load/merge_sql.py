@@ -27,6 +27,12 @@ more recent content. Identical content is skipped, so a replay writes nothing.""
 REPLACE_EQUAL_VERSION = "t._source_version <= EXCLUDED._source_version"
 """The guard of a repair: an equal version is written again (verify found it differs)."""
 
+LATER_READ = "true"
+"""The guard of :meth:`~billing_sync.load.warehouse.Warehouse.commit_read`: the read is the
+latest, so it replaces the row whatever its version (a source stamp that went backwards,
+DESIGN §11) and even when the lineage looks equal (verify hashes the columns: a row edited
+in the warehouse keeps its ``_row_hash``)."""
+
 
 def _names(columns: list[str]) -> str:
     return ", ".join(quote_ident(name) for name in columns)
@@ -40,17 +46,25 @@ def build_incoming_table(columns: EntityColumns, incoming: str) -> str:
     )
 
 
-def build_merge(columns: EntityColumns, incoming: str, *, replace_equal: bool) -> str:
+def build_merge(
+    columns: EntityColumns,
+    incoming: str,
+    *,
+    replace_equal: bool = False,
+    guard: str | None = None,
+) -> str:
     """Merge ``incoming`` into the entity table with ``_batch_id`` bound as ``%s``.
 
     Returns one row per row written: whether it was inserted (``xmax = 0``), whether it
-    is a delete, and its ``_source_key``.
+    is a delete, and its ``_source_key``. ``guard``: one of this module's guards, when not
+    the one ``replace_equal`` picks.
     """
     names = _names(columns.loaded)
     updates = ", ".join(
         f"{quote_ident(name)} = EXCLUDED.{quote_ident(name)}" for name in columns.all
     )
-    guard = REPLACE_EQUAL_VERSION if replace_equal else NEWER_OR_CHANGED_AT_EQUAL_VERSION
+    if guard is None:
+        guard = REPLACE_EQUAL_VERSION if replace_equal else NEWER_OR_CHANGED_AT_EQUAL_VERSION
     return (
         f"INSERT INTO {columns.table} AS t ({names}, _batch_id)"
         f" SELECT {names}, %s FROM {incoming}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,13 @@ from billing_sync.entities import (
 )
 from billing_sync.load.copy_in import copy_rows
 from billing_sync.load.drift import check_columns
-from billing_sync.load.merge_sql import build_incoming_table, build_merge
+from billing_sync.load.merge_sql import (
+    LATER_READ,
+    NEWER_OR_CHANGED_AT_EQUAL_VERSION,
+    REPLACE_EQUAL_VERSION,
+    build_incoming_table,
+    build_merge,
+)
 from billing_sync.secrets import mask_error, mask_secrets
 from billing_sync.validate.quarantine import QUARANTINE_DDL, QUARANTINE_TABLE, payload_table
 from billing_sync.validate.quarantine import create_tables as create_quarantine_tables
@@ -350,6 +357,34 @@ class Warehouse:
                 quarantine=quarantine,
             )  # fmt: skip
 
+    def commit_read(
+        self,
+        *,
+        system: str,
+        mapping: TableMapping,
+        read: Callable[[], tuple[pa.Table, Screened]],
+        kind: str,
+        run_id: str | None = None,
+    ) -> tuple[CommitResult, pa.Table]:
+        """Read rows (``read``: from the source, normalized and screened) while holding the
+        entity's lock, and merge them over whatever the warehouse holds, without moving the
+        watermark. Returns the commit and the rows merged.
+
+        Reads of a table are ordered in time and the later read of a key is its truer
+        content. Every batch of the entity that committed before this one took its read
+        before this lock was granted, so before ``read`` ran: these rows are newer
+        content than any of them, even when their source stamp is older (a stamp that
+        went backwards). A batch whose read was in flight commits after this one and
+        keeps the usual version guard. ``verify --repair`` uses this; the lock is held
+        only for the read of the differing keys.
+        """
+        with self.conn.transaction():
+            self._lock_entity(mapping.entity)
+            rows, screened = read()
+            info = BatchInfo(kind, None, None, None, run_id)
+            result = self._write(system, mapping, rows, info, overwrite=True, quarantine=screened)
+        return result, rows
+
     def _write(
         self,
         system: str,
@@ -361,6 +396,7 @@ class Warehouse:
         late_rows: int = 0,
         quarantine: Screened | None = None,
         bulk: bool = False,
+        overwrite: bool = False,
     ) -> CommitResult:
         """Inside the caller's transaction: lock the entity, merge, log the batch, and
         record what validation quarantined or released.
@@ -381,7 +417,14 @@ class Warehouse:
             deleted = pc.sum(rows.column("_is_deleted")).as_py() or 0
             counts, written = (rows.num_rows, 0, int(deleted)), frozenset[str]()
         else:
-            counts, written = self._merge(columns, rows, batch_id, replace_equal=replace_equal)
+            guard = (
+                LATER_READ
+                if overwrite
+                else REPLACE_EQUAL_VERSION
+                if replace_equal
+                else NEWER_OR_CHANGED_AT_EQUAL_VERSION
+            )
+            counts, written = self._merge(columns, rows, batch_id, guard=guard)
         self.conn.execute(
             f"UPDATE {STATE_SCHEMA}.entity_state SET last_batch_id = %s WHERE entity = %s",
             (batch_id, mapping.entity),
@@ -444,7 +487,7 @@ class Warehouse:
         )
 
     def _merge(
-        self, columns: EntityColumns, rows: pa.Table, batch_id: int, *, replace_equal: bool
+        self, columns: EntityColumns, rows: pa.Table, batch_id: int, *, guard: str
     ) -> tuple[tuple[int, int, int], frozenset[str]]:
         """Merge ``rows``; return (inserted, updated, deleted) and the keys it wrote."""
         incoming = f"_incoming_{batch_id}"  # two merges may share one transaction
@@ -452,7 +495,7 @@ class Warehouse:
         schema = entity_arrow_schema(columns)
         loaded = pa.schema([schema.field(name) for name in columns.loaded])
         copy_rows(self.conn, incoming, rows, loaded)
-        merge = build_merge(columns, incoming, replace_equal=replace_equal)
+        merge = build_merge(columns, incoming, guard=guard)
         result = self.conn.execute(merge, (batch_id,)).fetchall()
         inserted = sum(1 for is_new, _, _ in result if is_new)
         deleted = sum(1 for _, is_deleted, _ in result if is_deleted)

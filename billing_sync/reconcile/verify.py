@@ -28,9 +28,13 @@ has not applied yet are left out on both sides. The DuckDB file is opened read-o
 another process holds it, the report says "cache busy".
 
 With ``repair``: missing and stale rows are read again from the source and go through the
-normal load path (normalize, validate and quarantine, warehouse merge, cache apply), merged
-with ``replace_equal_versions`` (a row changed in the warehouse keeps the source's version)
-and never over a newer version, without moving the watermark. Extra rows are hard deletes:
+normal load path (normalize, validate and quarantine, warehouse merge, cache apply),
+without moving the watermark. The source is the truth: the read happens while the
+entity's lock is held (:meth:`~billing_sync.load.warehouse.Warehouse.commit_read`), so it
+is later than every batch committed before it and replaces their content even where the
+source's stamp is older than the warehouse's (**backwards**: a stamp taken at transaction
+start, an application server whose clock lags, DESIGN §11); such rows are counted apart.
+Every repair is logged (:mod:`.events`) for the alert sensor. Extra rows are hard deletes:
 flagged ``_is_deleted`` in a new batch (so the cache follows) and recorded in
 ``billing_sync.hard_delete``, so later verifies do not report them again, unless they are
 more than ``max_delete_fraction`` of the table's warehouse rows: then nothing is changed
@@ -42,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -62,12 +67,15 @@ from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.entities import ENTITY_SCHEMA, STATE_SCHEMA, entity_columns, rows_to_arrow
 from billing_sync.load.cache import CacheBusy
 from billing_sync.load.warehouse import CommitResult
-from billing_sync.reconcile import hashing
+from billing_sync.reconcile import events, hashing
 from billing_sync.reconcile.engine_port import EnginePort
 from billing_sync.reconcile.hashing import EVERYTHING, KeyRange, Side
 from billing_sync.source.schema import fetch_type, is_composite, source_schema
 from billing_sync.sql import BoundQuery, qualified
 from billing_sync.transform.normalize import source_key
+from billing_sync.validate.quarantine import Screened
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_DELETE_FRACTION = 0.05
 BISECTION_FACTOR = 16
@@ -93,6 +101,8 @@ class Differences:
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
+    # Of ``stale``: the source holds an older version than the warehouse (not in ``total``).
+    backwards: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -106,6 +116,8 @@ class Differences:
             if keys:
                 text += f" (e.g. {', '.join(keys[:sample])})"
             parts.append(text)
+        if self.backwards:
+            parts.append(f"of them with an older source version {len(self.backwards)}")
         return ", ".join(parts)
 
 
@@ -133,6 +145,7 @@ class TableVerification:
     cache_rows_read: int = 0  # lineage rows fetched from differing buckets, both engines
     repaired_missing: int = 0
     repaired_stale: int = 0
+    repaired_backwards: int = 0  # of ``repaired_stale``: back to an older source version
     deleted: int = 0  # hard deletes flagged ``_is_deleted``
     cache_repaired: int = 0
     delete_cap: int = 0  # the most extra rows a repair may flag deleted
@@ -363,6 +376,7 @@ class _Found:
     missing: list[_SourceRow] = field(default_factory=list)
     stale: list[_SourceRow] = field(default_factory=list)
     extra: list[_WarehouseRow] = field(default_factory=list)
+    backwards: list[_SourceRow] = field(default_factory=list)  # of ``stale``
 
 
 def _diff(differ: _Differ, *, segment_rows: int, leaf_rows: int) -> _Found:
@@ -425,6 +439,8 @@ def _classify(differ: _Differ, candidates: list[tuple[Any, ...]]) -> _Found:
             found.missing.append(source)
         elif source is not None and warehouse is not None and source.hash != warehouse.hash:
             found.stale.append(source)
+            if source.change_ts < warehouse.version:
+                found.backwards.append(source)
     return found
 
 
@@ -527,10 +543,12 @@ def verify_table(
         found.missing = [r for r, k in zip(found.missing, keys, strict=True) if k not in held]
         keys = _source_keys(mapping, [row.key for row in found.stale])
         found.stale = [r for r, k in zip(found.stale, keys, strict=True) if k not in held]
+        found.backwards = [row for row in found.backwards if row in found.stale]
     result.warehouse = Differences(
         missing=sorted(_source_keys(mapping, [row.key for row in found.missing])),
         extra=sorted(row.source_key for row in found.extra),
         stale=sorted(_source_keys(mapping, [row.key for row in found.stale])),
+        backwards=sorted(_source_keys(mapping, [row.key for row in found.backwards])),
     )
     result.delete_cap = math.floor(max_delete_fraction * result.warehouse_rows)
     if len(found.extra) > result.delete_cap:
@@ -542,6 +560,11 @@ def verify_table(
     if repair:
         if result.refused:
             result.seconds = time.perf_counter() - started
+            events.record_refusal(
+                engine.warehouse.conn, system=catalog.system, table=mapping.table,
+                entity=mapping.entity, gone=len(found.extra),
+                warehouse_rows=result.warehouse_rows, reason=result.refused,
+            )  # fmt: skip
             raise DeleteCapExceeded(
                 f"{result.refused}. Nothing was changed. A source outage, a restore from an "
                 "older copy or a purge would look like this: check the source first. If the "
@@ -552,6 +575,18 @@ def verify_table(
             )
         _repair_from_source(engine, catalog, mapping, found, result)
         _apply_hard_deletes(engine, catalog, mapping, found.extra, result)
+        events.record_repair(
+            engine.warehouse.conn, system=catalog.system, table=mapping.table,
+            entity=mapping.entity, missing=result.repaired_missing,
+            stale=result.repaired_stale, backwards=result.repaired_backwards,
+            deleted=result.deleted, sample=result.warehouse.summary(), run_id=engine.run_id,
+        )  # fmt: skip
+    if len(found.extra) <= result.deleted:
+        # Nothing the source lacks is left unflagged: deletes confirmed, or rows back.
+        events.resolve_refusal(
+            engine.warehouse.conn, system=catalog.system, table=mapping.table,
+            resolution=f"verify: {result.deleted} rows flagged deleted, none missing unflagged",
+        )  # fmt: skip
     if check_cache:
         cache_started = time.perf_counter()
         _verify_cache(engine, catalog, mapping, result, repair=repair)
@@ -587,24 +622,40 @@ def _repair_from_source(
         return
     session = engine.source(catalog.system)
     schema = source_schema(mapping)
-    raw = pa.concat_tables(
-        [
-            session.read_arrow(
-                build_rows_by_key_query(mapping, schema=catalog.schema_name, keys=list(chunk)),
-                schema,
-            )
-            for chunk in _chunks(keys)
-        ]
+    quarantined = 0
+
+    def read() -> tuple[pa.Table, Screened]:
+        nonlocal quarantined
+        raw = pa.concat_tables(
+            [
+                session.read_arrow(
+                    build_rows_by_key_query(mapping, schema=catalog.schema_name, keys=list(chunk)),
+                    schema,
+                )
+                for chunk in _chunks(keys)
+            ]
+        )
+        rows, screened = engine.prepare(raw, catalog, mapping, polars_validation=True)
+        quarantined = screened.quarantined
+        return rows, screened
+
+    # Read under the entity's lock: later than every batch committed, so it wins over
+    # their content whatever the stamps say (see Warehouse.commit_read).
+    commit, rows = engine.warehouse.commit_read(
+        system=catalog.system, mapping=mapping, read=read, kind="repair", run_id=engine.run_id
     )
-    rows, screened = engine.prepare(raw, catalog, mapping)
-    commit = engine.warehouse.commit_rows(
-        system=catalog.system, mapping=mapping, rows=rows, kind="repair",
-        replace_equal_versions=True, run_id=engine.run_id, quarantine=screened,
-    )  # fmt: skip
     result.repaired_missing = len(commit.written_keys & set(result.warehouse.missing))
     result.repaired_stale = len(commit.written_keys & set(result.warehouse.stale))
-    if screened.quarantined:
-        result.notes.append(f"{screened.quarantined} repaired rows went to quarantine")
+    result.repaired_backwards = len(commit.written_keys & set(result.warehouse.backwards))
+    if result.repaired_backwards:
+        log.warning(
+            "%s: %d rows repaired back to an older source version than the warehouse held "
+            "(e.g. %s): source stamps went backwards (transaction-start stamps or a lagging "
+            "application clock)",
+            result.name, result.repaired_backwards, ", ".join(result.warehouse.backwards[:5]),
+        )  # fmt: skip
+    if quarantined:
+        result.notes.append(f"{quarantined} repaired rows went to quarantine")
     _apply_to_cache(engine, mapping, rows, commit, result)
 
 
@@ -801,7 +852,9 @@ def format_verification(v: TableVerification) -> str:
         lines.append(f"  cache: {v.cache.summary()} ({v.cache_rows} rows, {v.cache_seconds:.2f}s)")
     if v.repaired_missing or v.repaired_stale or v.deleted or v.cache_repaired:
         lines.append(
-            f"  repaired: {v.repaired_missing} missing, {v.repaired_stale} stale, "
+            f"  repaired: {v.repaired_missing} missing, {v.repaired_stale} stale"
+            + (f" ({v.repaired_backwards} to an older version)" if v.repaired_backwards else "")
+            + ", "
             f"{v.deleted} flagged deleted, {v.cache_repaired} in the cache"
         )
     if v.refused:

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 import pytest
+import yaml
 
 from billing_sync.definitions import defs
 from billing_sync.defs.keys import TIER_TAG
@@ -103,3 +104,21 @@ def test_sync_run_records_a_materialization_per_batch_with_metadata(
         by_asset = {e.asset_key.to_user_string(): e for e in evaluations}
         assert by_asset["warehouse/payment"].passed
         assert not by_asset["warehouse/product"].passed  # the standard tier has not run yet
+
+
+def test_a_dead_sync_run_worker_is_restarted_by_the_sensor_alone() -> None:
+    """Item 10: with the instance's run retries on (dagster.yaml), a tier run whose worker
+    died was retried by the daemon and started again by the sensor. The sensor owns it: a
+    tier run carries ``dagster/max_retries: 0`` (Dagster's documented per-run override of
+    ``run_retries.max_retries``); other jobs keep the instance's bounded retry."""
+    instance_file = Path(__file__).parents[2] / "dagster.yaml"
+    retries = yaml.safe_load(instance_file.read_text())["run_retries"]
+    assert retries["enabled"] and retries["max_retries"] >= 1, "the tag is what stops them"
+    definitions = defs()
+    with dg.instance_for_test(overrides={"run_retries": retries}) as instance:
+        for tier in ("priority", "standard", "bulk"):
+            job = definitions.resolve_job_def(f"sync_{tier}_job")
+            run = instance.create_run_for_job(job, tags=dict(job.tags))
+            assert run.tags.get("dagster/max_retries") == "0", tier
+        parity = definitions.resolve_job_def("parity_checks_job")
+        assert "dagster/max_retries" not in parity.tags

@@ -96,3 +96,20 @@ def test_without_a_webhook_alerts_are_only_logged() -> None:
         now=0.0,
     )
     assert "horizon_held:source" in result.state.firing
+
+
+def test_parity_repairs_refusals_and_a_damaged_cache_fire_with_an_action() -> None:
+    repairs = {
+        "icoms.PAYMENT": {"missing": 0, "stale": 2, "backwards": 1, "deleted": 0},
+        "icoms.ACCOUNT": {"missing": 0, "stale": 0, "backwards": 0, "deleted": 0},
+    }
+    (repaired,) = c.parity_repairs(repairs, window_seconds=600)
+    assert repaired.key == "parity_repaired:icoms.PAYMENT"
+    assert "2 stale" in repaired.summary and "1 back to an older source version" in repaired.summary
+    (refused,) = c.shrink_refusals([c.ShrinkRefusal("icoms.PAYMENT", 4477, 70000, "why")])
+    assert refused.severity == "critical" and "4477 of 70000" in refused.summary
+    assert "--max-delete-fraction" in refused.action
+    assert c.cache_set_aside([]) == []
+    (aside,) = c.cache_set_aside(["cache.duckdb.damaged-2", "cache.duckdb.damaged-1"])
+    assert "latest cache.duckdb.damaged-2" in aside.summary and "remove" in aside.action
+    assert {repaired.kind, refused.kind, aside.kind} <= set(c.KINDS)
