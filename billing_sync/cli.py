@@ -7,7 +7,7 @@ import logging
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from billing_sync.config import ConfigError, Settings, SourceCatalog, TableMapping, load_settings
 from billing_sync.private_files import private_dir, touch_private
@@ -38,21 +38,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from billing_sync.sync import SyncEngine
+    from billing_sync.tier_failures import TablesFailed
 
     settings = _settings(args)
     with SyncEngine.from_settings(settings) as engine:
         engine.setup()
         while True:
-            for batch in engine.sync_once(args.tier):
-                lag = "-" if batch.lag_seconds is None else f"{batch.lag_seconds:.2f}s"
-                print(
-                    f"{batch.system}.{batch.table:<14} read {batch.rows_read:>6}  "
-                    f"ins {batch.inserted:>6}  upd {batch.updated:>6}  del {batch.deleted:>5}  "
-                    f"lag {lag:>8}  watermark {batch.cursor.change_ts if batch.cursor else '-'}"
-                    f"{'  (cache: ' + batch.cache_error + ')' if batch.cache_error else ''}"
-                )
+            try:
+                batches = engine.sync_once(args.tier)
+            except TablesFailed as failed:  # the other tables synced: show them, then fail
+                batches = failed.results
+                print(f"error: {failed}", file=sys.stderr)
+                if args.once:
+                    _print_batches(batches)
+                    return 1
+            _print_batches(batches)
             if args.once:
                 return 0
+
+
+def _print_batches(batches: list[Any]) -> None:
+    for batch in batches:
+        lag = "-" if batch.lag_seconds is None else f"{batch.lag_seconds:.2f}s"
+        print(
+            f"{batch.system}.{batch.table:<14} read {batch.rows_read:>6}  "
+            f"ins {batch.inserted:>6}  upd {batch.updated:>6}  del {batch.deleted:>5}  "
+            f"lag {lag:>8}  watermark {batch.cursor.change_ts if batch.cursor else '-'}"
+            f"{'  (cache: ' + batch.cache_error + ')' if batch.cache_error else ''}"
+        )
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ fails whole is reported by name while the other tables of the tier still commit.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -13,6 +14,7 @@ import pytest
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator.clock import AMDOCS_NOW, ICOMS_STAMP_SET
 from billing_sync.sync import SyncEngine
+from billing_sync.tier_failures import TablesFailed
 from billing_sync_tests.integration.helpers import (
     next_second,
     seeded_source,
@@ -68,3 +70,46 @@ def test_infinity_birth_date_is_quarantined_and_bills_flow(
             (str(ban), bill),
         ).fetchall()
     assert loaded == [(stamp,)]  # the biller's later changes still load
+
+
+def _clock(url: str) -> datetime:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    value: datetime = row[0]
+    return value
+
+
+def test_a_failed_table_does_not_hold_back_the_other_biller(
+    databases: DatabaseUrls, tmp_path: Path
+) -> None:
+    seeded_source(databases, accounts=20, systems=("icoms", "amdocs"))
+    settings = settings_for(
+        databases, tmp_path, capture={"delay_seconds": 0}, systems=["icoms", "amdocs"]
+    )
+    with SyncEngine.from_settings(settings) as engine:
+        engine.setup()
+        engine.drain(until=_clock(databases.source))
+        icoms = next(c for c in engine.catalogs if c.system == "icoms")
+        amdocs = next(c for c in engine.catalogs if c.system == "amdocs")
+        before = engine.warehouse.watermark("icoms", icoms.by_table["PAYMENT"])
+        with psycopg.connect(databases.source, autocommit=True) as conn:
+            conn.execute(
+                f'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = -5, {ICOMS_STAMP_SET}'
+                ' WHERE ("SITE_ID", "PAYMENT_NO") IN'
+                ' (SELECT "SITE_ID", "PAYMENT_NO" FROM "icoms"."PAYMENT" ORDER BY 1, 2 LIMIT 6)'
+            )
+            (stamp,) = conn.execute(
+                f'UPDATE amdocs."PAYMENT" SET "SYS_UPDATE_DATE" = {AMDOCS_NOW}'
+                ' WHERE "ENT_SEQ_NO" = (SELECT min("ENT_SEQ_NO") FROM amdocs."PAYMENT")'
+                ' RETURNING "SYS_UPDATE_DATE"'
+            ).fetchone()
+        next_second()
+        tier = icoms.by_table["PAYMENT"].tier
+        with pytest.raises(TablesFailed) as failed:
+            engine.run(tier=tier, batches=2, poll_interval=0)
+        assert list(failed.value.failures) == ["icoms.PAYMENT"]
+        assert "icoms.PAYMENT" in str(failed.value) and "payment" in str(failed.value)
+        assert engine.warehouse.watermark("icoms", icoms.by_table["PAYMENT"]) == before
+        after = engine.warehouse.watermark("amdocs", amdocs.by_table["PAYMENT"])
+        assert after.cursor is not None and after.cursor.change_ts >= stamp
