@@ -57,12 +57,14 @@ import pyarrow as pa
 
 from billing_sync.capture.cursor import decode_packed_many, is_composite
 from billing_sync.capture.query import BoundQuery, build_rows_by_key_query, qualified
+from billing_sync.capture.unreadable import UnreadableCursors
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.load.cache import CacheBusy
 from billing_sync.load.ddl import ENTITY_SCHEMA, STATE_SCHEMA, entity_columns
 from billing_sync.load.warehouse import CommitResult, rows_to_arrow
 from billing_sync.reconcile import hashing
 from billing_sync.reconcile.hashing import EVERYTHING, KeyRange, Side
+from billing_sync.reconcile.unreadable_probe import probe_unreadable
 from billing_sync.transform.normalize import fetch_type, source_key, source_schema
 from billing_sync.types import arrow_type
 
@@ -138,6 +140,7 @@ class TableVerification:
     delete_cap: int = 0  # the most extra rows a repair may flag deleted
     refused: str | None = None  # why the repair refused (delete cap), if it did
     notes: list[str] = field(default_factory=list)
+    unreadable: UnreadableCursors | None = None  # rows whose change stamp the tail cannot read
 
     @property
     def name(self) -> str:
@@ -512,6 +515,8 @@ def verify_table(
     started = time.perf_counter()
     result = TableVerification(catalog.system, mapping.table, mapping.entity)
     ensure_parity_schema(engine, catalog, mapping)
+    # Rows the tail can never read: counted, reported and handled by the catalog's rule.
+    result.unreadable = probe_unreadable(engine, catalog, mapping)
     if engine.warehouse.watermark(catalog.system, mapping).cursor is None:
         # Nothing is claimed yet: the first load (a snapshot) is still running or to come.
         result.notes.append("not loaded yet (no watermark): nothing to verify")
@@ -804,6 +809,8 @@ def format_verification(v: TableVerification) -> str:
             f"  repaired: {v.repaired_missing} missing, {v.repaired_stale} stale, "
             f"{v.deleted} flagged deleted, {v.cache_repaired} in the cache"
         )
+    if v.unreadable is not None and v.unreadable.count:
+        lines.append(f"  UNREADABLE STAMPS: {v.unreadable.summary()}")
     if v.refused:
         lines.append(f"  REFUSED: {v.refused}")
     lines.extend(f"  note: {note}" for note in v.notes)
@@ -859,6 +866,6 @@ def run_verify(
             status = 1
             continue
         echo(format_verification(verification))
-        if not verification.equal:
+        if not verification.equal or (verification.unreadable and verification.unreadable.count):
             status = 1
     return status

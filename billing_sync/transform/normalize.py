@@ -127,11 +127,11 @@ def normalize_batch(
     positions are those of the returned frame."""
     frame = pl.from_arrow(decode_cursor(batch, mapping))
     assert isinstance(frame, pl.DataFrame)
-    if marker(CURSOR_ALIAS) in frame.columns:
-        # A stamp no reader holds ('infinity'): only a snapshot reads such a row (the tail
-        # bounds stamps by its horizon); it is counted and reported by the unreadable-cursor
-        # probe (billing_sync.capture.unreadable), not loaded with a made-up version.
-        frame = frame.filter(pl.col(marker(CURSOR_ALIAS)).is_null())
+    # A stamp no reader holds ('infinity') or none at all (NULL, no fallback): the tail
+    # never reads such a row, a snapshot or repair may. It has no version to load or
+    # quarantine with; the unreadable-cursor probe (billing_sync.capture.unreadable)
+    # counts, reports and quarantines it by the catalog's rule.
+    frame = frame.filter(pl.col(CURSOR_ALIAS).is_not_null())
     protector = protector or Protector()
     business = [column.target for column in mapping.columns]
     conversions = {column.target: convert(column) for column in mapping.columns}
