@@ -9,6 +9,7 @@ from billing_sync.capture.query import qualified
 from billing_sync.capture.window import OpenTransaction
 from billing_sync.load.cache import CacheBusy
 from billing_sync.load.ddl import STATE_SCHEMA, entity_columns
+from billing_sync.reconcile.unreadable_probe import count_unreadable
 from billing_sync.serve.lag import CacheLag, cache_lags
 from billing_sync.sync import SyncEngine
 
@@ -31,6 +32,7 @@ class TableStatus:
     held_back_by: OpenTransaction | None
     hold_seconds: float
     late_rows: int
+    unreadable_rows: int = 0  # rows whose change stamp the tail cannot read
 
 
 def table_status(engine: SyncEngine) -> list[TableStatus]:
@@ -87,6 +89,7 @@ def table_status(engine: SyncEngine) -> list[TableStatus]:
                 held_back_by=horizon.held_back_by,
                 hold_seconds=horizon.hold_seconds,
                 late_rows=int(late[0]) if late else 0,
+                unreadable_rows=count_unreadable(source, catalog, mapping, horizon.source_now),
             )
         )
     return statuses
@@ -143,6 +146,13 @@ def format_status(statuses: list[TableStatus]) -> str:
             f"cache behind the warehouse for {', '.join(behind)}: a process holds the DuckDB "
             "file open; it catches up from the warehouse once the file is free"
         )
+    for s in statuses:
+        if s.unreadable_rows:
+            lines.append(
+                f"{s.system}.{s.table}: {s.unreadable_rows} rows with an unreadable change stamp"
+                " (NULL, 'infinity' or not a real date and time): the tail never reads them;"
+                " `billing-sync verify` quarantines and lists them"
+            )
     holders = {(s.held_back_by, s.hold_seconds) for s in statuses if s.held_back_by}
     for holder, age in holders:
         lines.append(

@@ -83,10 +83,10 @@ def unreadable_predicate(mapping: TableMapping) -> tuple[str, dict[str, Any]]:
             {"floor": FLOOR},
         )
     d, t = columns
-    mod = "%%"  # the modulo operator, in text bound by psycopg
-    month, day = f"({d} / 100 {mod} 100)", f"({d} {mod} 100)"
+    # mod(), not %: the text goes through psycopg, where % starts a placeholder.
+    month, day = f"mod({d} / 100, 100)", f"mod({d}, 100)"
     year = f"({d} / 10000 + 1900)"
-    leap = f"({year} {mod} 4 = 0 AND ({year} {mod} 100 <> 0 OR {year} {mod} 400 = 0))"
+    leap = f"(mod({year}, 4) = 0 AND (mod({year}, 100) <> 0 OR mod({year}, 400) = 0))"
     month_days = (
         f"CASE WHEN {month} IN (4, 6, 9, 11) THEN 30 WHEN {month} = 2 THEN"
         f" CASE WHEN {leap} THEN 29 ELSE 28 END ELSE 31 END"
@@ -100,8 +100,8 @@ def unreadable_predicate(mapping: TableMapping) -> tuple[str, dict[str, Any]]:
         f"{day} > {month_days}",
         f"{t} < 0",
         f"{t} / 10000 > 23",
-        f"{t} / 100 {mod} 100 > 59",
-        f"{t} {mod} 100 > 59",
+        f"mod({t} / 100, 100) > 59",
+        f"mod({t}, 100) > 59",
         f"({d}, {t}) > (%(ceiling_d)s, %(ceiling_t)s)",
     ]
     return "(" + " OR ".join(invalid) + ")", {}

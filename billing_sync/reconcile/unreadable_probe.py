@@ -19,6 +19,7 @@ from billing_sync.capture.unreadable import (
     build_unreadable_rows,
 )
 from billing_sync.config import SourceCatalog, TableMapping
+from billing_sync.source.session import SourceSession
 from billing_sync.transform.normalize import fetch_type, normalized_source_key
 from billing_sync.validate.quarantine import QUARANTINE_TABLE
 
@@ -41,8 +42,7 @@ def probe_unreadable(
     catalog, mapping = engine.checked(catalog, mapping)
     source = engine.source(catalog.system)
     now: datetime = source.scalar(source.dialect.now_sql)
-    count_query = build_unreadable_count(mapping, schema=catalog.schema_name, source_now=now)
-    count = int(source.scalar(count_query.text, count_query.params) or 0)
+    count = count_unreadable(source, catalog, mapping, now)
     if count == 0:
         return UnreadableCursors(catalog.system, mapping.table, 0)
     schema = pa.schema(
@@ -63,6 +63,14 @@ def probe_unreadable(
     found = UnreadableCursors(catalog.system, mapping.table, count, keys, stamps, quarantined)
     log.warning("%s (rule: %s)", found.summary(), mapping.unreadable_cursor)
     return found
+
+
+def count_unreadable(
+    source: SourceSession, catalog: SourceCatalog, mapping: TableMapping, now: datetime
+) -> int:
+    """Rows of the table whose cursor the tail cannot read (read-only, one query)."""
+    query = build_unreadable_count(mapping, schema=catalog.schema_name, source_now=now)
+    return int(source.scalar(query.text, query.params) or 0)
 
 
 def _quarantine(

@@ -13,6 +13,7 @@ import pytest
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.reconcile.verify import format_verification, verify_table
 from billing_sync.simulator.clock import ICOMS_DATE_SQL
+from billing_sync.status import format_status, table_status
 from billing_sync.sync import SyncEngine
 from billing_sync_tests.integration.helpers import seeded_source, settings_for, source_now
 
@@ -72,7 +73,9 @@ def test_unreadable_stamps_are_counted_quarantined_and_verify_does_not_fail(
         engine.drain(until=source_now(databases.source, timezone=zone))
         catalog = engine.catalogs[0]
         payment = catalog.by_table["PAYMENT"]
+        status = format_status(table_status(engine))
         verification = verify_table(engine, catalog, payment, repair=True)  # never raises
+    assert f"{system}.PAYMENT: {len(changes)} rows with an unreadable change stamp" in status
     found = verification.unreadable
     assert found is not None and found.count == len(changes)
     assert found.quarantined == len(changes)
