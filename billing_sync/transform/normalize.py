@@ -33,7 +33,7 @@ from billing_sync.keys import key_expr
 from billing_sync.source.guarded import UNREADABLE_REASON, marker
 from billing_sync.transform.converters import convert, input_type, trim
 from billing_sync.transform.protect import Protector
-from billing_sync.types import arrow_type, sql_arrow_type
+from billing_sync.types import arrow_type, polars_type, sql_arrow_type
 from billing_sync.validate.report import ExpectationFailure, ValidationReport
 
 LINEAGE_COLUMNS = (
@@ -45,6 +45,8 @@ LINEAGE_COLUMNS = (
     "_synced_at",
 )
 CONVERT_EXPECTATION = "expect_column_values_to_convert"
+NUL = "\x00"
+NUL_REASON = "holds a NUL character, which PostgreSQL text cannot store"
 _BAD = "__bad__"  # prefix of the per-column bad-value flags while normalizing
 _RAW = "__raw__"  # prefix of the offending source values (unprotected columns only)
 
@@ -135,15 +137,27 @@ def normalize_batch(
     protector = protector or Protector()
     business = [column.target for column in mapping.columns]
     conversions = {column.target: convert(column) for column in mapping.columns}
-    values = [
-        _protected(column, conversions[column.target].value, protector).alias(column.target)
-        for column in mapping.columns
-    ]
     checks = [
         _Check(c, bad, conversion.converter, conversion.reason, _BAD, _RAW)
         for c in mapping.columns
         if (bad := (conversion := conversions[c.target]).bad) is not None
     ] + _unreadable_checks(mapping, frame.columns)
+    for column in mapping.columns:  # text PostgreSQL cannot store: NULL here, quarantined
+        if column.protect in (None, "redact") and polars_type(column.type) == pl.Utf8:
+            conversion = conversions[column.target]
+            nul = conversion.value.str.contains(NUL, literal=True)
+            shown = conversion.value.str.replace_all(NUL, "\\0", literal=True)
+            checks.append(
+                _Check(column, nul, conversion.converter, NUL_REASON, "__nul_bad__",
+                       "__nul_raw__", shown)
+            )  # fmt: skip
+            conversions[column.target] = replace(
+                conversion, value=pl.when(nul).then(None).otherwise(conversion.value)
+            )
+    values = [
+        _protected(column, conversions[column.target].value, protector).alias(column.target)
+        for column in mapping.columns
+    ]
     flags = []
     for check in checks:
         flags.append(check.bad.fill_null(False).alias(check.bad_name))

@@ -108,3 +108,26 @@ def test_a_stamp_the_probe_passes_decodes_to_itself(d: int, t: int) -> None:
     decoded = decode_stamps(pl.Series([d]), pl.Series([t])).to_list()[0]
     if _valid(d, t):
         assert decoded.strftime("%Y%m%d%H%M%S") == f"{d + 19_000_000:08d}{t:06d}"
+
+
+def test_text_postgresql_cannot_store_quarantines_its_row() -> None:
+    """EBCDIC or Latin-1 bytes can decode to NUL, which no PostgreSQL text holds: the COPY
+    of the whole batch (and of the quarantine payload) would fail, naming nothing."""
+    mapping = TableMapping.model_validate(
+        {
+            "table": "A", "entity": "a", "key": ["ID"], "cursor": "TS",
+            "columns": [{"source": "ID", "target": "id", "type": "integer"},
+                        {"source": "NM", "target": "name", "type": "text",
+                         "converter": "latin1"}],
+        }
+    )  # fmt: skip
+    table = pa.table(
+        {"ID": pa.array([1, 2], pa.int32()), "NM": pa.array([b"ok", b"a\x00b"], pa.binary()),
+         "_cursor_ts": pa.array([TS, TS], pa.timestamp("us"))}
+    )  # fmt: skip
+    normalized = normalize_batch(table, mapping, system="icoms", synced_at=TS)
+    assert normalized.frame.get_column("name").to_list() == ["ok", None]
+    (failure,) = normalized.failures
+    assert (failure.column, failure.sample_keys, failure.sample_values) == (
+        "name", ["2"], ["a\\0b"])  # fmt: skip
+    assert "NUL" in failure.kwargs["reason"]
