@@ -20,7 +20,8 @@ class TablesFailed(Exception):
     """
 
     def __init__(self, failures: dict[str, Exception], results: list[Any] | None = None) -> None:
-        lines = [f"{name}: {_first_line(error)}" for name, error in failures.items()]
+        # Each error whole: on-call reads the reason (a threshold, a key) in the alert.
+        lines = [f"{name}: {type(error).__name__}: {error}" for name, error in failures.items()]
         super().__init__(f"{len(failures)} table(s) failed, the others synced: " + "; ".join(lines))
         self.failures = failures
         self.results = results or []
