@@ -143,7 +143,7 @@ def normalize_batch(
         if (bad := (conversion := conversions[c.target]).bad) is not None
     ] + _unreadable_checks(mapping, frame.columns)
     for column in mapping.columns:  # text PostgreSQL cannot store: NULL here, quarantined
-        if column.protect in (None, "redact") and polars_type(column.type) == pl.Utf8:
+        if column.protection in (None, "redact") and polars_type(column.type) == pl.Utf8:
             conversion = conversions[column.target]
             nul = conversion.value.str.contains(NUL, literal=True)
             shown = conversion.value.str.replace_all(NUL, "\\0", literal=True)
