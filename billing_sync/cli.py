@@ -27,6 +27,7 @@ from billing_sync.private_files import private_dir, touch_private
 from billing_sync.quarantine_cli import add_parser as add_quarantine_parser
 from billing_sync.reconcile.verify import run_verify
 from billing_sync.secrets import install_log_masking, mask_error, mask_secrets
+from billing_sync.tier_failures import TablesFailed
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -53,13 +54,18 @@ def cmd_sync(args: argparse.Namespace) -> int:
     tiers = [args.tier] if args.tier else list(TIERS)
     with SyncEngine.from_settings(settings) as engine:
         engine.setup()
-        engine.run(
-            tier=args.tier,
-            batches=1 if args.once else sys.maxsize,
-            poll_interval=min(settings.tier(tier).poll_interval_seconds for tier in tiers),
-            on_batch=_print_batches,
-            should_stop=settings.pause_file.exists,
-        )
+        try:
+            engine.run(
+                tier=args.tier,
+                batches=1 if args.once else sys.maxsize,
+                poll_interval=min(settings.tier(tier).poll_interval_seconds for tier in tiers),
+                on_batch=_print_batches,
+                # The other tables synced (printed by on_batch); the failed ones are retried.
+                on_failure=lambda failed: print(f"error: {failed}", file=sys.stderr),
+                should_stop=settings.pause_file.exists,
+            )
+        except TablesFailed:
+            return 1
     return 0
 
 

@@ -214,6 +214,9 @@ class SoftDelete(_Strict):
 
 
 CursorFormat = Literal["timestamp", "cyymmdd_hhmmss"]
+# What happens to rows whose change stamp the tail cannot read (NULL, 'infinity', not a
+# real date or time; billing_sync.capture.unreadable): counted and reported either way.
+UnreadableCursorRule = Literal["quarantine", "report"]
 
 
 class TableMapping(_Strict):
@@ -231,6 +234,7 @@ class TableMapping(_Strict):
     cursor: str | list[str]
     cursor_format: CursorFormat = "timestamp"
     cursor_fallback: str | None = None
+    unreadable_cursor: UnreadableCursorRule = "quarantine"
     soft_delete: SoftDelete | None = None
     tier: Tier = "standard"
     drop: list[str] = Field(default_factory=list)

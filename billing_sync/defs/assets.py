@@ -22,6 +22,7 @@ from billing_sync.defs.validation import (
     validation_spec,
 )
 from billing_sync.engine.batch import TableBatch
+from billing_sync.tier_failures import TablesFailed
 from billing_sync.validate.report import BatchValidationError
 
 
@@ -128,6 +129,7 @@ def _sync_tier_asset(tier: Tier, specs: list[dg.AssetSpec]) -> dg.AssetsDefiniti
                     else config.poll_interval_seconds
                 ),
                 on_batch=report,
+                on_failure=lambda failed: report_failures(context, failed),
                 should_stop=lambda: (
                     engine.settings.pause_file.exists()
                     or time.monotonic() - started > SYNC_RUN_BUDGET_SECONDS
@@ -141,9 +143,20 @@ def _sync_tier_asset(tier: Tier, specs: list[dg.AssetSpec]) -> dg.AssetsDefiniti
     return sync_tier
 
 
+def report_failures(context: dg.AssetExecutionContext, failed: TablesFailed) -> None:
+    """Tables that failed in a micro-batch (the others committed): each named in the run's
+    log at once, a batch that failed validation as an ERROR check evaluation too."""
+    for table, error in failed.failures.items():
+        context.log.error(f"{table} failed; the tier's other tables went on: {error}")
+        if isinstance(error, BatchValidationError):
+            context.log_event(failed_batch_evaluation(error))
+
+
 @contextmanager
 def failed_batches(context: dg.AssetExecutionContext) -> Iterator[None]:
-    """A batch that failed validation whole: an ERROR check evaluation, then the failure."""
+    """A batch that failed validation whole: an ERROR check evaluation, then the failure.
+    Failed tables of a tier (:class:`TablesFailed`) were reported as they failed; the
+    run then fails naming them."""
     try:
         yield
     except BatchValidationError as error:

@@ -3,7 +3,8 @@
 Each run verifies every table against the source by key-range hashing, repairs missing
 and stale rows, flags hard deletes, and checks the cache against the warehouse. A check
 fails with ERROR severity when the delete cap refuses (a source outage or restore must
-never empty the warehouse; on-call decides), and with WARN when differences remain.
+never empty the warehouse; on-call decides) or when rows have a change stamp the tail
+cannot read (they would be lost without a word), and with WARN when differences remain.
 """
 
 from collections import defaultdict
@@ -80,6 +81,7 @@ def parity_result(
     """One entity's check result from its tables' verifications."""
     refusals = [message for _, message in tables if message]
     remaining = sum(v.remaining for v, _ in tables)
+    unreadable = [v.unreadable for v, _ in tables if v.unreadable and v.unreadable.count]
 
     def total(name: str) -> int:
         return sum(int(getattr(v, name)) for v, _ in tables)
@@ -100,6 +102,7 @@ def parity_result(
         "pending_rows": total("pending"),
         "remaining_differences": remaining,
         "delete_cap_refused": bool(refusals),
+        "unreadable_cursor_rows": sum(found.count for found in unreadable),
     }
     for part in ("warehouse", "cache"):
         for kind in ("missing", "extra", "stale"):
@@ -118,19 +121,25 @@ def parity_result(
     samples = [f"{v.name}: {v.warehouse.summary()}" for v, _ in tables if v.warehouse.total]
     if samples:
         metadata["samples"] = dg.MetadataValue.text("\n".join(samples))
-    if refusals:
-        description = " ".join(refusals)
-    elif remaining:
-        description = f"{remaining} differences remain in {entity}"
-    else:
-        description = None
+    if unreadable:
+        metadata["unreadable_cursors"] = dg.MetadataValue.text(
+            "\n".join(found.summary() for found in unreadable)
+        )
+    # Rows the tail can never read fail the check (an alert) until the biller fixes them.
+    problems = [
+        *refusals,
+        *([f"{remaining} differences remain in {entity}"] if remaining else []),
+        *(found.summary() for found in unreadable),
+    ]
     return dg.AssetCheckResult(
         asset_key=warehouse_key(entity),
         check_name="parity",
-        passed=not refusals and remaining == 0,
-        severity=dg.AssetCheckSeverity.ERROR if refusals else dg.AssetCheckSeverity.WARN,
+        passed=not problems,
+        severity=(
+            dg.AssetCheckSeverity.ERROR if refusals or unreadable else dg.AssetCheckSeverity.WARN
+        ),
         metadata=metadata,
-        description=description,
+        description=" ".join(problems) or None,
     )
 
 

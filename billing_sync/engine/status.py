@@ -28,6 +28,7 @@ from billing_sync.engine.parts import EngineParts
 from billing_sync.entities import STATE_SCHEMA, entity_columns
 from billing_sync.load.cache import Cache, CacheApplied, CacheBusy
 from billing_sync.load.warehouse import Warehouse
+from billing_sync.reconcile.unreadable_probe import count_unreadable
 from billing_sync.source.horizon import OpenTransaction
 from billing_sync.sql import qualified
 
@@ -199,6 +200,7 @@ class TableStatus:
     held_back_by: OpenTransaction | None
     hold_seconds: float
     late_rows: int
+    unreadable_rows: int = 0  # rows whose change stamp the tail cannot read
 
 
 def table_status(engine: EngineParts) -> list[TableStatus]:
@@ -255,6 +257,7 @@ def table_status(engine: EngineParts) -> list[TableStatus]:
                 held_back_by=horizon.held_back_by,
                 hold_seconds=horizon.hold_seconds,
                 late_rows=int(late[0]) if late else 0,
+                unreadable_rows=count_unreadable(source, catalog, mapping, horizon.source_now),
             )
         )
     return statuses
@@ -311,6 +314,13 @@ def format_status(statuses: list[TableStatus]) -> str:
             f"cache behind the warehouse for {', '.join(behind)}: a process holds the DuckDB "
             "file open; it catches up from the warehouse once the file is free"
         )
+    for s in statuses:
+        if s.unreadable_rows:
+            lines.append(
+                f"{s.system}.{s.table}: {s.unreadable_rows} rows with an unreadable change stamp"
+                " (NULL, 'infinity' or not a real date and time): the tail never reads them;"
+                " `billing-sync verify` quarantines and lists them"
+            )
     holders = {(s.held_back_by, s.hold_seconds) for s in statuses if s.held_back_by}
     for holder, age in holders:
         lines.append(

@@ -23,9 +23,16 @@ from billing_sync.capture.lookback import Lookback
 from billing_sync.capture.query import (
     build_change_query,
 )
-from billing_sync.capture.regression import Gone, RegressionGuard
+from billing_sync.capture.regression import Gone, RegressionGuard, SourceRegressionError
 from billing_sync.capture.window import Window, advance
-from billing_sync.config import Settings, SourceCatalog, TableMapping, Tier, load_catalogs
+from billing_sync.config import (
+    ConfigError,
+    Settings,
+    SourceCatalog,
+    TableMapping,
+    Tier,
+    load_catalogs,
+)
 from billing_sync.engine import late_rows, snapshot
 from billing_sync.engine.batch import TableBatch, last_cursor, rows_with_batch_id
 from billing_sync.engine.status import batch_lag_seconds, entities_behind, follow_up
@@ -41,7 +48,8 @@ from billing_sync.serve.views import create_cache_views, create_warehouse_views
 from billing_sync.source.horizon import Horizon
 from billing_sync.source.reflect import check_catalog
 from billing_sync.source.schema import source_schema
-from billing_sync.source.session import SourceSession
+from billing_sync.source.session import SourceSession, SourceUnavailable
+from billing_sync.tier_failures import TablesFailed, each_isolated
 from billing_sync.transform.normalize import normalize_batch
 from billing_sync.transform.policy import apply_policy
 from billing_sync.transform.protect import Protector
@@ -187,12 +195,22 @@ class SyncEngine:
                     yield catalog, mapping
 
     def sync_once(self, tier: Tier | None = None) -> list[TableBatch]:
-        """One micro-batch over every table of ``tier`` (all tables when ``None``)."""
-        results = [self.sync_table(catalog, mapping) for catalog, mapping in self.tables(tier)]
+        """One micro-batch over every table of ``tier`` (all tables when ``None``).
+
+        A table that fails does not hold back the others: they sync and commit, then
+        :class:`TablesFailed` names the failed ones (its ``results``: the others')."""
+        results, failed = each_isolated(
+            ((f"{c.system}.{m.table}", (c, m)) for c, m in self.tables(tier)),
+            lambda pair: self.sync_table(*pair),
+            fatal=(ConfigError, SourceRegressionError, SourceUnavailable),
+        )
         self.snapshot_io.feed.wait()  # one writer of the cache file in this process
-        return follow_up(
+        results = follow_up(
             results, cache=self.cache, warehouse=self.warehouse, behind=self._cache_behind
         )
+        if failed:
+            raise TablesFailed(failed, results)
+        return results
 
     def sync_table(self, catalog: SourceCatalog, mapping: TableMapping) -> TableBatch:
         """One micro-batch of one table: the first load's next chunk, or the tail."""
@@ -364,21 +382,32 @@ class SyncEngine:
         batches: int,
         poll_interval: float,
         on_batch: Callable[[list[TableBatch]], None] = lambda _: None,
+        on_failure: Callable[[TablesFailed], None] = lambda _: None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> int:
         """Up to ``batches`` micro-batches, ``poll_interval`` apart unless rows are waiting.
 
-        Returns the number of micro-batches run. The first exception ends the loop.
+        Returns the number of micro-batches run. A table that fails is retried in the
+        next micro-batch while the others go on; ``on_failure`` hears of it at once, and
+        the run raises :class:`TablesFailed` naming every failed table at its end.
         """
         done = 0
+        failures: dict[str, Exception] = {}
         while done < batches and not should_stop():
             started = time.monotonic()
-            results = self.sync_once(tier)
+            try:
+                results = self.sync_once(tier)
+            except TablesFailed as failed:
+                results = failed.results
+                failures.update(failed.failures)
+                on_failure(failed)
             done += 1
             on_batch(results)
             if any(result.more_waiting for result in results):
                 continue
             time.sleep(max(0.0, poll_interval - (time.monotonic() - started)))
+        if failures:
+            raise TablesFailed(failures)
         return done
 
     def drain(self, *, until: datetime, timeout: float = 120.0, tier: Tier | None = None) -> None:

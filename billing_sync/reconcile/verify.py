@@ -62,6 +62,7 @@ import pyarrow as pa
 
 from billing_sync.capture.cursor import decode_packed_many
 from billing_sync.capture.query import build_rows_by_key_query
+from billing_sync.capture.unreadable import UnreadableCursors
 from billing_sync.column_types import arrow_type
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.entities import ENTITY_SCHEMA, STATE_SCHEMA, entity_columns, rows_to_arrow
@@ -70,6 +71,7 @@ from billing_sync.load.warehouse import CommitResult
 from billing_sync.reconcile import events, hashing
 from billing_sync.reconcile.engine_port import EnginePort
 from billing_sync.reconcile.hashing import EVERYTHING, KeyRange, Side
+from billing_sync.reconcile.unreadable_probe import probe_unreadable
 from billing_sync.source.schema import fetch_type, is_composite, source_schema
 from billing_sync.sql import BoundQuery, qualified
 from billing_sync.transform.normalize import source_key
@@ -151,6 +153,7 @@ class TableVerification:
     delete_cap: int = 0  # the most extra rows a repair may flag deleted
     refused: str | None = None  # why the repair refused (delete cap), if it did
     notes: list[str] = field(default_factory=list)
+    unreadable: UnreadableCursors | None = None  # rows whose change stamp the tail cannot read
 
     @property
     def name(self) -> str:
@@ -528,6 +531,8 @@ def verify_table(
     started = time.perf_counter()
     result = TableVerification(catalog.system, mapping.table, mapping.entity)
     ensure_parity_schema(engine, catalog, mapping)
+    # Rows the tail can never read: counted, reported and handled by the catalog's rule.
+    result.unreadable = probe_unreadable(engine, catalog, mapping)
     if engine.warehouse.watermark(catalog.system, mapping).cursor is None:
         # Nothing is claimed yet: the first load (a snapshot) is still running or to come.
         result.notes.append("not loaded yet (no watermark): nothing to verify")
@@ -857,6 +862,8 @@ def format_verification(v: TableVerification) -> str:
             + ", "
             f"{v.deleted} flagged deleted, {v.cache_repaired} in the cache"
         )
+    if v.unreadable is not None and v.unreadable.count:
+        lines.append(f"  UNREADABLE STAMPS: {v.unreadable.summary()}")
     if v.refused:
         lines.append(f"  REFUSED: {v.refused}")
     lines.extend(f"  note: {note}" for note in v.notes)
@@ -912,6 +919,6 @@ def run_verify(
             status = 1
             continue
         echo(format_verification(verification))
-        if not verification.equal:
+        if not verification.equal or (verification.unreadable and verification.unreadable.count):
             status = 1
     return status

@@ -14,6 +14,7 @@ import pyarrow as pa
 from billing_sync.secrets import mask_error, mask_secrets
 from billing_sync.source.copy_reader import CopyUnsupported, copy_supported, read_copy
 from billing_sync.source.dialect import CAPTURE_APPLICATION_NAME, POSTGRES, SourceDialect
+from billing_sync.source.guarded import guard_loaders, guarded_table
 from billing_sync.source.horizon import Horizon, OpenTransaction, compute_horizon
 from billing_sync.sql import BoundQuery
 
@@ -156,13 +157,11 @@ class SourceSession:
             except CopyUnsupported as why:  # e.g. a value out of the type's range
                 log.debug("reading through a cursor: %s", why)
         with self.transaction(), self._conn.cursor() as cur:
+            guard_loaders(cur)  # 'infinity' or year 10000 costs its row, not the batch
             cur.execute(query.text, query.params)
             rows = cur.fetchall()
         columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
-        arrays = [
-            pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)
-        ]
-        return pa.Table.from_arrays(arrays, schema=schema)
+        return guarded_table(columns, schema)
 
     def _scalar(self, text: str, params: dict[str, Any] | None = None) -> Any:
         row = self._one(text, params)

@@ -21,17 +21,19 @@ row like a failed expectation. The soft-delete rule reads the source code, right
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import polars as pl
 import pyarrow as pa
 
 from billing_sync.capture.cursor import decode_cursor
+from billing_sync.column_types import polars_type
 from billing_sync.config import ColumnSpec, TableMapping
 from billing_sync.keys import key_expr
+from billing_sync.source.guarded import UNREADABLE_REASON, marker
 from billing_sync.source.schema import CURSOR_ALIAS
-from billing_sync.transform.converters import Conversion, convert, trim
+from billing_sync.transform.converters import convert, trim
 from billing_sync.transform.failures import ExpectationFailure
 from billing_sync.transform.protect import Protector
 
@@ -44,6 +46,8 @@ LINEAGE_COLUMNS = (
     "_synced_at",
 )
 CONVERT_EXPECTATION = "expect_column_values_to_convert"
+NUL = "\x00"
+NUL_REASON = "holds a NUL character, which PostgreSQL text cannot store"
 _BAD = "__bad__"  # prefix of the per-column bad-value flags while normalizing
 _RAW = "__raw__"  # prefix of the offending source values (unprotected columns only)
 
@@ -101,21 +105,40 @@ def normalize_batch(
     positions are those of the returned frame."""
     frame = pl.from_arrow(decode_cursor(batch, mapping))
     assert isinstance(frame, pl.DataFrame)
+    # A stamp no reader holds ('infinity') or none at all (NULL, no fallback): the tail
+    # never reads such a row, a snapshot or repair may. It has no version to load or
+    # quarantine with; the unreadable-cursor probe (billing_sync.capture.unreadable)
+    # counts, reports and quarantines it by the catalog's rule.
+    frame = frame.filter(pl.col(CURSOR_ALIAS).is_not_null())
     protector = protector or Protector()
     business = [column.target for column in mapping.columns]
     conversions = {column.target: convert(column) for column in mapping.columns}
+    checks = [
+        _Check(c, bad, conversion.converter, conversion.reason, _BAD, _RAW)
+        for c in mapping.columns
+        if (bad := (conversion := conversions[c.target]).bad) is not None
+    ] + _unreadable_checks(mapping, frame.columns)
+    for column in mapping.columns:  # text PostgreSQL cannot store: NULL here, quarantined
+        if column.protection in (None, "redact") and polars_type(column.type) == pl.Utf8:
+            conversion = conversions[column.target]
+            nul = conversion.value.str.contains(NUL, literal=True)
+            shown = conversion.value.str.replace_all(NUL, "\\0", literal=True)
+            checks.append(
+                _Check(column, nul, conversion.converter, NUL_REASON, "__nul_bad__",
+                       "__nul_raw__", shown)
+            )  # fmt: skip
+            conversions[column.target] = replace(
+                conversion, value=pl.when(nul).then(None).otherwise(conversion.value)
+            )
     values = [
         _protected(column, conversions[column.target].value, protector).alias(column.target)
         for column in mapping.columns
     ]
-    flagged = [c for c in mapping.columns if conversions[c.target].bad is not None]
     flags = []
-    for column in flagged:
-        bad = conversions[column.target].bad
-        assert bad is not None
-        flags.append(bad.fill_null(False).alias(_BAD + column.target))
-        raw = None if column.protection else _raw_text(column)
-        flags.append(pl.when(bad).then(raw).otherwise(None).alias(_RAW + column.target))
+    for check in checks:
+        flags.append(check.bad.fill_null(False).alias(check.bad_name))
+        raw = None if check.column.protection else check.raw
+        flags.append(pl.when(check.bad).then(raw).otherwise(None).alias(check.raw_name))
     key = mapping.target_key
     # The soft-delete rule is in source terms: the source column's code, right-trimmed.
     deleted = (
@@ -123,7 +146,7 @@ def normalize_batch(
         if mapping.soft_delete
         else pl.lit(False)
     )
-    checks = [name for c in flagged for name in (_BAD + c.target, _RAW + c.target)]
+    check_names = [name for check in checks for name in (check.bad_name, check.raw_name)]
     normalized = (
         frame.select(*values, *flags, pl.col(CURSOR_ALIAS), deleted.alias("_is_deleted"))
         .with_columns(
@@ -135,14 +158,51 @@ def normalize_batch(
         )
         .sort("_source_version", maintain_order=True)
         .unique(subset=["_source_system", "_source_key"], keep="last", maintain_order=True)
-        .select(*business, *LINEAGE_COLUMNS, *checks)
+        .select(*business, *LINEAGE_COLUMNS, *check_names)
     )
-    failures = [
-        _failure(mapping, column, conversions[column.target], normalized) for column in flagged
-    ]
+    failures = [_failure(mapping, check, normalized) for check in checks]
     return Normalized(
-        normalized.drop(checks), [failure for failure in failures if failure is not None]
+        normalized.drop(check_names), [failure for failure in failures if failure is not None]
     )
+
+
+@dataclass(frozen=True)
+class _Check:
+    """A column's rows whose source value is bad: by its converter, or unreadable."""
+
+    column: ColumnSpec
+    bad: pl.Expr
+    converter: str
+    reason: str
+    bad_prefix: str
+    raw_prefix: str
+    raw: pl.Expr | None = None
+
+    def __post_init__(self) -> None:
+        if self.raw is None:
+            object.__setattr__(self, "raw", _raw_text(self.column))
+
+    @property
+    def bad_name(self) -> str:
+        return self.bad_prefix + self.column.target
+
+    @property
+    def raw_name(self) -> str:
+        return self.raw_prefix + self.column.target
+
+
+def _unreadable_checks(mapping: TableMapping, names: list[str]) -> list[_Check]:
+    """Columns with values the read could not hold (their text in marker columns, see
+    :mod:`billing_sync.source.guarded`): each a row-level failure of its own."""
+    checks = []
+    for column in mapping.columns:
+        markers = [marker(n) for n in column.source_names if marker(n) in names]
+        if markers:
+            bad = pl.any_horizontal([pl.col(m).is_not_null() for m in markers])
+            raw = pl.coalesce([pl.col(m) for m in markers])
+            checks.append(_Check(column, bad, "read", UNREADABLE_REASON, "__unr_bad__",
+                                 "__unr_raw__", raw))  # fmt: skip
+    return checks
 
 
 def _protected(column: ColumnSpec, value: pl.Expr, protector: Protector) -> pl.Expr:
@@ -156,12 +216,13 @@ def _raw_text(column: ColumnSpec) -> pl.Expr:
 
 
 def _failure(
-    mapping: TableMapping, column: ColumnSpec, conversion: Conversion, frame: pl.DataFrame
+    mapping: TableMapping, check: _Check, frame: pl.DataFrame
 ) -> ExpectationFailure | None:
-    positions = frame.get_column(_BAD + column.target).arg_true().to_list()
+    column = check.column
+    positions = frame.get_column(check.bad_name).arg_true().to_list()
     if not positions:
         return None
-    raw = frame.get_column(_RAW + column.target).gather(positions).to_list()
+    raw = frame.get_column(check.raw_name).gather(positions).to_list()
     keys = frame.get_column("_source_key").gather(positions[:5]).to_list()
     return ExpectationFailure(
         expectation=CONVERT_EXPECTATION,
@@ -173,8 +234,8 @@ def _failure(
         kwargs={
             "table": mapping.table,
             "source": ",".join(column.source_names),
-            "converter": conversion.converter,
-            "reason": conversion.reason,
+            "converter": check.converter,
+            "reason": check.reason,
         },
         row_positions=tuple(positions),
         row_values=tuple(raw),

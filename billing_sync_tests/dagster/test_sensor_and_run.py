@@ -122,3 +122,55 @@ def test_a_dead_sync_run_worker_is_restarted_by_the_sensor_alone() -> None:
             assert run.tags.get("dagster/max_retries") == "0", tier
         parity = definitions.resolve_job_def("parity_checks_job")
         assert "dagster/max_retries" not in parity.tags
+
+
+def test_a_failed_table_fails_the_run_by_name_while_the_tier_syncs(
+    settings_file: Path, databases: DatabaseUrls
+) -> None:
+    """Six bad payments fail icoms.PAYMENT's batch whole; ACCOUNT, in the same tier,
+    still loads and materializes; the run fails naming the table, with an ERROR check."""
+    resource = BillingSyncResource(config_file=str(settings_file))
+    with dg.instance_for_test() as instance:
+        assert _run("sync_priority_job", instance, resource).success  # the initial load
+        with psycopg.connect(databases.source, autocommit=True) as conn:
+            conn.execute(
+                f'UPDATE "icoms"."PAYMENT" SET "AMOUNT" = -5, {ICOMS_STAMP_SET}'
+                ' WHERE ("SITE_ID", "PAYMENT_NO") IN'
+                ' (SELECT "SITE_ID", "PAYMENT_NO" FROM "icoms"."PAYMENT" ORDER BY 1, 2 LIMIT 6)'
+            )
+            conn.execute(
+                f'UPDATE "icoms"."ACCOUNT" SET {ICOMS_STAMP_SET} WHERE ("SITE_ID", "ACCOUNT_NO")'
+                ' IN (SELECT "SITE_ID", "ACCOUNT_NO" FROM "icoms"."ACCOUNT" LIMIT 5)'
+            )
+        next_second()
+        before = len(
+            instance.fetch_materializations(dg.AssetKey(["warehouse", "billing_account"]),
+                                            limit=50).records
+        )  # fmt: skip
+        definitions = defs()
+        result = definitions.resolve_job_def("sync_priority_job").execute_in_process(
+            instance=instance,
+            resources={"billing_sync": resource},
+            run_config={"ops": {"sync_priority": {"config": {"batches": 2,
+                                                             "poll_interval_seconds": 0.0}}}},
+            tags={TIER_TAG: "priority"},
+            raise_on_error=False,
+        )  # fmt: skip
+        assert not result.success
+        failure = result.failure_data_for_node("sync_priority")
+        assert failure is not None and "icoms.PAYMENT" in str(failure.error)
+        after = instance.fetch_materializations(
+            dg.AssetKey(["warehouse", "billing_account"]), limit=50
+        ).records
+        assert len(after) > before, "the tier's other tables still loaded"
+        failed_checks = [
+            data
+            for entry in instance.all_logs(result.run_id)
+            if entry.dagster_event is not None
+            and entry.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"
+            and (data := entry.dagster_event.event_specific_data) is not None
+            and data.asset_key.to_user_string() == "warehouse/payment"  # type: ignore[union-attr]
+            and not data.passed  # type: ignore[union-attr]
+        ]
+        assert failed_checks, "an ERROR check evaluation for the failed batch"
+        assert failed_checks[0].severity == dg.AssetCheckSeverity.ERROR  # type: ignore[union-attr]
