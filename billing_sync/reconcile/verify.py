@@ -442,7 +442,9 @@ def _classify(differ: _Differ, candidates: list[tuple[Any, ...]]) -> _Found:
             found.missing.append(source)
         elif source is not None and warehouse is not None and source.hash != warehouse.hash:
             found.stale.append(source)
-            if source.change_ts < warehouse.version:
+            # An unreadable stamp (NULL, 'infinity') has no order: not counted as backwards.
+            stamps = (source.change_ts, warehouse.version)
+            if None not in stamps and source.change_ts < warehouse.version:
                 found.backwards.append(source)
     return found
 
