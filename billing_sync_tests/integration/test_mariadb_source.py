@@ -3,13 +3,25 @@ without the server's time zone tables, and (below) the ICOMS biller on MariaDB s
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
+from billing_sync.config import CATALOG_DIR, ConfigError, Settings
+from billing_sync.engine.sync import SyncEngine
+from billing_sync.postgres import DatabaseUrls
+from billing_sync.simulator import mariadb
 from billing_sync.source.engines import adapter_for
+from billing_sync_tests.integration.helpers import assert_parity, settings_for
 from billing_sync_tests.mysql_support import mysql_database, mysql_server
+
+pytestmark = pytest.mark.integration
 
 __all__ = ["mysql_database", "mysql_server"]
 
@@ -29,3 +41,91 @@ def test_clock_and_transaction_starts_read_in_the_catalogs_zone(mysql_database: 
         assert adapter.local_time(datetime(2026, 7, 1, 17, 0)) == datetime(2026, 7, 1, 12, 0)
     finally:
         adapter.dispose()
+
+
+def mariadb_catalog_dir(directory: Path, database: str) -> Path:
+    """The ICOMS catalog with its schema pointed at ``database`` (one per test)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = (CATALOG_DIR / "icoms.yaml").read_text()
+    (directory / "icoms.yaml").write_text(
+        text.replace("\nschema: icoms\n", f"\nschema: {database}\n")
+    )
+    return directory
+
+
+def mariadb_icoms(
+    databases: DatabaseUrls, mysql_database: URL, tmp_path: Path, *, accounts: int, **capture: Any
+) -> tuple[Settings, str]:
+    """Seed the ICOMS biller on MariaDB; settings whose icoms source is it."""
+    url = mysql_database.render_as_string(hide_password=False)
+    database = mysql_database.database
+    assert database is not None
+    conn = mariadb.connect(url)
+    mariadb.seed(conn, accounts=accounts, schema=database)
+    conn.close()
+    settings = settings_for(
+        databases, tmp_path, source_urls={"icoms": url},
+        catalog_dir=mariadb_catalog_dir(tmp_path / "catalog", database),
+        capture={"delay_seconds": 1.2, **capture},
+    )  # fmt: skip
+    return settings, url
+
+
+def mariadb_now(url: str) -> datetime:
+    conn = mariadb.connect(url)
+    try:
+        return mariadb.schema.local_now(conn, ZONE)
+    finally:
+        conn.close()
+
+
+def test_icoms_on_mariadb_syncs_to_parity_under_its_workload(
+    databases: DatabaseUrls, mysql_database: URL, tmp_path: Path
+) -> None:
+    settings, url = mariadb_icoms(databases, mysql_database, tmp_path, accounts=80,
+                                  batch_rows=300)  # fmt: skip
+    # No hard deletes: only verify finds those (test below); this is about the tail.
+    workload = mariadb.Workload(url, schema=mysql_database.database or "", rate=40,
+                                hard_deletes=False)  # fmt: skip
+    with SyncEngine.from_settings(settings) as engine:
+        assert engine.source("icoms").engine == "mysql"
+        engine.setup()
+        engine.validator.warm_up()
+        workload.start()
+        try:
+            started = time.monotonic()
+            batches = 0
+            while batches < 6 or time.monotonic() - started < 6:
+                batches += engine.run(tier=None, batches=1, poll_interval=0.2)
+        finally:
+            workload.stop()
+        engine.drain(until=mariadb_now(url), timeout=180)
+        results = assert_parity(engine)
+    assert sum(workload.committed.values()) > 20
+    rows = {r.table: r.warehouse_rows for r in results}
+    assert rows["PAYMENT"] > 0 and rows["USAGE_EVENT"] > 0
+    assert all(r.cache_rows == r.source_rows for r in results)
+
+
+def test_a_delay_below_the_mariadb_minimum_is_refused(
+    databases: DatabaseUrls, mysql_database: URL, tmp_path: Path
+) -> None:
+    settings, _ = mariadb_icoms(databases, mysql_database, tmp_path, accounts=1,
+                                delay_seconds=0.5)  # fmt: skip
+    with (
+        SyncEngine.from_settings(settings) as engine,
+        pytest.raises(ConfigError, match=r"icoms: capture delay_seconds=0.5 is below 1.1 s"),
+    ):
+        engine.source("icoms")
+
+
+def test_writes_through_the_capture_session_fail_on_mariadb(
+    databases: DatabaseUrls, mysql_database: URL, tmp_path: Path
+) -> None:
+    settings, _ = mariadb_icoms(databases, mysql_database, tmp_path, accounts=2)
+    database = mysql_database.database
+    with (
+        SyncEngine.from_settings(settings) as engine,
+        pytest.raises(DBAPIError, match="1792"),
+    ):
+        engine.source("icoms").scalar(f'DELETE FROM "{database}"."PAYMENT"')

@@ -210,6 +210,7 @@ OPERATIONS: dict[str, Callable[[_Tx], int]] = {
 
 # Transactions per operation: its share of rows over the rows one transaction writes.
 _WEIGHTS = {s.name: s.row_share / s.expected_rows for s in SPECS if s.name in OPERATIONS}
+_HARD_DELETES = {s.name for s in SPECS if s.hard_delete}
 
 
 class Workload:
@@ -229,10 +230,15 @@ class Workload:
     """
 
     def __init__(self, url: str, *, schema: str = "icoms", rate: float = 20.0,
-                 seed: int = 11) -> None:  # fmt: skip
+                 seed: int = 11, hard_deletes: bool = True) -> None:  # fmt: skip
         self.url = url
         self.schema = schema
         self.rate = rate
+        self.weights = {
+            name: weight
+            for name, weight in _WEIGHTS.items()
+            if hard_deletes or name not in _HARD_DELETES
+        }
         self.driver = IcomsDriver(schema=schema, rng=random.Random(seed), statement_batch=50)
         self.committed: Counter[str] = Counter()
         self.rows = 0
@@ -256,7 +262,7 @@ class Workload:
         """Commit one transaction (``name``, or one drawn by the mix); rows written."""
         conn = self._connection()
         rng = self.driver.rng
-        name = name or rng.choices(list(_WEIGHTS), weights=list(_WEIGHTS.values()))[0]
+        name = name or rng.choices(list(self.weights), weights=list(self.weights.values()))[0]
         params = self.driver.plan(name)
         if params is None:
             return 0
