@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa
 import pytest
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
+from billing_sync.capture.query import BoundQuery, build_change_query
+from billing_sync.capture.window import Cursor, Window
 from billing_sync.config import CATALOG_DIR, ConfigError, Settings
 from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
@@ -129,3 +132,32 @@ def test_writes_through_the_capture_session_fail_on_mariadb(
         pytest.raises(DBAPIError, match="1792"),
     ):
         engine.source("icoms").scalar(f'DELETE FROM "{database}"."PAYMENT"')
+
+
+def test_the_engines_change_query_walks_the_cursor_index_on_mariadb(
+    databases: DatabaseUrls, mysql_database: URL, tmp_path: Path
+) -> None:
+    settings, _ = mariadb_icoms(databases, mysql_database, tmp_path, accounts=300)
+    with SyncEngine.from_settings(settings) as engine:
+        catalog = engine.catalogs[0]
+        mapping = catalog.by_table["LEDGER"]
+        session = engine.source("icoms")
+        after = Cursor(change_ts=datetime(2025, 6, 1, 12, 0, 0), key=("002", 100))
+        window = Window(after=after, horizon=datetime(2026, 1, 1), limit=500)
+        query = build_change_query(mapping, schema=catalog.schema_name, window=window,
+                                   style=session.style)  # fmt: skip
+        assert " OR " in query.text, "MariaDB gets the expanded form"
+        plan = session.read_arrow(
+            BoundQuery("EXPLAIN " + query.text, query.params),
+            _EXPLAIN_SCHEMA,
+        ).to_pylist()
+    (step,) = plan
+    assert step["key"] == "LEDGER_CHG_IX" and step["type"] == "range", step
+    assert "filesort" not in (step["Extra"] or ""), step
+
+
+_EXPLAIN_SCHEMA = pa.schema(
+    [("id", pa.int64())]
+    + [(name, pa.string()) for name in ("select_type", "table", "type", "possible_keys", "key",
+                                        "key_len", "ref", "rows", "Extra")]
+)  # fmt: skip
