@@ -9,6 +9,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
+
 from billing_sync.bench.cli import add_bench_parser
 from billing_sync.config import (
     TIERS,
@@ -27,6 +29,8 @@ from billing_sync.private_files import private_dir, touch_private
 from billing_sync.quarantine_cli import add_parser as add_quarantine_parser
 from billing_sync.reconcile.verify import run_verify
 from billing_sync.secrets import install_log_masking, mask_error, mask_secrets
+from billing_sync.source.advice import connected, missing_cursor_indexes, source_adapter
+from billing_sync.sources_cli import add_parser as add_sources_parser
 from billing_sync.tier_failures import TablesFailed
 
 
@@ -97,10 +101,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cursor_index_warnings(engine: SyncEngine) -> list[str]:
     """Cursors no index leads with, each with the CREATE INDEX a DBA would run."""
-    from sqlalchemy.exc import DBAPIError
-
-    from billing_sync.source.advice import connected, missing_cursor_indexes, source_adapter
-
     warnings: list[str] = []
     for catalog in engine.catalogs:
         adapter = source_adapter(engine.urls.source_for(catalog.system), timezone=catalog.timezone)
@@ -108,7 +108,8 @@ def cursor_index_warnings(engine: SyncEngine) -> list[str]:
             with connected(adapter) as connection:
                 warnings.extend(missing_cursor_indexes(adapter, connection, catalog))
         except DBAPIError as error:
-            warnings.append(f"{catalog.system}: cursor indexes not checked ({error.orig})")
+            reason = mask_error(error.orig or error)
+            warnings.append(f"{catalog.system}: cursor indexes not checked ({reason})")
     return warnings
 
 
@@ -254,8 +255,6 @@ def parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_verify)
 
     add_quarantine_parser(sub, _settings)
-
-    from billing_sync.sources_cli import add_parser as add_sources_parser
 
     add_sources_parser(sub, _settings)
 

@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from billing_sync.config import ConfigError, Settings, load_catalogs
-from billing_sync.postgres import redact_url, resolve_database_urls
+from billing_sync.postgres import resolve_database_urls
+from billing_sync.secrets import mask_error, mask_secrets
 from billing_sync.source.advice import (
     DEFAULT_CAPTURE_USER,
     connected,
@@ -31,14 +32,15 @@ def cmd_grants(args: argparse.Namespace, settings: Settings) -> int:
     url = resolve_database_urls(settings).source_for(args.system)
     adapter = source_adapter(url, timezone=catalog.timezone)
     user = args.user or adapter.config.username or DEFAULT_CAPTURE_USER
-    print(f"-- {adapter.name} source of {args.system} ({redact_url(url)}): read-only grants")
+    print(f"-- {adapter.name} source of {args.system} ({mask_secrets(url)}): read-only grants")
     for statement in grants_text(adapter, catalog, user):
         print(f"{statement};")
     try:
         with connected(adapter) as connection:
             warnings = missing_cursor_indexes(adapter, connection, catalog)
     except DBAPIError as error:
-        print(f"-- cursor indexes not checked: cannot reach the source ({error.orig})")
+        reason = mask_error(error.orig or error)
+        print(f"-- cursor indexes not checked: cannot reach the source ({reason})")
         return 0
     for warning in warnings:
         print(f"-- {warning}")

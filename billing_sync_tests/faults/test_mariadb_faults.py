@@ -12,10 +12,11 @@ import psycopg
 import pytest
 from sqlalchemy.engine import URL
 
+from billing_sync.engine.batch import TableBatch
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator import mariadb
 from billing_sync.simulator.clock import from_cyymmdd
-from billing_sync.sync import SyncEngine, TableBatch
 from billing_sync_tests.integration.helpers import assert_parity
 from billing_sync_tests.integration.test_mariadb_source import mariadb_icoms, mariadb_now
 from billing_sync_tests.mysql_support import mysql_database, mysql_server

@@ -14,13 +14,14 @@ import pytest
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from billing_sync.capture.query import BoundQuery, build_change_query
+from billing_sync.capture.query import build_change_query
 from billing_sync.capture.window import Cursor, Window
 from billing_sync.config import CATALOG_DIR, ConfigError, Settings
 from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator import mariadb
 from billing_sync.source.engines import adapter_for
+from billing_sync.sql import BoundQuery
 from billing_sync_tests.integration.helpers import assert_parity, settings_for
 from billing_sync_tests.mysql_support import mysql_database, mysql_server
 
