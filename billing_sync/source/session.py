@@ -144,7 +144,7 @@ class SourceSession:
             assert self.dialect.oldest_transaction_sql is not None
             row = self._one(self.dialect.oldest_transaction_sql)
             if row is not None:
-                oldest = OpenTransaction(pid=row[0], started_at=row[1])
+                oldest = OpenTransaction(pid=str(row[0]), started_at=row[1])
         return compute_horizon(source_now=now, delay=delay, oldest_open=oldest)
 
     def _adapter_horizon(
@@ -158,8 +158,7 @@ class SourceSession:
             found = other.oldest_open_transaction()  # warns once when not visible
             self.horizon_unavailable = other.horizon_unavailable()
             if found is not None:
-                # A MariaDB/MySQL thread id (PROCESSLIST id): a number, like a pid.
-                oldest = OpenTransaction(pid=int(found.id), started_at=found.started_at)
+                oldest = OpenTransaction(pid=found.id, started_at=found.started_at)
         return compute_horizon(source_now=now, delay=delay, oldest_open=oldest)
 
     def reflect(self, schema: str, tables: list[str]) -> dict[str, SourceTable]:

@@ -50,7 +50,7 @@ def test_a_late_committing_transaction_holds_the_horizon_and_arrives_whole(
         try:
             with long_running.cursor() as cur:
                 cur.execute("SELECT CONNECTION_ID()")
-                thread_id = cur.fetchone()[0]
+                thread_id = str(cur.fetchone()[0])
                 # The locking read first (it puts the transaction in INNODB_TRX), then the
                 # stamp, as the biller's programs do (simulator.mariadb.schema.stamp).
                 cur.execute(f"SELECT 1 FROM `{database}`.`ACCOUNT` WHERE `BILL_CYCLE` = 7"
