@@ -14,12 +14,14 @@ Oracle and Db2 sessions would need the builders compiled per dialect
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import NoSuchTableError
+from sqlalchemy.exc import DBAPIError, NoSuchTableError
 
 from billing_sync.source.engines import (
     EngineAdapter,
@@ -27,6 +29,7 @@ from billing_sync.source.engines import (
     ReflectedTable,
     adapter_for,
 )
+from billing_sync.source.guarded import guarded_table
 from billing_sync.sql import QueryStyle
 
 log = logging.getLogger(__name__)
@@ -48,10 +51,27 @@ def is_postgres_url(url: str) -> bool:
         return True
 
 
-class AdapterConnection:
-    """One read-only connection through an engine adapter (see the module docstring)."""
+class StatementTimeout(RuntimeError):
+    """A statement ran past the statement timeout (MariaDB 1969, MySQL 3024)."""
 
-    def __init__(self, url: str, *, timezone: str | None) -> None:
+
+_TIMEOUT_CODES = (1969, 3024)
+
+
+class AdapterConnection:
+    """One read-only connection through an engine adapter (see the module docstring).
+
+    As on PostgreSQL (:class:`~billing_sync.source.session.SourceSession`), every
+    statement runs in its own ``START TRANSACTION READ ONLY`` (the session default set
+    by the adapter could be changed by a statement; a started transaction's mode cannot)
+    and carries the statement timeout: MariaDB's ``SET STATEMENT max_statement_time=N
+    FOR ...`` (per statement, https://mariadb.com/kb/en/set-statement/), MySQL's session
+    ``max_execution_time`` (SELECT only, milliseconds). The biller stops the statement
+    itself, which a client-side timeout would not do.
+    """
+
+    def __init__(self, url: str, *, timezone: str | None, statement_timeout: float) -> None:
+        self.statement_timeout = statement_timeout
         self.adapter: EngineAdapter = adapter_for(url)
         if self.adapter.name == "mysql":
             # PyMySQL's init_command runs on every new connection before SQLAlchemy's
@@ -66,6 +86,10 @@ class AdapterConnection:
             )
         self.adapter.timezone = timezone
         self.connection = self.adapter.connect()
+        self.mariadb = bool(getattr(self.connection.dialect, "is_mariadb", False))
+        if not self.mariadb:
+            milliseconds = max(1, round(statement_timeout * 1000))
+            self.connection.exec_driver_sql(f"SET SESSION max_execution_time = {milliseconds}")
         self.style = QueryStyle(row_values=self.adapter.row_values)
 
     @property
@@ -76,8 +100,28 @@ class AdapterConnection:
         self.connection.close()
         self.adapter.dispose()
 
+    def _timed(self, text: str) -> str:
+        if not self.mariadb:
+            return text
+        return f"SET STATEMENT max_statement_time = {self.statement_timeout:g} FOR {text}"
+
+    @contextmanager
+    def _read_only(self) -> Iterator[None]:
+        self.connection.exec_driver_sql("START TRANSACTION READ ONLY")
+        try:
+            yield
+        except DBAPIError as error:
+            self.connection.exec_driver_sql("ROLLBACK")
+            code = error.orig.args[0] if error.orig is not None and error.orig.args else None
+            if code in _TIMEOUT_CODES:
+                raise StatementTimeout(str(code)) from error
+            raise
+        self.connection.exec_driver_sql("COMMIT")
+
     def one(self, text: str, params: dict[str, Any] | None = None) -> Any:
-        return self.connection.exec_driver_sql(text, _params(params)).first()
+        with self._read_only():
+            result = self.connection.exec_driver_sql(self._timed(text), _params(params))
+            return result.first() if result.returns_rows else None
 
     def source_now(self) -> datetime:
         return self.adapter.source_now(self.connection)
@@ -105,20 +149,16 @@ class AdapterConnection:
         parameters (watermark values would become SQL text) and opens its own
         connection, outside this read-only session (docs/sources.md, "Reading into Arrow").
         """
-        result = self.connection.execution_options(stream_results=True).exec_driver_sql(
-            text, _params(params)
-        )
         batches: list[pa.RecordBatch] = []
-        try:
-            while rows := result.fetchmany(FETCH_ROWS):
-                columns = list(zip(*rows, strict=True))
-                arrays = [
-                    pa.array(values, type=field.type)
-                    for values, field in zip(columns, schema, strict=True)
-                ]
-                batches.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
-        finally:
-            result.close()
+        with self._read_only():
+            streaming = self.connection.execution_options(stream_results=True)
+            result = streaming.exec_driver_sql(self._timed(text), _params(params))
+            try:
+                while rows := result.fetchmany(FETCH_ROWS):
+                    columns = list(zip(*rows, strict=True))
+                    batches.extend(guarded_table(columns, schema).to_batches())
+            finally:
+                result.close()
         return pa.Table.from_batches(batches, schema=schema)
 
 
@@ -127,4 +167,4 @@ def _params(params: dict[str, Any] | None) -> Any:
     return params or None
 
 
-__all__ = ["FETCH_ROWS", "AdapterConnection", "is_postgres_url"]
+__all__ = ["FETCH_ROWS", "AdapterConnection", "StatementTimeout", "is_postgres_url"]

@@ -13,7 +13,11 @@ import pyarrow as pa
 from sqlalchemy.exc import DBAPIError
 
 from billing_sync.secrets import mask_error, mask_secrets
-from billing_sync.source.adapter_session import AdapterConnection, is_postgres_url
+from billing_sync.source.adapter_session import (
+    AdapterConnection,
+    StatementTimeout,
+    is_postgres_url,
+)
 from billing_sync.source.copy_reader import CopyUnsupported, copy_supported, read_copy
 from billing_sync.source.dialect import CAPTURE_APPLICATION_NAME, POSTGRES, SourceDialect
 from billing_sync.source.drafts import source_table
@@ -70,7 +74,9 @@ class SourceSession:
         self._other: AdapterConnection | None = None
         if not is_postgres_url(url):
             try:
-                self._other = AdapterConnection(url, timezone=timezone)
+                self._other = AdapterConnection(
+                    url, timezone=timezone, statement_timeout=statement_timeout
+                )
             except DBAPIError as error:
                 reason = mask_error(error.orig or error)
                 raise SourceUnavailable(
@@ -215,7 +221,8 @@ class SourceSession:
         """
         self.queries += 1
         if self._other is not None:
-            return self._other.read_arrow(query.text, query.params, schema)
+            with self._timeout_named():
+                return self._other.read_arrow(query.text, query.params, schema)
         if self.dialect is POSTGRES and copy_supported(schema):
             try:
                 with self.transaction():
@@ -236,9 +243,20 @@ class SourceSession:
     def _one(self, text: str, params: dict[str, Any] | None = None) -> Any:
         self.queries += 1
         if self._other is not None:
-            return self._other.one(text, params)
+            with self._timeout_named():
+                return self._other.one(text, params)
         with self.transaction():
             return self._conn.execute(text, params).fetchone()
+
+    @contextmanager
+    def _timeout_named(self) -> Iterator[None]:
+        try:
+            yield
+        except StatementTimeout as error:
+            raise SourceTimeout(
+                f"a statement on the source at {mask_secrets(self._url)} ran longer than"
+                f" capture.statement_timeout_seconds ({self.statement_timeout:g} s)"
+            ) from error
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -21,6 +21,7 @@ from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator import mariadb
 from billing_sync.source.engines import adapter_for
+from billing_sync.source.session import SourceSession, SourceTimeout
 from billing_sync.sql import BoundQuery
 from billing_sync_tests.integration.helpers import assert_parity, settings_for
 from billing_sync_tests.mysql_support import mysql_database, mysql_server
@@ -162,3 +163,21 @@ _EXPLAIN_SCHEMA = pa.schema(
     + [(name, pa.string()) for name in ("select_type", "table", "type", "possible_keys", "key",
                                         "key_len", "ref", "rows", "Extra")]
 )  # fmt: skip
+
+
+def test_each_statement_is_read_only_and_timed_even_after_a_session_change(
+    mysql_database: URL,
+) -> None:
+    url = mysql_database.render_as_string(hide_password=False)
+    conn = mariadb.connect(url)
+    mariadb.seed(conn, accounts=2, schema=mysql_database.database or "")
+    conn.close()
+    with SourceSession(url, timezone=ZONE, statement_timeout=0.5) as session:
+        session.scalar("SET SESSION TRANSACTION READ WRITE")  # what a hostile filter might do
+        with pytest.raises(DBAPIError, match="1792"):
+            session.scalar(f'DELETE FROM "{mysql_database.database}"."PAYMENT"')
+        started = time.monotonic()
+        with pytest.raises(SourceTimeout, match="statement_timeout_seconds"):
+            session.scalar("SELECT SLEEP(5)")
+        assert time.monotonic() - started < 3
+        assert session.scalar("SELECT 1") == 1  # the session is usable afterwards
