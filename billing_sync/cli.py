@@ -9,6 +9,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
+
 from billing_sync.bench.cli import add_bench_parser
 from billing_sync.config import (
     TIERS,
@@ -27,6 +29,8 @@ from billing_sync.private_files import private_dir, touch_private
 from billing_sync.quarantine_cli import add_parser as add_quarantine_parser
 from billing_sync.reconcile.verify import run_verify
 from billing_sync.secrets import install_log_masking, mask_error, mask_secrets
+from billing_sync.source.advice import connected, missing_cursor_indexes, source_adapter
+from billing_sync.sources_cli import add_parser as add_sources_parser
 from billing_sync.tier_failures import TablesFailed
 
 
@@ -90,7 +94,23 @@ def cmd_check(args: argparse.Namespace) -> int:
                     f"ok  {catalog.system}.{mapping.table:<16} -> {mapping.entity:<18}"
                     f" {len(mapping.columns):>3} columns  tier {mapping.tier}"
                 )
+        for warning in cursor_index_warnings(engine):
+            print(f"warn {warning}")
     return 0
+
+
+def cursor_index_warnings(engine: SyncEngine) -> list[str]:
+    """Cursors no index leads with, each with the CREATE INDEX a DBA would run."""
+    warnings: list[str] = []
+    for catalog in engine.catalogs:
+        adapter = source_adapter(engine.urls.source_for(catalog.system), timezone=catalog.timezone)
+        try:
+            with connected(adapter) as connection:
+                warnings.extend(missing_cursor_indexes(adapter, connection, catalog))
+        except DBAPIError as error:
+            reason = mask_error(error.orig or error)
+            warnings.append(f"{catalog.system}: cursor indexes not checked ({reason})")
+    return warnings
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -235,6 +255,8 @@ def parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_verify)
 
     add_quarantine_parser(sub, _settings)
+
+    add_sources_parser(sub, _settings)
 
     pause = sub.add_parser("pause", help="sensors start no run; runs stop after their batch")
     pause.set_defaults(func=lambda a: cmd_pause(a, pause=True))

@@ -188,7 +188,7 @@ def quarantine_spikes(
 
 
 def horizon_held(
-    pid: int | None, hold_seconds: float, *, limit_seconds: float, system: str = "source"
+    pid: int | str | None, hold_seconds: float, *, limit_seconds: float, system: str = "source"
 ) -> list[Condition]:
     """A source transaction holding the capture horizon back past the limit."""
     if pid is None or hold_seconds <= limit_seconds:

@@ -139,8 +139,11 @@ def build_high_watermark_query(
         return f"SELECT max({change_ts_expression(mapping)}) FROM {table}"
     date, time = cursor_sql_columns(mapping)
     limit = " FETCH FIRST 1 ROWS ONLY" if style.fetch_first else " LIMIT 1"
+    # decimal(18,0): every engine spells it so (MariaDB has no CAST(... AS bigint)), and
+    # CYYMMDD * 1000000 does not fit a 32-bit integer.
     return (
-        f"SELECT CAST({date} AS bigint) * 1000000 + {time} FROM {qualified(schema, mapping.table)}"
+        f"SELECT CAST({date} AS decimal(18,0)) * 1000000 + {time}"
+        f" FROM {qualified(schema, mapping.table)}"
         f" WHERE {date} IS NOT NULL AND {time} IS NOT NULL"
         f" ORDER BY {date} DESC, {time} DESC{limit}"
     )

@@ -27,7 +27,7 @@ import psycopg
 from billing_sync.capture.query import build_high_watermark_query, decode_high_watermark
 from billing_sync.capture.window import Cursor
 from billing_sync.config import CaptureSettings, SourceCatalog, TableMapping
-from billing_sync.sql import qualified
+from billing_sync.sql import QueryStyle, qualified
 
 
 class SourceRegressionError(RuntimeError):
@@ -35,6 +35,9 @@ class SourceRegressionError(RuntimeError):
 
 
 class _Source(Protocol):
+    @property
+    def style(self) -> QueryStyle: ...
+
     def scalar(self, text: str, params: dict[str, Any] | None = None) -> Any: ...
 
 
@@ -98,7 +101,8 @@ RESOLVE_HINT = (
 
 def newest_change(source: _Source, catalog: SourceCatalog, mapping: TableMapping) -> Any:
     """The newest change timestamp in the source table (one index entry), or None."""
-    value = source.scalar(build_high_watermark_query(mapping, schema=catalog.schema_name))
+    query = build_high_watermark_query(mapping, schema=catalog.schema_name, style=source.style)
+    value = source.scalar(query)
     return decode_high_watermark(mapping, value)
 
 

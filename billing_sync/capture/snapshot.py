@@ -16,7 +16,7 @@ from billing_sync.capture.filter_ast import Expr, render
 from billing_sync.capture.filter_expr import BadFilter, parse_filter
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.source.reflect import type_family
-from billing_sync.sql import BoundQuery, qualified, quote_ident
+from billing_sync.sql import POSTGRES_STYLE, BoundQuery, QueryStyle, qualified, quote_ident
 
 __all__ = [
     "BadFilter",
@@ -65,6 +65,7 @@ def build_snapshot_query(
     after_key: tuple[Any, ...] | None,
     limit: int,
     where: Expr | None = None,
+    style: QueryStyle = POSTGRES_STYLE,
 ) -> BoundQuery:
     """The next chunk of a snapshot: keys after ``after_key``, in key order."""
     key = [quote_ident(name) for name in mapping.key]
@@ -74,8 +75,7 @@ def build_snapshot_query(
     if after_key is not None:
         names = [f"after_k{i}" for i in range(len(key))]
         params.update(zip(names, after_key, strict=True))
-        placeholders = ", ".join(f"%({name})s" for name in names)
-        conditions.append(f"({', '.join(key)}) > ({placeholders})")
+        conditions.append(style.greater_than(key, names))
     if where is not None:
         text, values = render(where)
         conditions.append(text)

@@ -40,8 +40,9 @@ def late_rows(
         return None
     since, until = region
     query = build_region_keys_query(
-        mapping, schema=catalog.schema_name, since=since, until=until, limit=LOOKBACK_ROWS
-    )
+        mapping, schema=catalog.schema_name, since=since, until=until, limit=LOOKBACK_ROWS,
+        style=source.style,
+    )  # fmt: skip
     region = decode_cursor(source.read_arrow(query, region_schema(mapping)), mapping)
     keys = pl.from_arrow(region)
     assert isinstance(keys, pl.DataFrame)

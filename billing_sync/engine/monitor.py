@@ -92,9 +92,9 @@ def late_rows_by_entity(engine: SyncEngine, *, window_seconds: float) -> dict[st
     return {entity: int(total) for entity, total in rows}
 
 
-def horizon_hold(engine: SyncEngine) -> tuple[str, int | None, float]:
+def horizon_hold(engine: SyncEngine) -> tuple[str, str | None, float]:
     """The system, pid and seconds of the longest source transaction holding the horizon."""
-    worst: tuple[str, int | None, float] = ("source", None, 0.0)
+    worst: tuple[str, str | None, float] = ("source", None, 0.0)
     for system in dict.fromkeys(catalog.system for catalog in engine.catalogs):
         horizon = engine.horizon(system)
         if horizon.held_back_by is not None and horizon.hold_seconds > worst[2]:

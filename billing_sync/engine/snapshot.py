@@ -152,6 +152,7 @@ def _snapshot_rows(
     query = build_snapshot_query(
         mapping, schema=catalog.schema_name, after_key=after_key, limit=limit,
         where=_saved_filter(engine, catalog, mapping, state),
+        style=engine.source(catalog.system).style,
     )  # fmt: skip
     schema = source_schema(mapping)
     key = (mapping.table, state.snapshot_id, after_key, state.where_sql, limit)

@@ -131,11 +131,20 @@ class SyncEngine:
     def source(self, system: str) -> SourceSession:
         if system not in self._sources:
             zone = next((c.timezone for c in self.catalogs if c.system == system), None)
-            self._sources[system] = SourceSession(
+            session = SourceSession(
                 self.urls.source_for(system),
                 timezone=zone,
                 statement_timeout=self.settings.capture.statement_timeout_seconds,
             )
+            delay, minimum = self.settings.capture.delay_seconds, session.min_delay_seconds
+            if delay < minimum:
+                session.close()
+                raise ConfigError(
+                    f"{system}: capture delay_seconds={delay} is below {minimum} s, the least"
+                    f" under which the {session.engine} horizon probe can miss a transaction"
+                    " (docs/sources.md); raise capture.delay_seconds in the settings"
+                )
+            self._sources[system] = session
         return self._sources[system]
 
     def setup(self) -> None:
@@ -312,7 +321,9 @@ class SyncEngine:
         schema = source_schema(mapping)
         if window.is_empty:
             return schema.empty_table()
-        query = build_change_query(mapping, schema=catalog.schema_name, window=window)
+        query = build_change_query(
+            mapping, schema=catalog.schema_name, window=window, style=source.style
+        )
         return source.read_arrow(query, schema)
 
     def _catch_up_cache(self, mapping: TableMapping) -> tuple[CacheApplied | None, str | None]:

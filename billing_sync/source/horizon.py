@@ -16,7 +16,9 @@ from datetime import datetime, timedelta
 class OpenTransaction:
     """The oldest open transaction seen on the source, which may hold the horizon back."""
 
-    pid: int
+    pid: str
+    """The engine's own name for it: a PostgreSQL pid, a MariaDB thread id, an Oracle
+    sid, a Db2 application handle, an IBM i job name (``123456/QUSER/QZDASOINIT``)."""
     started_at: datetime
 
 
@@ -47,10 +49,10 @@ def compute_horizon(
     >>> now = datetime(2026, 1, 1, 12, 0, 10)
     >>> compute_horizon(source_now=now, delay=timedelta(seconds=2), oldest_open=None).at
     datetime.datetime(2026, 1, 1, 12, 0, 8)
-    >>> old = OpenTransaction(pid=42, started_at=datetime(2026, 1, 1, 12, 0, 1))
+    >>> old = OpenTransaction(pid="42", started_at=datetime(2026, 1, 1, 12, 0, 1))
     >>> h = compute_horizon(source_now=now, delay=timedelta(seconds=2), oldest_open=old)
     >>> h.at, h.held_back_by.pid
-    (datetime.datetime(2026, 1, 1, 12, 0, 1), 42)
+    (datetime.datetime(2026, 1, 1, 12, 0, 1), '42')
     """
     by_delay = source_now - delay
     if oldest_open is not None and oldest_open.started_at < by_delay:

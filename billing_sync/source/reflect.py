@@ -294,7 +294,11 @@ _UNIQUE_SQL = (
 
 
 def reflect_tables(session: Any, schema: str, tables: list[str]) -> dict[str, SourceTable]:
-    """The named tables of ``schema`` as the source (PostgreSQL) describes them."""
+    """The named tables of ``schema`` as the source describes them (PostgreSQL's
+    catalogs here; another engine's through its adapter, SQLAlchemy's Inspector)."""
+    if getattr(session, "engine", "postgresql") != "postgresql":
+        reflected: dict[str, SourceTable] = session.reflect(schema, tables)
+        return reflected
     params = {"schema": schema, "tables": tables}
     text = pa.string()
     columns = session.read_arrow(

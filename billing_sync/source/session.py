@@ -10,13 +10,21 @@ from typing import Any
 
 import psycopg
 import pyarrow as pa
+from sqlalchemy.exc import DBAPIError
 
 from billing_sync.secrets import mask_error, mask_secrets
+from billing_sync.source.adapter_session import (
+    AdapterConnection,
+    StatementTimeout,
+    is_postgres_url,
+)
 from billing_sync.source.copy_reader import CopyUnsupported, copy_supported, read_copy
 from billing_sync.source.dialect import CAPTURE_APPLICATION_NAME, POSTGRES, SourceDialect
+from billing_sync.source.drafts import source_table
 from billing_sync.source.guarded import guard_loaders, guarded_table
 from billing_sync.source.horizon import Horizon, OpenTransaction, compute_horizon
-from billing_sync.sql import BoundQuery
+from billing_sync.source.reflect import SourceTable
+from billing_sync.sql import BoundQuery, QueryStyle
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +67,22 @@ class SourceSession:
         self._url = url
         self._timezone = timezone
         self.statement_timeout = statement_timeout
+        self.queries = 0
+        self.horizon_unavailable: str | None = None
+        self._horizon_checked = False
+        # Another engine: its adapter's read-only connection (adapter_session).
+        self._other: AdapterConnection | None = None
+        if not is_postgres_url(url):
+            try:
+                self._other = AdapterConnection(
+                    url, timezone=timezone, statement_timeout=statement_timeout
+                )
+            except DBAPIError as error:
+                reason = mask_error(error.orig or error)
+                raise SourceUnavailable(
+                    f"cannot reach the source at {mask_secrets(url)}: {reason}"
+                ) from None
+            return
         # The session's TimeZone is the catalog's: the source clock and transaction starts
         # (read as ``timestamp``) are then local times like the audit columns they bound.
         zone = f" -c TimeZone={timezone}" if timezone else ""
@@ -77,11 +101,27 @@ class SourceSession:
                 f"cannot reach the source at {mask_secrets(url)}: {mask_error(error)}"
             ) from None
         self._conn.read_only = True  # psycopg then opens transactions BEGIN READ ONLY
-        self.queries = 0
-        self.horizon_unavailable: str | None = None
-        self._horizon_checked = False
+
+    @property
+    def engine(self) -> str:
+        """The source's engine: ``postgresql``, ``mysql``."""
+        return "postgresql" if self._other is None else self._other.name
+
+    @property
+    def style(self) -> QueryStyle:
+        """How this engine wants the shared SQL text's row values compared."""
+        return self.dialect.style if self._other is None else self._other.style
+
+    @property
+    def min_delay_seconds(self) -> float:
+        """The smallest capture delay under which the horizon probe can miss a
+        transaction (MariaDB: 1.1 s, see engines/mysql.py)."""
+        return 0.0 if self._other is None else self._other.adapter.min_delay_seconds
 
     def close(self) -> None:
+        if self._other is not None:
+            self._other.close()
+            return
         self._conn.close()
 
     def sibling(self) -> SourceSession:
@@ -102,14 +142,44 @@ class SourceSession:
     def horizon(self, *, delay: timedelta, use_transactions: bool = True) -> Horizon:
         """``min(source_now - delay, oldest open transaction)``; the delay alone when the
         source does not show its transactions (see :attr:`horizon_unavailable`)."""
+        if self._other is not None:
+            return self._adapter_horizon(self._other, delay, use_transactions)
         now = self._scalar(self.dialect.now_sql)
         oldest: OpenTransaction | None = None
         if use_transactions and self._transactions_visible():
             assert self.dialect.oldest_transaction_sql is not None
             row = self._one(self.dialect.oldest_transaction_sql)
             if row is not None:
-                oldest = OpenTransaction(pid=row[0], started_at=row[1])
+                oldest = OpenTransaction(pid=str(row[0]), started_at=row[1])
         return compute_horizon(source_now=now, delay=delay, oldest_open=oldest)
+
+    def _adapter_horizon(
+        self, other: AdapterConnection, delay: timedelta, use_transactions: bool
+    ) -> Horizon:
+        self.queries += 1
+        now = other.source_now()
+        oldest: OpenTransaction | None = None
+        if use_transactions:
+            self.queries += 1
+            found = other.oldest_open_transaction()  # warns once when not visible
+            self.horizon_unavailable = other.horizon_unavailable()
+            if found is not None:
+                oldest = OpenTransaction(pid=found.id, started_at=found.started_at)
+        return compute_horizon(source_now=now, delay=delay, oldest_open=oldest)
+
+    def reflect(self, schema: str, tables: list[str]) -> dict[str, SourceTable]:
+        """Another engine's tables, in the catalog check's terms (see reflect_tables)."""
+        assert self._other is not None, "PostgreSQL sources reflect through pg_catalog"
+        self.queries += 1
+        return {t.name: source_table(t) for t in self._other.reflect(schema, tables)}
+
+    def now(self) -> datetime:
+        """The source's clock (naive, in the catalog's zone)."""
+        if self._other is not None:
+            self.queries += 1
+            return self._other.source_now()
+        value: datetime = self._scalar(self.dialect.now_sql)
+        return value
 
     def _transactions_visible(self) -> bool:
         if not self._horizon_checked:
@@ -150,6 +220,9 @@ class SourceSession:
         (:mod:`billing_sync.source.copy_reader`), else through a cursor.
         """
         self.queries += 1
+        if self._other is not None:
+            with self._timeout_named():
+                return self._other.read_arrow(query.text, query.params, schema)
         if self.dialect is POSTGRES and copy_supported(schema):
             try:
                 with self.transaction():
@@ -169,8 +242,21 @@ class SourceSession:
 
     def _one(self, text: str, params: dict[str, Any] | None = None) -> Any:
         self.queries += 1
+        if self._other is not None:
+            with self._timeout_named():
+                return self._other.one(text, params)
         with self.transaction():
             return self._conn.execute(text, params).fetchone()
+
+    @contextmanager
+    def _timeout_named(self) -> Iterator[None]:
+        try:
+            yield
+        except StatementTimeout as error:
+            raise SourceTimeout(
+                f"a statement on the source at {mask_secrets(self._url)} ran longer than"
+                f" capture.statement_timeout_seconds ({self.statement_timeout:g} s)"
+            ) from error
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -190,5 +276,4 @@ class SourceSession:
 
 
 def source_now(session: SourceSession) -> datetime:
-    value: datetime = session.scalar(session.dialect.now_sql)
-    return value
+    return session.now()

@@ -56,7 +56,7 @@ def test_a_long_transaction_is_held_back_by_the_horizon_or_caught_as_late_rows(
             a.drain(until=source_now(databases.source), timeout=60)
             b.drain(until=source_now(databases.source), timeout=60)
 
-            held = [x for x in batches_a if x.held_back_by and x.held_back_by.pid == pid]
+            held = [x for x in batches_a if x.held_back_by and x.held_back_by.pid == str(pid)]
             assert held, "the horizon never saw the open transaction"
             assert max(x.hold_seconds for x in held) > OPEN_SECONDS - 15
             assert _late_rows(a) == 0

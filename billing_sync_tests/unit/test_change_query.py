@@ -295,7 +295,7 @@ def test_composite_region_keys_and_rows_by_key_and_high_watermark() -> None:
         SELECT_ACCOUNT + ' WHERE ("SITE_ID", "ACCOUNT_NO") IN ((%(k0_0)s, %(k1_0)s))'
     )
     assert build_high_watermark_query(ACCOUNT, schema="icoms") == (
-        'SELECT CAST("CHG_DATE" AS bigint) * 1000000 + "CHG_TIME" FROM "icoms"."ACCOUNT"'
+        'SELECT CAST("CHG_DATE" AS decimal(18,0)) * 1000000 + "CHG_TIME" FROM "icoms"."ACCOUNT"'
         ' WHERE "CHG_DATE" IS NOT NULL AND "CHG_TIME" IS NOT NULL'
         ' ORDER BY "CHG_DATE" DESC, "CHG_TIME" DESC LIMIT 1'
     )

@@ -29,14 +29,14 @@ T = datetime(2026, 11, 25, 11, 59, 0)
 def test_horizon_is_the_earlier_of_delay_and_oldest_transaction(
     delay: timedelta, open_started: datetime | None, expected: datetime, held: bool
 ) -> None:
-    oldest = OpenTransaction(pid=7, started_at=open_started) if open_started else None
+    oldest = OpenTransaction(pid="7", started_at=open_started) if open_started else None
     horizon = compute_horizon(source_now=NOW, delay=delay, oldest_open=oldest)
     assert horizon.at == expected
     assert (horizon.held_back_by is not None) is held
 
 
 def test_hold_seconds_reports_the_age_of_the_holding_transaction() -> None:
-    oldest = OpenTransaction(pid=7, started_at=NOW - timedelta(seconds=45))
+    oldest = OpenTransaction(pid="7", started_at=NOW - timedelta(seconds=45))
     horizon = compute_horizon(source_now=NOW, delay=timedelta(seconds=1), oldest_open=oldest)
     assert horizon.hold_seconds == pytest.approx(45)
     assert compute_horizon(source_now=NOW, delay=timedelta(1), oldest_open=None).hold_seconds == 0

@@ -246,6 +246,11 @@ class EngineAdapter:
     def source_now(self, connection: Connection) -> datetime:
         """The source's own clock (never the pipeline's), as a naive local timestamp."""
         value: datetime = connection.execute(sa.text(self.now_sql())).scalar_one()
+        return self.local_time(value)
+
+    def local_time(self, value: datetime) -> datetime:
+        """A timestamp the session read (its clock, a transaction start) in the
+        catalog's zone; the session already runs in it unless an engine says otherwise."""
         return value
 
     def oldest_transaction_sql(self) -> str | None:
@@ -274,7 +279,9 @@ class EngineAdapter:
         row = connection.execute(sa.text(sql)).first()
         if row is None:
             return None
-        return OldestTransaction(id=str(row[0]), started_at=row[1], age_seconds=float(row[2]))
+        return OldestTransaction(
+            id=str(row[0]), started_at=self.local_time(row[1]), age_seconds=float(row[2])
+        )
 
     def _warn_once(self, reason: str) -> None:
         self.horizon_unavailable = reason

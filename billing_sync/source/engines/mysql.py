@@ -14,7 +14,9 @@ so queries for this engine use the expanded ``OR`` form.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -54,7 +56,6 @@ class MySQLAdapter(EngineAdapter):
     def engine(self) -> Engine:
         fresh = self._engine is None
         engine = super().engine
-        zone = self.timezone
         if fresh:
             # Every pooled DB-API connection, also one the pool re-opens, is read-only.
             # MariaDB: SET TRANSACTION READ ONLY
@@ -63,8 +64,11 @@ class MySQLAdapter(EngineAdapter):
             def _read_only(dbapi_connection: Any, _record: Any) -> None:
                 with dbapi_connection.cursor() as cursor:
                     cursor.execute("SET SESSION TRANSACTION READ ONLY")
-                    if zone is not None:  # NOW() and TIMESTAMP columns; DATETIME is as stored
-                        cursor.execute("SET time_zone = %s", (zone,))
+                    # UTC sessions: a named zone needs the server's time zone tables,
+                    # which many installations (Debian's MariaDB) do not load, so the
+                    # clock and transaction starts are converted here (local_time).
+                    # DATETIME columns read as stored; TIMESTAMP columns read in UTC.
+                    cursor.execute("SET time_zone = '+00:00'")
 
         return engine
 
@@ -79,6 +83,12 @@ class MySQLAdapter(EngineAdapter):
                 return
             break
         raise ReadOnlyRefused(f"{self.config.masked()}: the session did not become read-only")
+
+    def local_time(self, value: datetime) -> datetime:
+        if self.timezone is None:
+            return value
+        utc = value.replace(tzinfo=UTC)
+        return utc.astimezone(ZoneInfo(self.timezone)).replace(tzinfo=None)
 
     def now_sql(self) -> str:
         # NOW(6) is the statement's start, with microseconds (the source clock).
