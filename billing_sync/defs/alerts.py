@@ -145,7 +145,7 @@ def alerts_sensor(check_keys: list[dg.AssetCheckKey], jobs: list[str]) -> dg.Sen
     )
     def alert(
         context: dg.SensorEvaluationContext, billing_sync: BillingSyncResource
-    ) -> dg.SensorResult:
+    ) -> dg.SensorResult | dg.SkipReason:
         settings = billing_sync.settings()
         limits = settings.alerts
         failed, healthy = failed_runs(context.instance, jobs)
@@ -224,11 +224,10 @@ def alerts_sensor(check_keys: list[dg.AssetCheckKey], jobs: list[str]) -> dg.Sen
             shown = now
         cursor = json.loads(result.state.to_json())
         cursor["operations_at"] = shown
+        context.update_cursor(json.dumps(cursor, sort_keys=True))
         context.log.info(result.summary(len(active)))
-        return dg.SensorResult(
-            asset_events=page_events,
-            cursor=json.dumps(cursor, sort_keys=True),
-            skip_reason=None if page_events else result.summary(len(active)),
-        )
+        if not page_events:
+            return dg.SkipReason(result.summary(len(active)))
+        return dg.SensorResult(asset_events=page_events)
 
     return alert
