@@ -107,12 +107,18 @@ def sensor_ticks(instance: dg.DagsterInstance, *, latest: int = 3) -> list[c.Sen
         if state.instigator_type.value != "SENSOR":
             continue
         ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=latest)
-        newest_error = next((t.error for t in ticks if t.error is not None), None)
+        error = next((t.error for t in ticks if t.error is not None), None)
+        # Past Dagster's wrapper to the product's error (which names what failed), not to
+        # its innermost cause (a driver's bare "connection refused").
+        while (
+            error is not None and error.cause is not None and error.message.startswith("dagster.")
+        ):
+            error = error.cause
         found.append(
             c.SensorTicks(
                 state.instigator_name,
                 tuple(t.status.value == "FAILURE" for t in ticks),
-                newest_error.message if newest_error is not None else None,
+                error.message if error is not None else None,
             )
         )
     return found
