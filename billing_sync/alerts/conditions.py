@@ -192,8 +192,8 @@ def freshness_breaches(entities: Iterable[Freshness]) -> list[Condition]:
             f.entity,
             "critical" if f.tier == "priority" else "warning",
             f"{f.entity} is "
-            + ("not loaded yet" if f.lag_seconds is None else f"{f.lag_seconds:.0f}s behind")
-            + f" the source ({f.table}); its {f.tier} SLA is {f.sla_seconds:.0f}s",
+            + ("not loaded yet from" if f.lag_seconds is None else f"{f.lag_seconds:.0f}s behind")
+            + f" the source ({f.table}); its {f.tier} SLA is {f.sla_seconds:g}s",
             {"entity": f.entity, "lag_seconds": f.lag_seconds, "sla_seconds": f.sla_seconds},
         )
         for f in entities

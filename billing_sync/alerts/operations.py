@@ -48,7 +48,7 @@ def markdown(
             lag = "not loaded" if f.lag_seconds is None else f"{f.lag_seconds:.1f} s"
             state = "ok" if f.fresh else "**BREACH**"
             lines.append(
-                f"| {f.table} | {f.entity} | {f.tier} | {lag} | {f.sla_seconds:.0f} s | {state} |"
+                f"| {f.table} | {f.entity} | {f.tier} | {lag} | {f.sla_seconds:g} s | {state} |"
             )
         lines.append("")
     alerts = sorted(firing.items(), key=lambda item: float(item[1].get("since") or 0.0))

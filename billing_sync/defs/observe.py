@@ -36,7 +36,7 @@ def freshness_evaluation(f: Freshness) -> dg.AssetCheckEvaluation:
         else (
             f"{f.table} is "
             + ("not loaded yet" if f.lag_seconds is None else f"{f.lag_seconds:.1f}s behind")
-            + f" the source; the {f.entity} SLA is {f.sla_seconds:.0f}s"
+            + f" the source; the {f.entity} SLA is {f.sla_seconds:g}s"
         ),
     )
 
