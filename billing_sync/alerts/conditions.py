@@ -6,6 +6,8 @@ stays active it is one alert, sent once; when it is gone, it resolves.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -21,9 +23,10 @@ HORIZON_HELD = "horizon_held"
 PARITY_REPAIRED = "parity_repaired"
 SHRINK_REFUSED = "shrink_refused"
 CACHE_SET_ASIDE = "cache_set_aside"
+SENSOR_ERROR = "sensor_error"
 KINDS = (
     RUN_FAILED, CHECK_ERROR, FRESHNESS, LATE_ROWS, QUARANTINE_SPIKE, HORIZON_HELD,
-    PARITY_REPAIRED, SHRINK_REFUSED, CACHE_SET_ASIDE,
+    PARITY_REPAIRED, SHRINK_REFUSED, CACHE_SET_ASIDE, SENSOR_ERROR,
 )  # fmt: skip
 
 #: What on-call does about each kind: the README's Operations runbook, in one line.
@@ -48,22 +51,26 @@ ACTIONS: dict[str, str] = {
     "`billing-sync verify SYSTEM.TABLE --repair --max-delete-fraction F` confirms them",
     CACHE_SET_ASIDE: "the DuckDB cache file was unreadable and was set aside; the cache is "
     "rebuilt from the warehouse. Look at the disk (full? failing?), then remove the file",
+    SENSOR_ERROR: "the sensor's error is on its page in the Dagster UI (Automation); while it "
+    "fails, what it does (start sync runs, evaluate freshness, alert) does not happen",
 }
 
 
 @dataclass(frozen=True)
 class Condition:
-    """Something wrong now. ``key`` identifies it across evaluations."""
+    """Something wrong now. ``key`` identifies it across evaluations; ``cause`` (when set)
+    tells apart conditions of one subject that are different problems, each its own alert."""
 
     kind: str
     subject: str
     severity: Severity
     summary: str
     details: Mapping[str, Any] = field(default_factory=dict)
+    cause: str = ""
 
     @property
     def key(self) -> str:
-        return f"{self.kind}:{self.subject}"
+        return f"{self.kind}:{self.subject}" + (f"#{self.cause}" if self.cause else "")
 
     @property
     def action(self) -> str:
@@ -72,16 +79,56 @@ class Condition:
 
 @dataclass(frozen=True)
 class FinishedRun:
-    """The latest finished run of a job."""
+    """A finished run of a job."""
 
     job: str
     run_id: str
     failed: bool
     error: str | None = None
+    ended_at: float = 0.0  # epoch seconds
 
 
-def run_failures(latest: Iterable[FinishedRun]) -> list[Condition]:
-    """A job whose latest finished run failed (resolves when one succeeds)."""
+_VARYING = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f-]{27,}|\b[0-9a-f]{12,}\b|\d+(?:[.:]\d+)*|'[^']*'|\"[^\"]*\"",
+    re.IGNORECASE,
+)
+
+
+def cause_of(error: str | None) -> str:
+    """A short, stable id of what went wrong: the error's first line with what varies from
+    run to run (numbers, times, ids, quoted values) left out. Two runs failing for one
+    reason share it; a new reason gets a new one.
+
+    >>> cause_of("WarehouseUnavailable: connection to 10.0.0.5:5432 refused") == cause_of(
+    ...     "WarehouseUnavailable: connection to 10.0.0.7:5432 refused")
+    True
+    >>> cause_of("ShrinkRefused: icoms.PAYMENT lost 40 rows") == cause_of("killed by signal 9")
+    False
+    >>> cause_of(None)
+    'unknown'
+    """
+    if not error:
+        return "unknown"
+    first = error.strip().splitlines()[0] if error.strip() else error
+    shape = " ".join(_VARYING.sub("#", first).lower().split())[:200]
+    return hashlib.sha1(shape.encode()).hexdigest()[:10]
+
+
+def run_failures(
+    failed: Iterable[FinishedRun], *, healthy_since: Mapping[str, float] | None = None
+) -> list[Condition]:
+    """One condition per job and cause among failed runs that ended after the job was last
+    healthy (``healthy_since``: a successful run, or for a sync job its tier's latest
+    committed batch, which a long run records long before it ends). Without an entry for
+    a job, every failed run given counts. The newest run of each cause is the one named."""
+    since = healthy_since or {}
+    newest: dict[tuple[str, str], FinishedRun] = {}
+    for run in failed:
+        if not run.failed or run.ended_at <= since.get(run.job, float("-inf")):
+            continue
+        key = (run.job, cause_of(run.error))
+        if key not in newest or run.ended_at > newest[key].ended_at:
+            newest[key] = run
     return [
         Condition(
             RUN_FAILED,
@@ -89,9 +136,9 @@ def run_failures(latest: Iterable[FinishedRun]) -> list[Condition]:
             "critical",
             f"{run.job} failed (run {run.run_id[:8]})" + (f": {run.error}" if run.error else ""),
             {"run_id": run.run_id, "job": run.job, "error": run.error},
+            cause=cause,
         )
-        for run in latest
-        if run.failed
+        for (_, cause), run in sorted(newest.items())
     ]
 
 
@@ -145,8 +192,8 @@ def freshness_breaches(entities: Iterable[Freshness]) -> list[Condition]:
             f.entity,
             "critical" if f.tier == "priority" else "warning",
             f"{f.entity} is "
-            + ("not loaded yet" if f.lag_seconds is None else f"{f.lag_seconds:.0f}s behind")
-            + f" the source ({f.table}); its {f.tier} SLA is {f.sla_seconds:.0f}s",
+            + ("not loaded yet from" if f.lag_seconds is None else f"{f.lag_seconds:.0f}s behind")
+            + f" the source ({f.table}); its {f.tier} SLA is {f.sla_seconds:g}s",
             {"entity": f.entity, "lag_seconds": f.lag_seconds, "sla_seconds": f.sla_seconds},
         )
         for f in entities
@@ -269,3 +316,42 @@ def cache_set_aside(files: Iterable[str]) -> list[Condition]:
             {"files": names},
         )
     ]
+
+
+def without_duplicates(conditions: Iterable[Condition]) -> list[Condition]:
+    """A freshness check at ERROR says what a freshness breach of its entity already says,
+    with fewer figures: keep the breach only."""
+    found = list(conditions)
+    breached = {f"warehouse/{x.subject}/freshness" for x in found if x.kind == FRESHNESS}
+    return [x for x in found if not (x.kind == CHECK_ERROR and x.subject in breached)]
+
+
+@dataclass(frozen=True)
+class SensorTicks:
+    """A sensor's latest ticks, newest first: whether each failed, and the newest error."""
+
+    sensor: str
+    failed: tuple[bool, ...]
+    error: str | None = None
+
+
+def sensor_errors(sensors: Iterable[SensorTicks], *, consecutive: int = 2) -> list[Condition]:
+    """A sensor whose last ``consecutive`` ticks all failed (one failed tick can be a
+    restart or a blip; resolves at its next good tick)."""
+    found = []
+    for ticks in sensors:
+        recent = ticks.failed[:consecutive]
+        if len(recent) < consecutive or not all(recent):
+            continue
+        first = (ticks.error or "no error recorded").strip().splitlines()
+        message = " ".join(first[0].split())[:300] if first else "no error recorded"
+        found.append(
+            Condition(
+                SENSOR_ERROR,
+                ticks.sensor,
+                "critical",
+                f"sensor {ticks.sensor} failed its last {consecutive} ticks: {message}",
+                {"sensor": ticks.sensor, "error": message},
+            )
+        )
+    return found

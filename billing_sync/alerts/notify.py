@@ -26,6 +26,17 @@ class Notification:
     state: AlertState
     sent: list[dict[str, Any]] = field(default_factory=list)
     failed: int = 0
+    #: Messages recorded in the log only, because no webhook is configured.
+    unsent: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self, active: int) -> str:
+        """One line for the sensor's tick: what was sent, and what was not and why."""
+        text = f"{active} conditions active, {len(self.sent)} messages sent"
+        if self.unsent:
+            text += f", {len(self.unsent)} not sent: no webhook configured (logged only)"
+        if self.failed:
+            text += f", {self.failed} failed (retried next tick)"
+        return text
 
 
 def notify(
@@ -43,29 +54,31 @@ def notify(
     at = time.time() if now is None else now
     url = settings.webhook_url
 
+    result = Notification(state)
+    # Without a webhook the log is the only record: it says so, and the state still moves
+    # so that each condition is logged once while it lasts.
+    unsent = "" if url is not None else " (not sent: no webhook configured)"
+
     def send(body: dict[str, Any]) -> bool:
         if url is None:
+            result.unsent.append(body)
             return True
-        if post is not None:
-            return post(url, body)
-        return post_json(url, body, timeout=settings.timeout_seconds)
+        delivered = post(url, body) if post is not None else (
+            post_json(url, body, timeout=settings.timeout_seconds)
+        )  # fmt: skip
+        if delivered:
+            result.sent.append(body)
+        else:
+            result.failed += 1
+        return delivered
 
     fire, resolve = state.changes(active, kinds=kinds)
-    result = Notification(state)
     for condition in fire:
-        body = payload.firing(condition, at=at, fmt=settings.format)
-        log.warning("alert: %s", condition.summary)
-        if send(body):
+        log.warning("alert%s: %s", unsent, condition.summary)
+        if send(payload.firing(condition, at=at, fmt=settings.format)):
             state.fired(condition, at)
-            result.sent.append(body)
-        else:
-            result.failed += 1
     for key, sent in resolve:
-        body = payload.resolved(key, sent, at=at, fmt=settings.format)
-        log.info("alert resolved: %s", sent.get("summary", key))
-        if send(body):
+        log.info("alert resolved%s: %s", unsent, sent.get("summary", key))
+        if send(payload.resolved(key, sent, at=at, fmt=settings.format)):
             state.resolved(key)
-            result.sent.append(body)
-        else:
-            result.failed += 1
     return result

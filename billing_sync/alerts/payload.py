@@ -22,6 +22,7 @@ def body(
     since: float | None = None,
     fmt: str = "json",
     source: str = "billing-sync",
+    key: str | None = None,
 ) -> dict[str, Any]:
     when = datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
     action = ACTIONS.get(kind, "")
@@ -49,7 +50,7 @@ def body(
         "status": status,
         "kind": kind,
         "subject": subject,
-        "key": f"{kind}:{subject}",
+        "key": key or f"{kind}:{subject}",
         "severity": severity,
         "summary": summary,
         "action": action,
@@ -72,6 +73,7 @@ def firing(condition: Condition, *, at: float, fmt: str = "json") -> dict[str, A
         at=at,
         since=at,
         fmt=fmt,
+        key=condition.key,
     )
 
 
@@ -86,4 +88,5 @@ def resolved(key: str, sent: dict[str, Any], *, at: float, fmt: str = "json") ->
         since=sent.get("since"),
         at=at,
         fmt=fmt,
+        key=key,
     )

@@ -1,37 +1,64 @@
 """The alert sensor (DESIGN §8): failed runs, ERROR checks, freshness breaches, late rows,
-quarantine spikes and a horizon held back past its limit, POSTed to the webhook once while
-each lasts and once more when it resolves. The dedupe state is the sensor's cursor."""
+quarantine spikes, a horizon held back past its limit and sensors that keep failing,
+POSTed to the webhook once while each lasts and once more when it resolves. The dedupe
+state is the sensor's cursor. Each tick also refreshes the ``operations/status`` asset:
+every table's lag against its SLA and the alerts firing now."""
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from billing_sync.alerts import AlertState, Condition, notify
 from billing_sync.alerts import conditions as c
-from billing_sync.defs.keys import warehouse_key
+from billing_sync.alerts.conditions import Freshness
+from billing_sync.alerts.operations import markdown
+from billing_sync.config import TIERS
+from billing_sync.defs.jobs import sync_job_name
+from billing_sync.defs.keys import OPERATIONS_KEY
 from billing_sync.defs.resources import BillingSyncResource
-from billing_sync.defs.validation import CHECK
-from billing_sync.engine.monitor import entity_freshness, horizon_hold, late_rows_by_entity
+from billing_sync.engine.monitor import (
+    horizon_hold,
+    late_rows_by_entity,
+    slowest_per_entity,
+    table_freshness,
+    tier_last_commit,
+)
 from billing_sync.load.cache import set_aside_files
 from billing_sync.reconcile import events
 from billing_sync.validate import quarantine_ops
 
-FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
+#: Failed runs read per job and tick: more than this many distinct causes since the job
+#: was last healthy is already an incident.
+FAILED_RUNS_READ = 10
+#: The operations view is refreshed at least this often, and whenever the alerts change.
+OPERATIONS_EVERY_SECONDS = 60.0
 
 
-def latest_runs(instance: dg.DagsterInstance, jobs: list[str]) -> list[c.FinishedRun]:
-    """The latest finished run of each job, with the first step error of a failed one."""
-    found = []
+def failed_runs(
+    instance: dg.DagsterInstance, jobs: list[str]
+) -> tuple[list[c.FinishedRun], dict[str, float]]:
+    """Each job's recent failed runs (with their first error) and when its latest
+    successful run ended."""
+    failed: list[c.FinishedRun] = []
+    succeeded: dict[str, float] = {}
     for job in jobs:
-        runs = instance.get_runs(filters=dg.RunsFilter(job_name=job, statuses=FINISHED), limit=1)
-        if not runs:
-            continue
-        run = runs[0]
-        error = None
-        if run.status == dg.DagsterRunStatus.FAILURE:
-            error = run_error(instance, run.run_id)
-        found.append(
-            c.FinishedRun(job, run.run_id, run.status == dg.DagsterRunStatus.FAILURE, error)
+        ok = instance.get_run_records(
+            filters=dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1
         )
-    return found
+        if ok and ok[0].end_time is not None:
+            succeeded[job] = ok[0].end_time
+        for record in instance.get_run_records(
+            filters=dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.FAILURE]),
+            limit=FAILED_RUNS_READ,
+        ):
+            ended = record.end_time or record.create_timestamp.timestamp()
+            if ended <= succeeded.get(job, float("-inf")):
+                break  # newest first: the rest failed before the job was healthy again
+            run_id = record.dagster_run.run_id
+            failed.append(c.FinishedRun(job, run_id, True, run_error(instance, run_id), ended))
+    return failed, succeeded
 
 
 def run_error(instance: dg.DagsterInstance, run_id: str) -> str | None:
@@ -49,8 +76,10 @@ def run_error(instance: dg.DagsterInstance, run_id: str) -> str | None:
     return None
 
 
-def latest_checks(instance: dg.DagsterInstance, entities: list[str]) -> list[c.CheckOutcome]:
-    keys = [dg.AssetCheckKey(warehouse_key(entity), CHECK) for entity in entities]
+def latest_checks(
+    instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey]
+) -> list[c.CheckOutcome]:
+    """The latest evaluation of every check (validation, freshness, parity)."""
     records = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
     outcomes = []
     for key, record in records.items():
@@ -71,28 +100,76 @@ def latest_checks(instance: dg.DagsterInstance, entities: list[str]) -> list[c.C
     return outcomes
 
 
-def alerts_sensor(entities: list[str], jobs: list[str]) -> dg.SensorDefinition:
+def sensor_ticks(instance: dg.DagsterInstance, *, latest: int = 3) -> list[c.SensorTicks]:
+    """Every sensor's latest ticks, as the daemon recorded them."""
+    found = []
+    for state in instance.all_instigator_state():
+        if state.instigator_type.value != "SENSOR":
+            continue
+        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=latest)
+        error = next((t.error for t in ticks if t.error is not None), None)
+        # Past Dagster's wrapper to the product's error (which names what failed), not to
+        # its innermost cause (a driver's bare "connection refused").
+        while (
+            error is not None and error.cause is not None and error.message.startswith("dagster.")
+        ):
+            error = error.cause
+        found.append(
+            c.SensorTicks(
+                state.instigator_name,
+                tuple(t.status.value == "FAILURE" for t in ticks),
+                error.message if error is not None else None,
+            )
+        )
+    return found
+
+
+def operations_spec() -> dg.AssetSpec:
+    return dg.AssetSpec(
+        OPERATIONS_KEY,
+        group_name="operations",
+        # Refreshed every minute: stale for 3 means alerts_sensor stopped (dagster.yaml).
+        freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=timedelta(seconds=3 * OPERATIONS_EVERY_SECONDS)
+        ),
+        description="On-call's page: every table's lag against its tier's SLA (breaches "
+        "marked) and the alerts firing now. Refreshed by alerts_sensor every minute and "
+        "whenever an alert fires or resolves; see the latest materialization's metadata.",
+    )
+
+
+def alerts_sensor(check_keys: list[dg.AssetCheckKey], jobs: list[str]) -> dg.SensorDefinition:
     @dg.sensor(
         name="alerts_sensor",
         minimum_interval_seconds=10,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="POSTs alerts to $BILLING_SYNC_ALERT_WEBHOOK_URL: failed runs, ERROR "
-        "checks, freshness breaches, late rows, quarantine spikes, a held horizon, parity "
-        "repairs, a refused source shrink, a damaged cache set aside; once "
-        "while each lasts, and a resolved message when it clears.",
+        description="POSTs alerts to $BILLING_SYNC_ALERT_WEBHOOK_URL: failed runs (per job "
+        "and cause, until the job is healthy again), checks at ERROR, freshness breaches, "
+        "late rows, quarantine spikes, a held horizon, parity repairs, a refused source "
+        "shrink, a damaged cache set aside, failing sensors; once while each lasts, and a "
+        "resolved message when it clears. Refreshes operations/status.",
     )
     def alert(
         context: dg.SensorEvaluationContext, billing_sync: BillingSyncResource
-    ) -> dg.SkipReason:
+    ) -> dg.SensorResult | dg.SkipReason:
         settings = billing_sync.settings()
         limits = settings.alerts
+        failed, healthy = failed_runs(context.instance, jobs)
         active: list[Condition] = [
-            *c.run_failures(latest_runs(context.instance, jobs)),
-            *c.check_errors(latest_checks(context.instance, entities)),
+            *c.check_errors(latest_checks(context.instance, check_keys)),
+            *c.sensor_errors(sensor_ticks(context.instance)),
         ]
+        tables: list[Freshness] | None = None
+        unavailable = None
         try:
             with billing_sync.engine() as engine:
-                active += c.freshness_breaches(entity_freshness(engine))
+                committed = tier_last_commit(engine)
+                for tier in TIERS:
+                    job = sync_job_name(tier)
+                    if tier in committed:
+                        healthy[job] = max(healthy.get(job, committed[tier]), committed[tier])
+                tables = table_freshness(engine)
+                active += c.freshness_breaches(slowest_per_entity(tables))
                 late = late_rows_by_entity(engine, window_seconds=limits.late_rows_window_seconds)
                 active += c.late_rows(late, window_seconds=limits.late_rows_window_seconds)
                 counts = quarantine_ops.counts(
@@ -119,14 +196,44 @@ def alerts_sensor(entities: list[str], jobs: list[str]) -> dg.SensorDefinition:
                 )
             kinds: tuple[str, ...] = c.KINDS
         except Exception as error:  # the databases are down: still alert on the rest
-            context.log.warning(f"alert figures unavailable: {type(error).__name__}: {error}")
-            kinds = (c.RUN_FAILED, c.CHECK_ERROR)
+            unavailable = f"{type(error).__name__}: {error}"
+            context.log.warning(f"alert figures unavailable: {unavailable}")
+            kinds = (c.RUN_FAILED, c.CHECK_ERROR, c.SENSOR_ERROR)
+        active += c.run_failures(failed, healthy_since=healthy)
+        active = c.without_duplicates(active)
         state = AlertState.from_json(context.cursor)
+        before = set(state.firing)
         result = notify(state, active, kinds=kinds, settings=limits)
-        context.update_cursor(result.state.to_json())
-        return dg.SkipReason(
-            f"{len(active)} conditions active, {len(result.sent)} messages sent"
-            + (f", {result.failed} failed (retried next tick)" if result.failed else "")
-        )
+        now = time.time()
+        shown = json.loads(context.cursor or "{}").get("operations_at", 0.0)
+        page_events = []
+        if set(result.state.firing) != before or now - float(shown) >= OPERATIONS_EVERY_SECONDS:
+            page = markdown(
+                tables,
+                result.state.firing,
+                at=now,
+                webhook=limits.webhook_url is not None,
+                unavailable=unavailable,
+            )
+            page_events.append(
+                dg.AssetMaterialization(
+                    asset_key=OPERATIONS_KEY,
+                    description="Every table's lag against its SLA, and the alerts firing now.",
+                    metadata={
+                        "status": dg.MetadataValue.md(page),
+                        "active_alerts": len(result.state.firing),
+                        "breaches": sum(1 for f in tables or [] if not f.fresh),
+                        "as_of": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
+                    },
+                )
+            )
+            shown = now
+        cursor = json.loads(result.state.to_json())
+        cursor["operations_at"] = shown
+        context.update_cursor(json.dumps(cursor, sort_keys=True))
+        context.log.info(result.summary(len(active)))
+        if not page_events:
+            return dg.SkipReason(result.summary(len(active)))
+        return dg.SensorResult(asset_events=page_events)
 
     return alert

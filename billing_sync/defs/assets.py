@@ -14,6 +14,7 @@ from pydantic import Field
 from billing_sync.config import TIERS, SourceCatalog, Tier
 from billing_sync.defs.keys import SYNC_RUN_BUDGET_SECONDS, cache_key, source_key, warehouse_key
 from billing_sync.defs.metadata import materializations
+from billing_sync.defs.observe import freshness_evaluation
 from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.defs.validation import (
     RunTally,
@@ -22,6 +23,7 @@ from billing_sync.defs.validation import (
     validation_spec,
 )
 from billing_sync.engine.batch import TableBatch
+from billing_sync.engine.monitor import entity_freshness
 from billing_sync.tier_failures import TablesFailed
 from billing_sync.validate.report import BatchValidationError
 
@@ -105,14 +107,24 @@ def _sync_tier_asset(tier: Tier, specs: list[dg.AssetSpec]) -> dg.AssetsDefiniti
         tally = RunTally(entities)
 
         def report(results: list[TableBatch]) -> None:
+            loaded = set()
             for batch in results:
                 for event in materializations(batch):
                     context.log_event(event)
+                    if event.asset_key.path[0] == "warehouse":
+                        loaded.add(batch.entity)
                 if (evaluation := batch_evaluation(batch)) is not None:
                     context.log_event(evaluation)
                 tally.add(batch)
                 if batch.cache_error:
                     context.log.warning(batch.cache_error)
+            # The UI's check list shows a check's latest evaluation only if it comes after
+            # the asset's latest materialization (or in the same run): evaluate freshness
+            # right after each one, or the sensor's result shows as "Not evaluated".
+            if loaded:
+                for figures in entity_freshness(engine):
+                    if figures.entity in loaded:
+                        context.log_event(freshness_evaluation(figures))
 
         started = time.monotonic()
         with billing_sync.engine(run_id=context.run_id) as engine, failed_batches(context):

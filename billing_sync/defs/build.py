@@ -3,7 +3,7 @@
 import dagster as dg
 
 from billing_sync.config import HMAC_KEY_ENV, load_catalogs, load_settings
-from billing_sync.defs.alerts import alerts_sensor
+from billing_sync.defs.alerts import alerts_sensor, operations_spec
 from billing_sync.defs.assets import source_specs, sync_assets
 from billing_sync.defs.backfill import backfill_jobs
 from billing_sync.defs.checks import freshness_checks
@@ -20,13 +20,25 @@ def build_definitions() -> dg.Definitions:
     catalogs = load_catalogs(load_settings())
     tier_assets = sync_assets(catalogs)
     checks = freshness_checks(catalogs)
-    entities = sorted({mapping.entity for catalog in catalogs for mapping in catalog.tables})
     parity = parity_checks(catalogs)
     jobs = asset_jobs(tier_assets, checks, parity)
     op_jobs = [retention_job, *backfill_jobs(catalogs)]
     job_names = [job.name for job in [*(jobs.jobs or []), *op_jobs]]
+    check_keys = sorted(
+        {
+            *(key for asset in tier_assets.values() for key in asset.check_keys),
+            *checks.check_keys,
+            *parity.check_keys,
+        },
+        key=lambda key: key.to_user_string(),
+    )
     rest = dg.Definitions(
-        assets=[*source_specs(catalogs), *tier_assets.values(), *view_specs(catalogs)],
+        assets=[
+            *source_specs(catalogs),
+            *tier_assets.values(),
+            *view_specs(catalogs),
+            operations_spec(),
+        ],
         asset_checks=[checks, parity],
         jobs=op_jobs,
         sensors=[
@@ -34,7 +46,7 @@ def build_definitions() -> dg.Definitions:
             # Freshness is evaluated continuously by a sensor (freshness_checks_job on demand).
             freshness_sensor(),
             source_observation_sensor(),
-            alerts_sensor(entities, job_names),
+            alerts_sensor(check_keys, job_names),
         ],
         schedules=[parity_schedule(), retention_schedule],
         resources={"billing_sync": BillingSyncResource(hmac_key=dg.EnvVar(HMAC_KEY_ENV))},

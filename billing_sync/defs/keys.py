@@ -23,3 +23,7 @@ def cache_key(entity: str) -> dg.AssetKey:
 
 def serve_key(view: str) -> dg.AssetKey:
     return dg.AssetKey(["serve", view])
+
+
+OPERATIONS_KEY = dg.AssetKey(["operations", "status"])
+"""The operations view: every table's lag against its SLA and the alerts firing now."""

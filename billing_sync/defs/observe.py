@@ -18,11 +18,14 @@ FRESHNESS_REPEAT_SECONDS = 300.0
 
 
 def freshness_evaluation(f: Freshness) -> dg.AssetCheckEvaluation:
+    """A breach is an ERROR for the priority tier (its alert is critical), a WARN else."""
     return dg.AssetCheckEvaluation(
         asset_key=warehouse_key(f.entity),
         check_name="freshness",
         passed=f.fresh,
-        severity=dg.AssetCheckSeverity.WARN,
+        severity=(
+            dg.AssetCheckSeverity.ERROR if f.tier == "priority" else dg.AssetCheckSeverity.WARN
+        ),
         metadata={
             "lag_seconds": -1.0 if f.lag_seconds is None else round(f.lag_seconds, 3),
             "sla_seconds": f.sla_seconds,
@@ -33,7 +36,7 @@ def freshness_evaluation(f: Freshness) -> dg.AssetCheckEvaluation:
         else (
             f"{f.table} is "
             + ("not loaded yet" if f.lag_seconds is None else f"{f.lag_seconds:.1f}s behind")
-            + f" the source; the {f.entity} SLA is {f.sla_seconds:.0f}s"
+            + f" the source; the {f.entity} SLA is {f.sla_seconds:g}s"
         ),
     )
 

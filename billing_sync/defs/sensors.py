@@ -1,4 +1,5 @@
-"""Per tier, a sensor starts a sync run whenever the source moved and none is in flight."""
+"""Per tier, a sensor starts a sync run whenever the source moved and none is in flight;
+when nothing moved, its probe records the tier's tables as caught up (quiet tables stay fresh)."""
 
 import json
 
@@ -8,7 +9,7 @@ from billing_sync.config import Tier
 from billing_sync.defs.jobs import sync_job_name
 from billing_sync.defs.keys import TIER_TAG
 from billing_sync.defs.resources import BillingSyncResource
-from billing_sync.engine.status import tables_behind
+from billing_sync.engine.quiet import probe
 
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -44,9 +45,19 @@ def sync_sensor(tier: Tier) -> dg.SensorDefinition:
             return dg.SkipReason(f"{tier} sync run {running} is in flight")
         with billing_sync.engine() as engine:
             engine.setup()
-            behind = tables_behind(engine, tier)
+            # Also moves each caught-up table's point to the horizon: a quiet table stays
+            # fresh without a run (billing_sync.quiet).
+            found = probe(engine, tier)
+        behind = found.behind
         if not behind:
-            return dg.SkipReason("the source has not moved past the warehouse watermark")
+            return dg.SkipReason(
+                "the source has not moved past the warehouse watermark"
+                + (
+                    f"; {len(found.advanced)} tables caught up to the horizon"
+                    if found.advanced
+                    else ""
+                )
+            )
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(tags={TIER_TAG: tier, "billing_sync/behind": ",".join(behind)})

@@ -15,9 +15,9 @@ from billing_sync.source.session import source_now
 from billing_sync.sql import qualified
 
 
-def entity_freshness(engine: SyncEngine) -> list[Freshness]:
-    """Per entity, its slowest table's lag: source clock minus what the warehouse is caught
-    up to (None before the first load), against the tier's SLA."""
+def table_freshness(engine: SyncEngine) -> list[Freshness]:
+    """Per table: source clock minus what the warehouse is caught up to (None before the
+    first load), against its tier's SLA."""
     conn = engine.warehouse.conn
     caught = {
         (row[0], row[1]): row[2]
@@ -26,22 +26,51 @@ def entity_freshness(engine: SyncEngine) -> list[Freshness]:
         ).fetchall()
     }
     now_by_system: dict[str, datetime] = {}
-    worst: dict[str, Freshness] = {}
+    found = []
     for catalog, mapping in engine.tables():
         if catalog.system not in now_by_system:
             now_by_system[catalog.system] = source_now(engine.source(catalog.system))
         up_to = caught.get((catalog.system, mapping.table))
         lag = None if up_to is None else (now_by_system[catalog.system] - up_to).total_seconds()
         sla = engine.settings.tier(mapping.tier).freshness_sla_seconds
-        here = Freshness(
-            mapping.entity, mapping.tier, lag, sla, f"{catalog.system}.{mapping.table}"
+        found.append(
+            Freshness(mapping.entity, mapping.tier, lag, sla, f"{catalog.system}.{mapping.table}")
         )
-        known = worst.get(mapping.entity)
+    return found
+
+
+def slowest_per_entity(tables: list[Freshness]) -> list[Freshness]:
+    """Each entity's slowest table (one never loaded is the slowest)."""
+    worst: dict[str, Freshness] = {}
+    for here in tables:
+        known = worst.get(here.entity)
         if known is None or (
-            known.lag_seconds is not None and (lag is None or lag > known.lag_seconds)
+            known.lag_seconds is not None
+            and (here.lag_seconds is None or here.lag_seconds > known.lag_seconds)
         ):
-            worst[mapping.entity] = here
+            worst[here.entity] = here
     return [worst[entity] for entity in sorted(worst)]
+
+
+def entity_freshness(engine: SyncEngine) -> list[Freshness]:
+    """Per entity, its slowest table's lag against the tier's SLA."""
+    return slowest_per_entity(table_freshness(engine))
+
+
+def tier_last_commit(engine: SyncEngine) -> dict[str, float]:
+    """Per tier, when a batch of it last committed (epoch seconds): a long sync run is
+    healthy again from its first good batch, long before it ends."""
+    rows = engine.warehouse.conn.execute(
+        f"SELECT system, source_table, updated_at FROM {STATE_SCHEMA}.watermark"
+        " WHERE last_batch_id IS NOT NULL OR caught_up_to IS NOT NULL"
+    ).fetchall()
+    committed = {(system, table): at.timestamp() for system, table, at in rows}
+    latest: dict[str, float] = {}
+    for catalog, mapping in engine.tables():
+        at = committed.get((catalog.system, mapping.table))
+        if at is not None:
+            latest[mapping.tier] = max(at, latest.get(mapping.tier, at))
+    return latest
 
 
 @dataclass(frozen=True)

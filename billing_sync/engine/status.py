@@ -21,10 +21,10 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from billing_sync.capture.regression import newest_change
 from billing_sync.config import Tier
 from billing_sync.engine.batch import CacheLag, TableBatch
 from billing_sync.engine.parts import EngineParts
+from billing_sync.engine.quiet import probe
 from billing_sync.entities import STATE_SCHEMA, entity_columns
 from billing_sync.load.cache import Cache, CacheApplied, CacheBusy
 from billing_sync.load.warehouse import Warehouse
@@ -42,25 +42,9 @@ def batch_lag_seconds(rows: pa.Table, source_now: datetime, elapsed: float) -> f
 
 
 def tables_behind(engine: EngineParts, tier: Tier | None = None) -> list[str]:
-    """Tables whose newest source change is past the warehouse watermark.
-
-    One index read per table on the source; the sensors ask this before starting a run.
-    A cursor without key values (a snapshot's hand-over point) has not read its own
-    timestamp yet, so a change stamped exactly there is behind too.
-    """
-    behind = []
-    for catalog, mapping in engine.tables(tier):
-        newest = newest_change(engine.source(catalog.system), catalog, mapping)
-        if newest is None:
-            continue
-        cursor = engine.warehouse.watermark(catalog.system, mapping).cursor
-        if (
-            cursor is None
-            or newest > cursor.change_ts
-            or (newest == cursor.change_ts and not cursor.key)
-        ):
-            behind.append(f"{catalog.system}.{mapping.table}")
-    return behind
+    """Tables whose newest source change is past the warehouse watermark (one index read
+    per table on the source; see :func:`billing_sync.engine.quiet.is_behind`)."""
+    return probe(engine, tier, advance=False).behind
 
 
 def level(entity: str, batch_id: int) -> CacheLag:

@@ -279,6 +279,22 @@ class Warehouse:
         cursor = None if row[0] is None else Cursor(row[0], decode_key(mapping, row[1]))
         return Watermark(cursor=cursor, caught_up_to=row[2], last_batch_id=row[3])
 
+    def mark_caught_up(
+        self, system: str, mapping: TableMapping, cursor: Cursor, up_to: datetime
+    ) -> bool:
+        """Move ``caught_up_to`` forward to ``up_to`` for a table with nothing to read
+        (:mod:`billing_sync.engine.quiet`), unless a reset or re-base moved its cursor back since
+        ``cursor`` was read, or a batch already set a later point. ``updated_at`` stays the
+        last batch's: it is when the tier last committed."""
+        with self.conn.transaction():
+            moved = self.conn.execute(
+                f"UPDATE {STATE_SCHEMA}.watermark SET caught_up_to = %s"
+                " WHERE system = %s AND source_table = %s AND cursor_ts >= %s"
+                " AND (caught_up_to IS NULL OR caught_up_to < %s)",
+                (up_to, system, mapping.table, cursor.change_ts, up_to),
+            ).rowcount
+        return moved > 0
+
     def reset_watermark(self, system: str, mapping: TableMapping) -> None:
         """Re-base: the table's next sync starts a new snapshot from the source."""
         with self.conn.transaction():

@@ -94,6 +94,12 @@ def served(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
                     "source_url": source,
                     "warehouse_url": warehouse,
                     "capture": {"delay_seconds": 0.2},
+                    # A short priority SLA: the freshness breach is forced, not waited for.
+                    "tiers": {
+                        "priority": {"freshness_sla_seconds": 0.5},
+                        "standard": {"freshness_sla_seconds": 60},
+                        "bulk": {"freshness_sla_seconds": 900},
+                    },
                 }
             )
         )
@@ -117,6 +123,17 @@ def served(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             next_second()  # stamps have whole seconds: read once the second is over
             failed = _sync(instance, resource)
             assert not failed.success
+            # The freshness breach (payment's lag is past 0.5 s) as the sensors report it,
+            # and the operations view the alerts sensor writes; the daemon would record
+            # their events, here the test does.
+            for name in ("freshness_sensor", "alerts_sensor"):
+                context = dg.build_sensor_context(
+                    instance=instance, resources={"billing_sync": resource}, definitions=defs()
+                )
+                result = defs().resolve_sensor_def(name)(context)
+                assert isinstance(result, dg.SensorResult), result
+                for event in result.asset_events:
+                    instance.report_runless_asset_event(event)
         port = _free_port()
         log = tmp / "webserver.log"
         process = subprocess.Popen(

@@ -122,3 +122,45 @@ def test_a_browser_finds_the_entities_and_a_failed_checks_message(served: Served
             browser.close()
     assert (ARTIFACTS / "failed-validation-check.png").stat().st_size > 10_000
     shutil.copyfile(served.log, ARTIFACTS / "webserver.log")
+
+
+def test_a_forced_freshness_breach_shows_on_the_check_list_and_the_operations_view(
+    served: Served,
+) -> None:
+    checks = served.graphql(
+        """{ assetNodeOrError(assetKey: {path: ["warehouse", "payment"]}) { ... on AssetNode {
+             assetChecksOrError { ... on AssetChecks { checks { name
+               executionForLatestMaterialization { status
+                 evaluation { severity description } } } } } } } }"""
+    )["assetNodeOrError"]["assetChecksOrError"]["checks"]
+    latest = {check["name"]: check for check in checks}["freshness"]
+    execution = latest["executionForLatestMaterialization"]
+    assert execution is not None, "the check list would say 'Not evaluated'"
+    assert execution["status"] == "FAILED" and execution["evaluation"]["severity"] == "ERROR"
+    assert "behind the source" in execution["evaluation"]["description"]
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail("Debian's chromium is missing: .ci/run installs it")
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(f"{served.url}/assets/warehouse/payment?view=checks")
+            page.get_by_text("freshness", exact=True).first.click()
+            page.get_by_text("behind the source").first.wait_for()
+            page.screenshot(path=str(ARTIFACTS / "freshness-breach-check.png"), full_page=True)
+
+            page.goto(f"{served.url}/assets/operations/status")
+            page.get_by_text("[Show Markdown]").first.click()
+            page.get_by_text("icoms.PAYMENT").first.wait_for()
+            page.get_by_text("BREACH", exact=True).first.wait_for()
+            page.get_by_text("Active alerts:", exact=False).first.wait_for()
+            page.get_by_text("warehouse/payment/validation").first.wait_for()
+            page.screenshot(path=str(ARTIFACTS / "operations-view.png"), full_page=True)
+        finally:
+            browser.close()
