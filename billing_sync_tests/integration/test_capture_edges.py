@@ -165,7 +165,7 @@ def _first_payment_and_a_second_ahead(url: str) -> tuple[tuple[int, int], dateti
             'SELECT "SITE_ID", "PAYMENT_NO" FROM "icoms"."PAYMENT" ORDER BY 1, 2 LIMIT 1'
         ).fetchone()
         ahead = conn.execute(
-            "SELECT (date_trunc('second', now()) + interval '4 s') AT TIME ZONE 'America/Chicago'"
+            "SELECT (date_trunc('second', now()) + interval '8 s') AT TIME ZONE 'America/Chicago'"
         ).fetchone()
     assert row is not None and ahead is not None
     return (row[0], row[1]), ahead[0]
