@@ -165,8 +165,9 @@ def format_status(report: StatusReport | list[TableStatus]) -> str:
 
     lines = [line(header), "-" * len(line(header)), *(line(r) for r in rows)]
     lines.append(
-        f"checked at {_clock(report.checked_at)} UTC; rows: live rows (not flagged _is_deleted);"
-        " lag: source clock to the caught-up point"
+        f"checked at {_clock(report.checked_at)} UTC; source: the biller table's rows;"
+        " warehouse, cache: live rows (a row deleted in the biller is flagged _is_deleted and"
+        " not counted); lag: the biller's clock to the caught-up point"
     )
     lines.extend(_notes(report))
     return "\n".join(lines)

@@ -167,6 +167,7 @@ class SyncEngine:
             self.snapshot_io.close()  # applies gathered snapshot chunks to the cache
             if self.cache.held.holds:  # this engine wrote the cache: the last state too
                 self.read_copy.publish()
+            self.read_copy.join()
         finally:
             for session in self._sources.values():
                 session.close()
