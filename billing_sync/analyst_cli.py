@@ -125,9 +125,8 @@ def format_table(columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> str
             for cell, width, align in zip(cells, widths, right, strict=True)
         ).rstrip()
 
-    header = " | ".join(name.ljust(width) for name, width in zip(columns, widths, strict=True))
     separator = "-+-".join("-" * width for width in widths)
-    return "\n".join([header.rstrip(), separator, *(line(row) for row in text)])
+    return "\n".join([line(list(columns)), separator, *(line(row) for row in text)])
 
 
 def _text(value: object) -> str:

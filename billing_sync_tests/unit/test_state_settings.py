@@ -32,5 +32,5 @@ def test_the_demo_settings_are_found_and_give_systems_and_key(tmp_path: Path) ->
 
 
 def test_an_unreadable_key_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="missing.key"):
+    with pytest.raises(ConfigError, match=r"missing\.key"):
         load_settings(env={}, hmac_key_file=tmp_path / "missing.key")
