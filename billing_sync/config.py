@@ -458,8 +458,8 @@ class Settings(_Strict):
     alerts: AlertSettings = AlertSettings()
     retention: RetentionSettings = RetentionSettings()
     # Analysts' read copy of the cache (billing_sync.load.read_copy): republished at most
-    # this often while the sync writes the cache.
-    read_copy_interval_seconds: float = Field(default=2.0, gt=0)
+    # this often while the sync writes the cache; 0: never (a benchmark, no analysts).
+    read_copy_interval_seconds: float = Field(default=2.0, ge=0)
     # From BILLING_SYNC_HMAC_KEY only; never dumped, never shown (SecretStr).
     hmac_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
     # A file holding the key (the demo's, 0600): read when the variable is not set, so the

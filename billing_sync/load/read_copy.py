@@ -117,6 +117,8 @@ class ReadCopy:
             return True
 
     def due(self) -> bool:
+        if self.interval_seconds <= 0:  # switched off
+            return False
         if self._worker is not None and self._worker.is_alive():
             return False
         if not self.stale():
@@ -139,7 +141,7 @@ class ReadCopy:
         Returns the publish when ``wait`` and it happened; None when nothing changed, the
         cache or the publish lock was held (retried later), or it failed (logged)."""
         self.join()
-        if not self.stale() or not self._take_lock():
+        if self.interval_seconds <= 0 or not self.stale() or not self._take_lock():
             return None
         started = time.monotonic()
         try:
