@@ -8,13 +8,13 @@ another file, ``cache-read.duckdb`` beside ``cache.duckdb``, that nothing writes
 
 1. **Snapshot** (in the process that wrote the cache, between its micro-batches): under
    the cache's read lock (the gate and a read-only open, so no writer changes the file
-   meanwhile) its bytes, and a WAL a crash left, are copied to ``<cache>.snapshot``. The
-   cache is held only for that file copy.
+   meanwhile) its bytes, and a WAL a crash left, are copied to a snapshot in the 0700
+   work folder ``<cache>.publish/``. The cache is held only for that file copy.
 2. **Convert** (in a background thread, the cache free again): the snapshot's tables and
    views are copied into a new file in DuckDB's ``v1.5.0`` storage format, which both
    the 2.x library the sync uses and the 1.5.x ``duckdb`` command line (the
    ``duckdb-cli`` wheel) read. The 2.x cache itself is unreadable to that command line.
-3. **Rename** it over ``cache-read.duckdb``: atomic, so an open never finds half a file,
+3. **Rename** it (0600) over ``cache-read.duckdb``: atomic, so an open never finds half a file,
    and a reader that has the old file open keeps reading it (its inode) undisturbed.
 
 When: after a micro-batch that left the cache changed (its mtime differs from the read
@@ -44,7 +44,7 @@ from pathlib import Path
 import duckdb
 
 from billing_sync.load.locking import open_duckdb
-from billing_sync.private_files import private_file
+from billing_sync.private_files import private_dir, private_file
 
 try:
     import fcntl
@@ -102,8 +102,14 @@ class ReadCopy:
         return read_copy_path(self.cache_path)
 
     @property
+    def _work(self) -> Path:
+        # Files are made here with the umask's mode (DuckDB and copyfile choose none): a
+        # 0700 folder keeps them private until they are 0600 and renamed into place.
+        return private_dir(self.cache_path.with_name(self.cache_path.name + ".publish"))
+
+    @property
     def _snapshot(self) -> Path:
-        return self.cache_path.with_name(self.cache_path.name + ".snapshot")
+        return self._work / "snapshot.duckdb"
 
     def stale(self) -> bool:
         """True when the cache was written after the read copy was taken (or there is none)."""
@@ -181,7 +187,7 @@ class ReadCopy:
         return as_of
 
     def _finish(self, as_of: int, started: float, held: float) -> None:
-        target, fresh = self.path, self.path.with_name(self.path.name + ".publishing")
+        target, fresh = self.path, self._work / "read-copy.duckdb"
         try:
             _remove(fresh)
             _convert(self._snapshot, fresh)
