@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
+import os
 import sys
 import traceback
 from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError
 
+from billing_sync.analyst_cli import add_parsers as add_analyst_parsers
+from billing_sync.analyst_cli import server_note
 from billing_sync.bench.cli import add_bench_parser
 from billing_sync.config import (
     TIERS,
@@ -23,7 +27,7 @@ from billing_sync.config import (
 from billing_sync.demo.run import DemoOptions, run_demo
 from billing_sync.engine.batch import TableBatch
 from billing_sync.engine.progress import Progress
-from billing_sync.engine.status import format_status, table_status
+from billing_sync.engine.status_report import format_status, status_report
 from billing_sync.engine.sync import SyncEngine
 from billing_sync.private_files import private_dir, touch_private
 from billing_sync.quarantine_cli import add_parser as add_quarantine_parser
@@ -31,13 +35,17 @@ from billing_sync.reconcile.verify import run_verify
 from billing_sync.secrets import install_log_masking, mask_error, mask_secrets
 from billing_sync.source.advice import connected, missing_cursor_indexes, source_adapter
 from billing_sync.sources_cli import add_parser as add_sources_parser
+from billing_sync.state_settings import default_settings_file
 from billing_sync.tier_failures import TablesFailed
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    """``--config``, else ``$BILLING_SYNC_CONFIG``, else the settings the demo left in the
+    state folder (:mod:`billing_sync.state_settings`); then the environment, the options."""
+    path = args.config or default_settings_file(args.state_dir)
     if args.state_dir:
-        return load_settings(path=args.config, state_dir=args.state_dir)
-    return load_settings(path=args.config)
+        return load_settings(path=path, state_dir=args.state_dir)
+    return load_settings(path=path)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -114,9 +122,12 @@ def cursor_index_warnings(engine: SyncEngine) -> list[str]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with SyncEngine.from_settings(_settings(args)) as engine:
-        engine.setup()
-        print(format_status(table_status(engine)))
+    """Reads only: no HMAC key needed, the cache is not opened for writing."""
+    settings = _settings(args)
+    with SyncEngine.from_settings(settings, reading=True) as engine:
+        engine.warehouse.setup(engine.catalogs)
+        report = status_report(engine)
+    print(json.dumps(report.as_json(), indent=2) if args.json else format_status(report))
     return 0
 
 
@@ -223,7 +234,8 @@ def parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(func=cmd_check)
 
-    status = sub.add_parser("status", help="per table: watermark, lag, rows")
+    status = sub.add_parser("status", help="per table: lag against the SLA, rows; the pipeline")
+    status.add_argument("--json", action="store_true", help="the same as one JSON document")
     status.set_defaults(func=cmd_status)
 
     backfill = sub.add_parser(
@@ -255,6 +267,7 @@ def parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_verify)
 
     add_quarantine_parser(sub, _settings)
+    add_analyst_parsers(sub, _settings)
 
     add_sources_parser(sub, _settings)
 
@@ -285,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     install_log_masking()
+    state_dir = args.state_dir or Path(os.environ.get("BILLING_SYNC_STATE_DIR") or ".billing-sync")
+    note = server_note(state_dir) if args.command not in ("demo", "stop") else lambda: None
     try:
         return int(args.func(args))
     except ConfigError as error:
@@ -297,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
             print(mask_secrets(traceback.format_exc()), file=sys.stderr, end="")
         print(f"billing-sync: {mask_error(error)}", file=sys.stderr)
         return 1
+    finally:
+        note()
 
 
 if __name__ == "__main__":

@@ -457,8 +457,14 @@ class Settings(_Strict):
     tiers: dict[Tier, TierSettings] = Field(default_factory=_default_tiers)
     alerts: AlertSettings = AlertSettings()
     retention: RetentionSettings = RetentionSettings()
+    # Analysts' read copy of the cache (billing_sync.load.read_copy): republished at most
+    # this often while the sync writes the cache; 0: never (a benchmark, no analysts).
+    read_copy_interval_seconds: float = Field(default=2.0, ge=0)
     # From BILLING_SYNC_HMAC_KEY only; never dumped, never shown (SecretStr).
     hmac_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    # A file holding the key (the demo's, 0600): read when the variable is not set, so the
+    # key itself never sits in a settings file.
+    hmac_key_file: Path | None = None
 
     @property
     def pause_file(self) -> Path:
@@ -468,6 +474,12 @@ class Settings(_Strict):
     @property
     def resolved_cache_path(self) -> Path:
         return self.cache_path or self.state_dir / "cache.duckdb"
+
+    @property
+    def read_copy_path(self) -> Path:
+        """The copy of the cache analysts open (``billing_sync.load.read_copy``)."""
+        cache = self.resolved_cache_path
+        return cache.with_name(f"{cache.stem}-read{cache.suffix}")
 
     def tier(self, tier: Tier) -> TierSettings:
         return self.tiers.get(tier) or _default_tiers()[tier]
@@ -527,12 +539,27 @@ def load_settings(
             raw["alerts"] = {**(alerts if isinstance(alerts, dict) else {}), name: env[variable]}
     raw.update(overrides)
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw)
     except ValidationError as error:
         # ``from None``: pydantic's own message repeats each wrong value (``input_value``),
         # a URL with its password included; a chained cause would show it in tracebacks.
         where = f" in {path}" if path else ""
         raise ConfigError(f"invalid settings{where}:\n{validation_lines(error)}") from None
+    return _with_key_file(settings)
+
+
+def _with_key_file(settings: Settings) -> Settings:
+    """The key from ``hmac_key_file`` when the environment gave none."""
+    if settings.hmac_key is not None or settings.hmac_key_file is None:
+        return settings
+    try:
+        key = settings.hmac_key_file.read_text().strip()
+    except OSError as error:
+        raise ConfigError(
+            f"cannot read the HMAC key file {settings.hmac_key_file} (hmac_key_file):"
+            f" {error.strerror}"
+        ) from None
+    return settings.model_copy(update={"hmac_key": SecretStr(key)})
 
 
 def validation_lines(error: ValidationError) -> str:

@@ -14,7 +14,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ import psycopg
 from pydantic import SecretStr
 
 from billing_sync.config import TIERS, Settings, Tier, load_catalogs
+from billing_sync.demo.console import TierLag, demo_commands
 from billing_sync.engine.sync import SyncEngine
 from billing_sync.entities import STATE_SCHEMA
 from billing_sync.postgres import (
@@ -35,6 +36,7 @@ from billing_sync.private_files import private_dir, touch_private
 from billing_sync.reconcile.compare import TableParity, compare_all
 from billing_sync.reconcile.deletes import apply_hard_deletes
 from billing_sync.simulator import Workload, create_schema, seed_if_empty
+from billing_sync.state_settings import write_state_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,7 +67,9 @@ def with_demo_hmac_key(settings: Settings) -> Settings:
         private_dir(settings.state_dir)
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(32))
-    return settings.model_copy(update={"hmac_key": SecretStr(path.read_text().strip())})
+    return settings.model_copy(
+        update={"hmac_key": SecretStr(path.read_text().strip()), "hmac_key_file": path}
+    )
 
 
 def prepare(settings: Settings, *, accounts: int) -> DatabaseUrls:
@@ -268,6 +272,8 @@ def _interrupt_on_termination() -> None:
 def run_demo(settings: Settings, options: DemoOptions) -> int:
     """Run the demo; headless for ``options.seconds`` when given. Returns the exit code."""
     settings = with_demo_hmac_key(settings).model_copy(update={"systems": list(options.systems)})
+    # Later commands in this state folder (status, sql, stop) find the systems and the key.
+    write_state_settings(settings, hmac_key_file=settings.hmac_key_file)
     settings.pause_file.unlink(missing_ok=True)
     _interrupt_on_termination()
     urls = prepare(settings, accounts=options.accounts)
@@ -290,8 +296,11 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
     dagster = start_dagster(command, env, log_path)
     try:
         workload.start()
-        announce(settings, options, log_path, headless=headless)
-        if not run_workload(workload, dagster, seconds=options.seconds, log_path=log_path):
+        announce(settings, urls, options, log_path, headless=headless)
+        lag = TierLag(settings, urls)
+        if not run_workload(
+            workload, dagster, seconds=options.seconds, log_path=log_path, lag=lag.line
+        ):
             return 2
         workload.stop()
         return finish_headless(settings, urls, dagster, options) if headless else 0
@@ -304,21 +313,22 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
             stop_embedded_server(settings.state_dir / "postgres")
 
 
-def announce(settings: Settings, options: DemoOptions, log_path: Path, *, headless: bool) -> None:
-    cache = settings.resolved_cache_path.resolve()
+def announce(
+    settings: Settings, urls: DatabaseUrls, options: DemoOptions, log_path: Path, *, headless: bool
+) -> None:
     say(f"workload: {options.rate:.0f} changed rows/s into {' and '.join(options.systems)}")
     if not headless:
         say(f"Dagster UI:   http://127.0.0.1:{options.port}  (log: {log_path})")
-    say(f"DuckDB cache: {cache}")
-    say(
-        f'try:          duckdb -readonly {cache} "SELECT status, count(*), sum(amount) '
-        'FROM billing.payment GROUP BY status"'
-    )
-    say(f"status:       billing-sync --state-dir {settings.state_dir} status")
+    say(demo_commands(settings, urls))
 
 
 def run_workload(
-    workload: Workload, dagster: subprocess.Popen[bytes], *, seconds: float | None, log_path: Path
+    workload: Workload,
+    dagster: subprocess.Popen[bytes],
+    *,
+    seconds: float | None,
+    log_path: Path,
+    lag: Callable[[], str] = lambda: "",
 ) -> bool:
     """Until ``seconds`` pass (or Ctrl-C); False when Dagster died meanwhile."""
     deadline = time.monotonic() + (seconds if seconds is not None else float("inf"))
@@ -328,7 +338,10 @@ def run_workload(
                 say(f"Dagster exited with {dagster.returncode}; see {log_path}")
                 return False
             time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
-            say(f"  {time.strftime('%H:%M:%S')} workload rows changed: {_by_system(workload)}")
+            say(
+                f"  {time.strftime('%H:%M:%S')} workload rows changed: {_by_system(workload)}"
+                f"  {lag()}"
+            )
     except KeyboardInterrupt:
         say("stopping")
     return True

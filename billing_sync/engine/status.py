@@ -185,6 +185,17 @@ class TableStatus:
     hold_seconds: float
     late_rows: int
     unreadable_rows: int = 0  # rows whose change stamp the tail cannot read
+    zone: str = "UTC"  # the biller's zone: its watermarks hold naive local time
+    sla_seconds: float | None = None  # the tier's freshness SLA
+    warehouse_live_rows: int | None = None  # not flagged _is_deleted
+    cache_live_rows: int | None = None
+
+    @property
+    def breach(self) -> bool:
+        """Behind the tier's SLA, or never loaded."""
+        if self.sla_seconds is None:
+            return False
+        return self.lag_seconds is None or self.lag_seconds > self.sla_seconds
 
 
 def table_status(engine: EngineParts) -> list[TableStatus]:
@@ -193,14 +204,17 @@ def table_status(engine: EngineParts) -> list[TableStatus]:
     cache_counts, cache_batches = _cache_state(engine)
     lags = {} if cache_batches is None else cache_lags(warehouse.conn, cache_batches)
     statuses = []
+    # One horizon per biller: one probe each, and one holder however many tables wait.
+    horizons = {catalog.system: engine.horizon(catalog.system) for catalog, _ in engine.tables()}
     for catalog, mapping in engine.tables():
         source = engine.source(catalog.system)
-        horizon = engine.horizon(catalog.system)
+        horizon = horizons[catalog.system]
         watermark = warehouse.watermark(catalog.system, mapping)
         table = entity_columns(mapping).table
         with warehouse.conn.transaction():
             warehouse_rows = warehouse.conn.execute(
-                f"SELECT count(*) FROM {table} WHERE _source_system = %s",
+                f"SELECT count(*), count(*) FILTER (WHERE _is_deleted IS NOT TRUE) FROM {table}"
+                " WHERE _source_system = %s",
                 (catalog.system,),
             ).fetchone()
             late = warehouse.conn.execute(
@@ -232,9 +246,15 @@ def table_status(engine: EngineParts) -> list[TableStatus]:
                     )
                 ),
                 warehouse_rows=int(warehouse_rows[0]) if warehouse_rows else 0,
+                warehouse_live_rows=int(warehouse_rows[1]) if warehouse_rows else 0,
                 cache_rows=None
                 if cache_counts is None
-                else cache_counts.get((catalog.system, mapping.entity), 0),
+                else cache_counts.get((catalog.system, mapping.entity), (0, 0))[0],
+                cache_live_rows=None
+                if cache_counts is None
+                else cache_counts.get((catalog.system, mapping.entity), (0, 0))[1],
+                zone=catalog.timezone,
+                sla_seconds=engine.settings.tier(mapping.tier).freshness_sla_seconds,
                 warehouse_batch=int(entity_batch[0]) if entity_batch else 0,
                 cache_batch=None if cache_batches is None else cache_batches.get(mapping.entity, 0),
                 cache_lag=lags.get(mapping.entity),
@@ -249,16 +269,18 @@ def table_status(engine: EngineParts) -> list[TableStatus]:
 
 def _cache_state(
     engine: EngineParts,
-) -> tuple[dict[tuple[str, str], int] | None, dict[str, int] | None]:
+) -> tuple[dict[tuple[str, str], tuple[int, int]] | None, dict[str, int] | None]:
     try:
         with engine.cache._connect(read_only=True) as con:
-            counts: dict[tuple[str, str], int] = {}
+            counts: dict[tuple[str, str], tuple[int, int]] = {}
             for catalog, mapping in engine.tables():
                 table = entity_columns(mapping).table
                 rows = con.execute(
-                    f"SELECT count(*) FROM {table} WHERE _source_system = ?", [catalog.system]
+                    "SELECT count(*), count(*) FILTER (WHERE _is_deleted IS NOT TRUE)"
+                    f" FROM {table} WHERE _source_system = ?",
+                    [catalog.system],
                 ).fetchall()
-                counts[(catalog.system, mapping.entity)] = int(rows[0][0])
+                counts[(catalog.system, mapping.entity)] = (int(rows[0][0]), int(rows[0][1]))
             batches = dict(
                 con.execute(
                     f"SELECT entity, last_batch_id FROM {STATE_SCHEMA}.cache_state"
@@ -267,48 +289,3 @@ def _cache_state(
             return counts, batches
     except (CacheBusy, duckdb.Error):  # busy, or damaged (CacheDamaged, or a block read late)
         return None, None
-
-
-def format_status(statuses: list[TableStatus]) -> str:
-    header = (
-        f"{'table':<20} {'tier':<9} {'caught up to':<26} {'lag s':>7} "
-        f"{'cache lag s':>11} {'source':>9} {'warehouse':>9} {'cache':>9} {'cache batch':>12}"
-        f" {'late':>6}"
-    )
-    lines = [header, "-" * len(header)]
-    for s in statuses:
-        cache_rows = "busy" if s.cache_rows is None else str(s.cache_rows)
-        cache_batch = "busy" if s.cache_batch is None else f"{s.cache_batch}/{s.warehouse_batch}"
-        lag = "-" if s.lag_seconds is None else f"{s.lag_seconds:.1f}"
-        cache_lag = (
-            "busy"
-            if s.cache_lag is None
-            else f"{s.cache_lag.seconds:.1f}"
-            if s.cache_lag.behind
-            else "-"
-        )
-        lines.append(
-            f"{s.system + '.' + s.table:<20} {s.tier:<9} {s.caught_up_to or '-'!s:<26} {lag:>7} "
-            f"{cache_lag:>11} {s.source_rows:>9} {s.warehouse_rows:>9} {cache_rows:>9}"
-            f" {cache_batch:>12} {s.late_rows:>6}"
-        )
-    behind = sorted({s.entity for s in statuses if s.cache_lag and s.cache_lag.behind})
-    if behind:
-        lines.append(
-            f"cache behind the warehouse for {', '.join(behind)}: a process holds the DuckDB "
-            "file open; it catches up from the warehouse once the file is free"
-        )
-    for s in statuses:
-        if s.unreadable_rows:
-            lines.append(
-                f"{s.system}.{s.table}: {s.unreadable_rows} rows with an unreadable change stamp"
-                " (NULL, 'infinity' or not a real date and time): the tail never reads them;"
-                " `billing-sync verify` quarantines and lists them"
-            )
-    holders = {(s.held_back_by, s.hold_seconds) for s in statuses if s.held_back_by}
-    for holder, age in holders:
-        lines.append(
-            f"horizon held back {age:.0f}s by source transaction pid {holder.pid}, open since "
-            f"{holder.started_at}: freshness waits for it to end"
-        )
-    return "\n".join(lines)

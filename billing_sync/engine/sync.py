@@ -39,6 +39,7 @@ from billing_sync.engine.status import batch_lag_seconds, entities_behind, follo
 from billing_sync.entities import entities_of, entity_columns
 from billing_sync.faults import crash_point
 from billing_sync.load.cache import Cache, CacheApplied, CacheBusy
+from billing_sync.load.read_copy import ReadCopy
 from billing_sync.load.snapshot_io import SnapshotIO
 from billing_sync.load.warehouse import CommitResult, Warehouse
 from billing_sync.postgres import DatabaseUrls, resolve_database_urls
@@ -75,13 +76,19 @@ class SyncEngine:
     run_id: str | None = None
     validator: Validator = field(default_factory=Validator)
     polars_validator: PolarsValidator = field(default_factory=PolarsValidator)
+    # Reading only (status, sql): no HMAC key needed; protecting a value would fail.
+    reading: bool = False
 
     def __post_init__(self) -> None:
         capture = self.settings.capture
         self.guard = RegressionGuard(capture, find_gone=partial(gone_rows, self), refusals=events)
         key = self.settings.hmac_key
-        self.protector = Protector.for_catalogs(
-            self.catalogs, hmac_key=key.get_secret_value() if key else None
+        self.protector = (
+            Protector(None)
+            if self.reading
+            else Protector.for_catalogs(
+                self.catalogs, hmac_key=key.get_secret_value() if key else None
+            )
         )
         self.lookback = Lookback(
             timedelta(seconds=capture.lookback_seconds), capture.lookback_interval_seconds
@@ -95,6 +102,10 @@ class SyncEngine:
             on_create=lambda con: create_cache_views(con, entities),  # a new or rebuilt file too
         )
         self._cache_behind: set[str] = set()  # entities the cache lacks warehouse batches of
+        self.read_copy = ReadCopy(
+            self.settings.resolved_cache_path,
+            interval_seconds=self.settings.read_copy_interval_seconds,
+        )
         # A backfill chunk's read: the stamps complete when it started (see _snapshot_rows).
         self._complete_below: dict[tuple[Any, ...], datetime] = {}
         self.snapshot_io = SnapshotIO(
@@ -103,13 +114,15 @@ class SyncEngine:
         self._sources_checked = False
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, run_id: str | None = None) -> SyncEngine:
+    def from_settings(
+        cls, settings: Settings, *, run_id: str | None = None, reading: bool = False
+    ) -> SyncEngine:
         catalogs = load_catalogs(settings)
         urls = resolve_database_urls(settings)
         if settings.suites_dir is None:
-            return cls(settings, catalogs, urls, run_id=run_id)
+            return cls(settings, catalogs, urls, run_id=run_id, reading=reading)
         return cls(
-            settings, catalogs, urls, run_id=run_id,
+            settings, catalogs, urls, run_id=run_id, reading=reading,
             validator=Validator(suites_dir=settings.suites_dir),
             polars_validator=PolarsValidator(suites_dir=settings.suites_dir),
         )  # fmt: skip
@@ -161,6 +174,9 @@ class SyncEngine:
     def close(self) -> None:
         try:
             self.snapshot_io.close()  # applies gathered snapshot chunks to the cache
+            if self.cache.held.holds:  # this engine wrote the cache: the last state too
+                self.read_copy.publish()
+            self.read_copy.join()
         finally:
             for session in self._sources.values():
                 session.close()
@@ -217,6 +233,7 @@ class SyncEngine:
         results = follow_up(
             results, cache=self.cache, warehouse=self.warehouse, behind=self._cache_behind
         )
+        self.read_copy.publish_if_due()  # analysts' copy; converted in the background
         if failed:
             raise TablesFailed(failed, results)
         return results

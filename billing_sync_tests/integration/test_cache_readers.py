@@ -21,7 +21,8 @@ import pytest
 
 from billing_sync.defs.metadata import materializations
 from billing_sync.engine.batch import TableBatch
-from billing_sync.engine.status import format_status, table_status
+from billing_sync.engine.status import table_status
+from billing_sync.engine.status_report import format_status
 from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator import Workload

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -64,13 +65,16 @@ def test_a_bad_settings_file_is_one_clear_line(
 def test_headless_demo_ends_with_parity_and_freshness(tmp_path: Path) -> None:
     state = tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BILLING_SYNC_", "DAGSTER_"))}
+    env["PATH"] = "/usr/bin:/bin"  # the printed commands carry their own paths
     command = [
         str(Path(sys.executable).parent / "billing-sync"),
         "--state-dir", str(state),
         "demo", "--seconds", "25", "--accounts", "300", "--rate", "150",
     ]  # fmt: skip
     try:
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+        done = subprocess.run(
+            command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400
+        )
     finally:
         stop_embedded_server(state / "postgres")  # the demo stops it; this only guards
     assert not (state / "postgres" / "postmaster.pid").exists(), "the demo stops its server"
@@ -79,3 +83,30 @@ def test_headless_demo_ends_with_parity_and_freshness(tmp_path: Path) -> None:
     assert "PARITY: source, warehouse and cache are equal" in out
     assert "freshness (commit in source to visible in warehouse" in out
     assert "Dagster drained in" in out
+    assert "lag (worst table, SLA): priority" in out
+    # Every command the demo printed, as printed, after it (no HMAC key in the environment).
+    printed = [line.removeprefix("  $ ") for line in out.splitlines() if line.startswith("  $ ")]
+    assert len(printed) >= 4 and printed[-1].endswith(" stop"), out
+    outputs = []
+    try:
+        for line in [*printed[:-1], f"{printed[0].removesuffix(' status')} status --json"]:
+            ran = subprocess.run(
+                line, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True,
+                timeout=120,
+            )  # fmt: skip
+            assert ran.returncode == 0, f"{line}\n{ran.stdout}\n{ran.stderr}"
+            outputs.append(ran.stdout)
+    finally:
+        stopped = subprocess.run(
+            printed[-1], shell=True, cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+    assert stopped.returncode == 0 and "stopped the embedded PostgreSQL" in stopped.stdout
+    assert not (state / "postgres" / "postmaster.pid").exists()
+    status_text, payments = outputs[0], outputs[1]
+    assert "icoms.PAYMENT" in status_text and "amdocs.PAYMENT" in status_text  # both billers
+    assert "caught up to (UTC)" in status_text and "SLA s" in status_text
+    assert "posted" in payments and "---" in payments
+    assert all("icoms" in text and "amdocs" in text for text in outputs[2:-1]), outputs
+    report = json.loads(outputs[-1])
+    assert len(report["tables"]) == 23 and {"breach", "sla_seconds"} <= set(report["tables"][0])

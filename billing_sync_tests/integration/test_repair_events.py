@@ -20,7 +20,8 @@ import pytest
 
 from billing_sync.alerts import conditions as c
 from billing_sync.capture.regression import SourceRegressionError
-from billing_sync.engine.status import format_status, table_status
+from billing_sync.engine.status import table_status
+from billing_sync.engine.status_report import format_status
 from billing_sync.engine.sync import SyncEngine
 from billing_sync.load.cache import set_aside_files
 from billing_sync.postgres import DatabaseUrls

@@ -10,7 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from billing_sync.engine.status import format_status, table_status
+from billing_sync.engine.status import table_status
+from billing_sync.engine.status_report import format_status
 from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.reconcile.verify import format_verification, verify_table

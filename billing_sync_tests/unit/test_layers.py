@@ -31,7 +31,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("billing_sync.engine",),
     ("billing_sync.simulator",),
     ("billing_sync.defs", "billing_sync.definitions", "billing_sync.cli",
-     "billing_sync.quarantine_cli", "billing_sync.sources_cli", "billing_sync.demo",
+     "billing_sync.quarantine_cli", "billing_sync.sources_cli", "billing_sync.analyst_cli",
+     "billing_sync.demo",
      "billing_sync.bench"),
 ]  # fmt: skip
 
