@@ -27,6 +27,7 @@ from billing_sync.private_files import private_dir, touch_private
 from billing_sync.quarantine_cli import add_parser as add_quarantine_parser
 from billing_sync.reconcile.verify import run_verify
 from billing_sync.secrets import install_log_masking, mask_error, mask_secrets
+from billing_sync.serve.dictionary_doc import DOC_PATH, render_shipped, write_doc
 from billing_sync.tier_failures import TablesFailed
 
 
@@ -152,6 +153,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
 
 
+def cmd_dictionary(args: argparse.Namespace) -> int:
+    """Print docs/data-dictionary.md as the shipped catalogs and suites make it; with
+    ``--write``, rewrite the file."""
+    if not args.write:
+        print(render_shipped(), end="")
+        return 0
+    print(f"{DOC_PATH}: {'rewritten' if write_doc() else 'up to date'}")
+    return 0
+
+
 def cmd_pause(args: argparse.Namespace, *, pause: bool) -> int:
     settings = _settings(args)
     private_dir(settings.state_dir)
@@ -240,6 +251,12 @@ def parser() -> argparse.ArgumentParser:
     pause.set_defaults(func=lambda a: cmd_pause(a, pause=True))
     resume = sub.add_parser("resume", help="undo pause")
     resume.set_defaults(func=lambda a: cmd_pause(a, pause=False))
+
+    dictionary = sub.add_parser(
+        "dictionary", help="the data dictionary (docs/data-dictionary.md) from the catalogs"
+    )
+    dictionary.add_argument("--write", action="store_true", help="rewrite the file")
+    dictionary.set_defaults(func=cmd_dictionary)
 
     add_bench_parser(sub)
     return root

@@ -33,6 +33,7 @@ from billing_sync.config import (
     Tier,
     load_catalogs,
 )
+from billing_sync.dictionary import comments, describe
 from billing_sync.engine import late_rows, snapshot
 from billing_sync.engine.batch import TableBatch, last_cursor, rows_with_batch_id
 from billing_sync.engine.status import batch_lag_seconds, entities_behind, follow_up
@@ -61,6 +62,7 @@ from billing_sync.validate.report import (
     with_conversion_failures,
 )
 from billing_sync.validate.runner import Validator
+from billing_sync.validate.suites import suites_for
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +91,12 @@ class SyncEngine:
         self._sources: dict[str, SourceSession] = {}
         self._warehouse: Warehouse | None = None
         entities = entities_of(self.catalogs)
+        self.dictionary = describe(self.catalogs, suites_for(entities, self.settings.suites_dir))
         self.cache = Cache(
             self.settings.resolved_cache_path,
             entities,
             on_create=lambda con: create_cache_views(con, entities),  # a new or rebuilt file too
+            comments=comments(self.dictionary),
         )
         self._cache_behind: set[str] = set()  # entities the cache lacks warehouse batches of
         # A backfill chunk's read: the stamps complete when it started (see _snapshot_rows).
@@ -140,7 +144,7 @@ class SyncEngine:
 
     def setup(self) -> None:
         """Create warehouse and cache tables and watermark rows (idempotent)."""
-        self.warehouse.setup(self.catalogs)
+        self.warehouse.setup(self.catalogs, self.dictionary)
         create_warehouse_views(self.warehouse.conn, self.cache.entities)
         try:
             self.cache.setup()
