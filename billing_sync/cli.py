@@ -23,6 +23,11 @@ from billing_sync.engine.batch import TableBatch
 from billing_sync.engine.progress import Progress
 from billing_sync.engine.status import format_status, table_status
 from billing_sync.engine.sync import SyncEngine
+from billing_sync.load.zone_upgrade import (
+    cache_has_local_timestamps,
+    set_cache_aside,
+)
+from billing_sync.load.zone_upgrade import upgrade as upgrade_timestamps
 from billing_sync.private_files import private_dir, touch_private
 from billing_sync.quarantine_cli import add_parser as add_quarantine_parser
 from billing_sync.reconcile.verify import run_verify
@@ -153,6 +158,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
 
 
+def cmd_upgrade_timestamps(args: argparse.Namespace) -> int:
+    """Convert a warehouse from before one-zone timestamps (docs/operations.md): each row
+    with its own system's catalog zone; the cache is set aside and rebuilt."""
+    settings = _settings(args)
+    with SyncEngine.from_settings(settings) as engine:
+        statements = upgrade_timestamps(engine.warehouse.conn, engine.catalogs)
+        for statement in statements:
+            print(f"{statement};")
+        cache = settings.resolved_cache_path
+        if cache_has_local_timestamps(cache, engine.catalogs):
+            print(f"cache {cache} set aside as {set_cache_aside(cache).name}")
+        engine.setup()
+        engine.catch_up_cache()
+    zones = ", ".join(f"{c.system} {c.timezone}" for c in engine.catalogs)
+    print(f"timestamps are UTC instants ({len(statements)} tables converted; zones: {zones})")
+    return 0
+
+
 def cmd_dictionary(args: argparse.Namespace) -> int:
     """Print docs/data-dictionary.md as the shipped catalogs and suites make it; with
     ``--write``, rewrite the file."""
@@ -251,6 +274,12 @@ def parser() -> argparse.ArgumentParser:
     pause.set_defaults(func=lambda a: cmd_pause(a, pause=True))
     resume = sub.add_parser("resume", help="undo pause")
     resume.set_defaults(func=lambda a: cmd_pause(a, pause=False))
+
+    upgrade = sub.add_parser(
+        "upgrade-timestamps",
+        help="convert biller-local timestamp columns of an earlier warehouse to timestamptz",
+    )
+    upgrade.set_defaults(func=cmd_upgrade_timestamps)
 
     dictionary = sub.add_parser(
         "dictionary", help="the data dictionary (docs/data-dictionary.md) from the catalogs"

@@ -25,8 +25,9 @@ from billing_sync.sql import quote_ident
 LINEAGE_DESCRIPTIONS = {
     "_source_system": "The biller the row comes from (the catalog's system name).",
     "_source_key": "The row's source key values joined with |; unique per system.",
-    "_source_version": "The row's change stamp as the biller holds it (its own zone, see the"
-    " table comment); a load never replaces a newer version.",
+    "_source_version": "The row's change stamp as the biller holds it: its wall time in its"
+    " catalog's zone (see the table comment), compared with the watermark; a load never"
+    " replaces a newer version.",
     "_row_hash": "Hash of the business columns, to see a change at equal version.",
     "_is_deleted": "True once the row was deleted in the source (soft or hard).",
     "_synced_at": "When billing-sync wrote this version (UTC).",
@@ -90,8 +91,9 @@ class EntityDoc:
     @property
     def comment(self) -> str:
         return (
-            f"{self.description} Fed by {', '.join(self.feeds)}. Biller zones (of"
-            f" _source_version and the watermarks): {', '.join(self.zones)}."
+            f"{self.description} Fed by {', '.join(self.feeds)}. Timestamps are UTC"
+            f" instants; _source_version and the watermarks keep each biller's wall time:"
+            f" {', '.join(self.zones)}."
         )
 
 
@@ -148,9 +150,11 @@ def default_description(target: str, source: str, protection: str | None) -> str
 
 
 def zone_note(feeds: Sequence[tuple[SourceCatalog, TableMapping]]) -> str:
-    """How a timestamp column's values read: each biller's zone."""
-    zones = dict.fromkeys(f"{c.system} rows {c.timezone}" for c, _ in feeds)
-    return "Time zone: " + ", ".join(zones) + " (the biller's local time, no offset)."
+    """How a timestamp column's values read: an instant, from each biller's wall time."""
+    zones = dict.fromkeys(f"{c.system} from {c.timezone}" for c, _ in feeds)
+    return "A UTC instant (timestamptz); converted from the biller's wall time: " + (
+        ", ".join(zones) + "."
+    )
 
 
 def _value(value: object) -> str:
@@ -279,7 +283,7 @@ def render_markdown(docs: Mapping[str, EntityDoc]) -> str:
             doc.description,
             "",
             f"Fed by: {', '.join(f'`{feed}`' for feed in doc.feeds)}. "
-            f"Biller zones: {', '.join(doc.zones)}.",
+            f"Biller wall time (of `_source_version`, watermarks): {', '.join(doc.zones)}.",
             "",
             "| column | type | description | source | protection | checks |",
             "|---|---|---|---|---|---|",

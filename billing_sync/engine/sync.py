@@ -295,7 +295,7 @@ class SyncEngine:
         validator = self.polars_validator if use_polars else self.validator
         normalized = normalize_batch(
             raw, mapping, system=catalog.system, synced_at=datetime.now(UTC),
-            protector=self.protector,
+            protector=self.protector, timezone=catalog.timezone,
         )  # fmt: skip
         frame = normalized.frame
         report = with_conversion_failures(

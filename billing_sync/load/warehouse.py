@@ -45,6 +45,7 @@ from billing_sync.load.merge_sql import (
     build_incoming_table,
     build_merge,
 )
+from billing_sync.load.zone_upgrade import check_no_local_timestamps
 from billing_sync.secrets import mask_error, mask_secrets
 from billing_sync.validate.quarantine import QUARANTINE_DDL, QUARANTINE_TABLE, payload_table
 from billing_sync.validate.quarantine import create_tables as create_quarantine_tables
@@ -233,6 +234,7 @@ class Warehouse:
                 for mapping in catalog.tables:
                     feeds.setdefault(mapping.entity, []).append(f"{catalog.system}.{mapping.table}")
             check_columns(self.conn, entities, feeds)
+            check_no_local_timestamps(self.conn, catalogs)
             for catalog in catalogs:
                 for mapping in catalog.tables:
                     self.conn.execute(
