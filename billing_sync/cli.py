@@ -81,7 +81,7 @@ def _print_batches(batches: list[TableBatch]) -> None:
         print(
             f"{batch.system}.{batch.table:<14} read {batch.rows_read:>6}  "
             f"ins {batch.inserted:>6}  upd {batch.updated:>6}  del {batch.deleted:>5}  "
-            f"lag {lag:>8}  watermark {batch.cursor.change_ts if batch.cursor else '-'}"
+            f"lag {lag:>8}  watermark {batch.watermark_label or '-'}"
             f"{'  (cache: ' + batch.cache_error + ')' if batch.cache_error else ''}"
         )
 

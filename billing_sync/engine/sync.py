@@ -269,7 +269,8 @@ class SyncEngine:
             cache = self._catch_up_cache(mapping)
         crash_point("after_cache_apply")
         return TableBatch.from_commit(
-            mapping, system=catalog.system, kind="tail", rows_read=raw.num_rows, result=result,
+            mapping, system=catalog.system, timezone=catalog.timezone, kind="tail",
+            rows_read=raw.num_rows, result=result,
             screened=screened, started=started, cursor=step.cursor,
             caught_up_to=step.caught_up_to or watermark.caught_up_to,
             more_waiting=step.more_waiting, cache=cache, horizon=horizon, lag_seconds=lag,

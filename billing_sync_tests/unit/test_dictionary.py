@@ -3,8 +3,12 @@ generated docs/data-dictionary.md kept current."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from billing_sync.capture.window import Cursor
 from billing_sync.config import SourceCatalog, load_catalog
 from billing_sync.dictionary import Comment, describe
+from billing_sync.engine.batch import TableBatch
 from billing_sync.serve.dictionary_doc import DOC_PATH, render_shipped
 
 
@@ -59,3 +63,14 @@ def test_comment_statements_quote_names_and_text() -> None:
         """COMMENT ON COLUMN billing."pay"."amt" IS 'it''s'"""
     )
     assert Comment("pay", None, "x").sql == """COMMENT ON TABLE billing."pay" IS 'x'"""
+
+
+def test_a_watermark_is_shown_with_its_zone() -> None:
+    batch = TableBatch(
+        system="icoms", table="PAYMENT", entity="payment", tier="priority", rows_read=1,
+        inserted=1, updated=0, deleted=0, batch_id=7,
+        cursor=Cursor(datetime(2026, 12, 4, 10, 0, 1), ("001", 5)), caught_up_to=None,
+        more_waiting=False, lag_seconds=None, held_back_by=None, hold_seconds=0.0,
+        seconds=0.1, validation_seconds=0.0, timezone="America/Chicago",
+    )  # fmt: skip
+    assert batch.watermark_label == "2026-12-04 10:00:01 America/Chicago"
