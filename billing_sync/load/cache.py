@@ -141,9 +141,7 @@ class Cache:
     path: Path
     entities: dict[str, EntityColumns]
     on_create: FileHook | None = None
-    # The data dictionary's comments (billing_sync.dictionary), applied at setup where
-    # the file's differ: a new file, a rebuilt one, or a changed description.
-    comments: Sequence[Comment] = ()
+    comments: Sequence[Comment] = ()  # the data dictionary, applied where the file differs
     lock_wait_seconds: float = LOCK_WAIT_SECONDS
     busy_wait_seconds: float = BUSY_WAIT_SECONDS
     waits: LockWaits = field(default_factory=LockWaits)
