@@ -29,10 +29,16 @@ from billing_sync.engine.batch import TableBatch
 from billing_sync.engine.progress import Progress
 from billing_sync.engine.status_report import format_status, status_report
 from billing_sync.engine.sync import SyncEngine
+from billing_sync.load.zone_upgrade import (
+    cache_has_local_timestamps,
+    set_cache_aside,
+)
+from billing_sync.load.zone_upgrade import upgrade as upgrade_timestamps
 from billing_sync.private_files import private_dir, touch_private
 from billing_sync.quarantine_cli import add_parser as add_quarantine_parser
 from billing_sync.reconcile.verify import run_verify
 from billing_sync.secrets import install_log_masking, mask_error, mask_secrets
+from billing_sync.serve.dictionary_doc import DOC_PATH, render_shipped, write_doc
 from billing_sync.source.advice import connected, missing_cursor_indexes, source_adapter
 from billing_sync.sources_cli import add_parser as add_sources_parser
 from billing_sync.state_settings import default_settings_file
@@ -87,7 +93,7 @@ def _print_batches(batches: list[TableBatch]) -> None:
         print(
             f"{batch.system}.{batch.table:<14} read {batch.rows_read:>6}  "
             f"ins {batch.inserted:>6}  upd {batch.updated:>6}  del {batch.deleted:>5}  "
-            f"lag {lag:>8}  watermark {batch.cursor.change_ts if batch.cursor else '-'}"
+            f"lag {lag:>8}  watermark {batch.watermark_label or '-'}"
             f"{'  (cache: ' + batch.cache_error + ')' if batch.cache_error else ''}"
         )
 
@@ -183,6 +189,34 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
 
 
+def cmd_upgrade_timestamps(args: argparse.Namespace) -> int:
+    """Convert a warehouse from before one-zone timestamps (docs/operations.md): each row
+    with its own system's catalog zone; the cache is set aside and rebuilt."""
+    settings = _settings(args)
+    with SyncEngine.from_settings(settings) as engine:
+        statements = upgrade_timestamps(engine.warehouse.conn, engine.catalogs)
+        for statement in statements:
+            print(f"{statement};")
+        cache = settings.resolved_cache_path
+        if cache_has_local_timestamps(cache, engine.catalogs):
+            print(f"cache {cache} set aside as {set_cache_aside(cache).name}")
+        engine.setup()
+        engine.catch_up_cache()
+    zones = ", ".join(f"{c.system} {c.timezone}" for c in engine.catalogs)
+    print(f"timestamps are UTC instants ({len(statements)} tables converted; zones: {zones})")
+    return 0
+
+
+def cmd_dictionary(args: argparse.Namespace) -> int:
+    """Print docs/data-dictionary.md as the shipped catalogs and suites make it; with
+    ``--write``, rewrite the file."""
+    if not args.write:
+        print(render_shipped(), end="")
+        return 0
+    print(f"{DOC_PATH}: {'rewritten' if write_doc() else 'up to date'}")
+    return 0
+
+
 def cmd_pause(args: argparse.Namespace, *, pause: bool) -> int:
     settings = _settings(args)
     private_dir(settings.state_dir)
@@ -275,6 +309,18 @@ def parser() -> argparse.ArgumentParser:
     pause.set_defaults(func=lambda a: cmd_pause(a, pause=True))
     resume = sub.add_parser("resume", help="undo pause")
     resume.set_defaults(func=lambda a: cmd_pause(a, pause=False))
+
+    upgrade = sub.add_parser(
+        "upgrade-timestamps",
+        help="convert biller-local timestamp columns of an earlier warehouse to timestamptz",
+    )
+    upgrade.set_defaults(func=cmd_upgrade_timestamps)
+
+    dictionary = sub.add_parser(
+        "dictionary", help="the data dictionary (docs/data-dictionary.md) from the catalogs"
+    )
+    dictionary.add_argument("--write", action="store_true", help="rewrite the file")
+    dictionary.set_defaults(func=cmd_dictionary)
 
     add_bench_parser(sub)
     return root

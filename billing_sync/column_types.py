@@ -14,7 +14,8 @@ _ARROW: dict[str, pa.DataType] = {
     "integer": pa.int32(),
     "bigint": pa.int64(),
     "date": pa.date32(),
-    "timestamp": pa.timestamp("us"),
+    # One time zone in the model (DESIGN §11): an instant, whatever the biller's zone.
+    "timestamp": pa.timestamp("us", "UTC"),
     "boolean": pa.bool_(),
 }
 
@@ -23,7 +24,7 @@ _SQL = {
     "integer": "integer",
     "bigint": "bigint",
     "date": "date",
-    "timestamp": "timestamp(6)",
+    "timestamp": "timestamptz",  # microseconds in both engines
     "boolean": "boolean",
 }
 
@@ -44,7 +45,7 @@ def sql_type(catalog_type: str) -> str:
     """The column type in both PostgreSQL and DuckDB DDL.
 
     >>> sql_type("decimal(12,2)"), sql_type("timestamp")
-    ('numeric(12,2)', 'timestamp(6)')
+    ('numeric(12,2)', 'timestamptz')
     """
     match = _DECIMAL.match(catalog_type)
     if match:
@@ -66,7 +67,7 @@ def polars_type(catalog_type: str) -> pl.DataType:
         "integer": pl.Int32(),
         "bigint": pl.Int64(),
         "date": pl.Date(),
-        "timestamp": pl.Datetime("us"),
+        "timestamp": pl.Datetime("us", "UTC"),
         "boolean": pl.Boolean(),
     }[catalog_type]
 

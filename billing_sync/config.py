@@ -132,6 +132,9 @@ class ColumnSpec(_Strict):
     converter: Converter | None = None
     protect: Protection | None = None
     reason: str | None = None  # why a ``protect: clear`` column may load in clear
+    # What the column means, for the data dictionary (billing_sync.dictionary); entities
+    # fed by several systems take the first catalog's that gives one.
+    description: str | None = None
 
     @field_validator("target")
     @classmethod

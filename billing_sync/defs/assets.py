@@ -22,6 +22,7 @@ from billing_sync.defs.validation import (
     failed_batch_evaluation,
     validation_spec,
 )
+from billing_sync.dictionary import EntityDoc, describe
 from billing_sync.engine.batch import TableBatch
 from billing_sync.engine.monitor import entity_freshness
 from billing_sync.tier_failures import TablesFailed
@@ -49,13 +50,27 @@ def source_specs(catalogs: list[SourceCatalog]) -> list[dg.AssetSpec]:
     ]
 
 
-def _entity_specs(catalogs: list[SourceCatalog], tier: Tier) -> list[dg.AssetSpec]:
+def column_schema(doc: EntityDoc) -> dg.TableSchema:
+    """The entity's columns as the UI shows them, from the data dictionary."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(column.name, column.type, description=column.comment)
+            for column in doc.columns
+        ]
+    )
+
+
+def _entity_specs(
+    catalogs: list[SourceCatalog], tier: Tier, dictionary: dict[str, EntityDoc]
+) -> list[dg.AssetSpec]:
     sources: dict[str, list[dg.AssetKey]] = {}
     for catalog in catalogs:
         for mapping in catalog.for_tier(tier):
             sources.setdefault(mapping.entity, []).append(source_key(catalog.system, mapping.table))
     specs = []
     for entity, deps in sources.items():
+        doc = dictionary[entity]
+        metadata = {"dagster/column_schema": column_schema(doc)}
         specs.append(
             dg.AssetSpec(
                 warehouse_key(entity),
@@ -64,7 +79,8 @@ def _entity_specs(catalogs: list[SourceCatalog], tier: Tier) -> list[dg.AssetSpe
                 group_name="warehouse",
                 kinds={"postgres"},
                 tags={"tier": tier},
-                description=f"Normalized {entity} rows in the PostgreSQL warehouse.",
+                description=f"billing.{entity} in the PostgreSQL warehouse. {doc.comment}",
+                metadata=metadata,
             )
         )
         specs.append(
@@ -75,18 +91,24 @@ def _entity_specs(catalogs: list[SourceCatalog], tier: Tier) -> list[dg.AssetSpe
                 group_name="cache",
                 kinds={"duckdb"},
                 tags={"tier": tier},
-                description=f"{entity} in the DuckDB cache, applied after the warehouse.",
+                description=f"billing.{entity} in the DuckDB cache, applied after the"
+                f" warehouse. {doc.comment}",
+                metadata=metadata,
             )
         )
     return specs
 
 
-def sync_assets(catalogs: list[SourceCatalog]) -> dict[Tier, dg.AssetsDefinition]:
-    """One multi-asset per tier that has tables."""
+def sync_assets(
+    catalogs: list[SourceCatalog], dictionary: dict[str, EntityDoc] | None = None
+) -> dict[Tier, dg.AssetsDefinition]:
+    """One multi-asset per tier that has tables; ``dictionary`` describes their columns
+    (the catalogs' own descriptions when not given)."""
+    docs = dictionary or describe(catalogs)
     return {
         tier: _sync_tier_asset(tier, specs)
         for tier in TIERS
-        if (specs := _entity_specs(catalogs, tier))
+        if (specs := _entity_specs(catalogs, tier, docs))
     }
 
 

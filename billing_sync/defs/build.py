@@ -14,11 +14,16 @@ from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.defs.retention import retention_job, retention_schedule
 from billing_sync.defs.sensors import sync_sensor
 from billing_sync.defs.serve import view_specs
+from billing_sync.dictionary import describe
+from billing_sync.validate.suites import suites_for
 
 
 def build_definitions() -> dg.Definitions:
-    catalogs = load_catalogs(load_settings())
-    tier_assets = sync_assets(catalogs)
+    settings = load_settings()
+    catalogs = load_catalogs(settings)
+    entities = sorted({mapping.entity for catalog in catalogs for mapping in catalog.tables})
+    dictionary = describe(catalogs, suites_for(entities, settings.suites_dir))
+    tier_assets = sync_assets(catalogs, dictionary)
     checks = freshness_checks(catalogs)
     parity = parity_checks(catalogs)
     jobs = asset_jobs(tier_assets, checks, parity)

@@ -22,7 +22,8 @@ def batch_metadata(batch: TableBatch) -> dict[str, dg.MetadataValue | float | in
         "batch_seconds": round(batch.seconds, 4),
         "validation_seconds": round(batch.validation_seconds, 4),
         "horizon_hold_seconds": round(batch.hold_seconds, 3),
-        "watermark": str(batch.cursor.change_ts) if batch.cursor else "",
+        # The biller's wall time, labelled: the model's timestamps are UTC, this is not.
+        "watermark": batch.watermark_label,
     }
     if batch.lag_seconds is not None:
         metadata["lag_seconds"] = round(batch.lag_seconds, 3)

@@ -63,6 +63,13 @@ class TableBatch:
     quarantined: int = 0  # rows of this batch kept in quarantine (pending orphans included)
     released: int = 0  # rows released from quarantine into this batch
     validation: ValidationReport | None = None  # the suite's and parent rules' failures
+    # The catalog's zone: ``cursor`` and ``caught_up_to`` are the biller's wall time in it.
+    timezone: str = "UTC"
+
+    @property
+    def watermark_label(self) -> str:
+        """The watermark as displays show it: its stamp and the zone it is in."""
+        return f"{self.cursor.change_ts} {self.timezone}" if self.cursor else ""
 
     @property
     def changed(self) -> bool:
@@ -88,6 +95,7 @@ class TableBatch:
         late_rows: int = 0,
         late_quarantined: int = 0,
         snapshot_progress: tuple[int, int | None] | None = None,
+        timezone: str = "UTC",
     ) -> TableBatch:
         """The record of a batch the warehouse committed (or found nothing to commit for).
 
@@ -107,7 +115,7 @@ class TableBatch:
             cache=applied, cache_error=cache_error, late_rows=late_rows, kind=kind,
             snapshot_progress=snapshot_progress,
             quarantined=screened.quarantined + late_quarantined,
-            released=screened.released_rows, validation=screened.report,
+            released=screened.released_rows, validation=screened.report, timezone=timezone,
         )  # fmt: skip
 
 

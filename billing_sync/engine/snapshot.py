@@ -82,7 +82,8 @@ def snapshot_chunk(
     cache = _feed_cache(engine, mapping, rows, result, last=finished)
     handed_over = finished and kind == "initial"
     return TableBatch.from_commit(
-        mapping, system=catalog.system, kind=kind, rows_read=raw.num_rows, result=result,
+        mapping, system=catalog.system, timezone=catalog.timezone, kind=kind,
+        rows_read=raw.num_rows, result=result,
         screened=screened, started=started,
         cursor=Cursor(state.handover_ts, ()) if handed_over else None,
         caught_up_to=state.handover_ts if handed_over else None,

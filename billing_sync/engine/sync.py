@@ -33,6 +33,7 @@ from billing_sync.config import (
     Tier,
     load_catalogs,
 )
+from billing_sync.dictionary import comments, describe
 from billing_sync.engine import late_rows, snapshot
 from billing_sync.engine.batch import TableBatch, last_cursor, rows_with_batch_id
 from billing_sync.engine.status import batch_lag_seconds, entities_behind, follow_up
@@ -62,6 +63,7 @@ from billing_sync.validate.report import (
     with_conversion_failures,
 )
 from billing_sync.validate.runner import Validator
+from billing_sync.validate.suites import suites_for
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +98,12 @@ class SyncEngine:
         self._sources: dict[str, SourceSession] = {}
         self._warehouse: Warehouse | None = None
         entities = entities_of(self.catalogs)
+        self.dictionary = describe(self.catalogs, suites_for(entities, self.settings.suites_dir))
         self.cache = Cache(
             self.settings.resolved_cache_path,
             entities,
             on_create=lambda con: create_cache_views(con, entities),  # a new or rebuilt file too
+            comments=comments(self.dictionary),
         )
         self._cache_behind: set[str] = set()  # entities the cache lacks warehouse batches of
         self.read_copy = ReadCopy(
@@ -162,7 +166,7 @@ class SyncEngine:
 
     def setup(self) -> None:
         """Create warehouse and cache tables and watermark rows (idempotent)."""
-        self.warehouse.setup(self.catalogs)
+        self.warehouse.setup(self.catalogs, self.dictionary)
         create_warehouse_views(self.warehouse.conn, self.cache.entities)
         try:
             self.cache.setup()
@@ -291,7 +295,8 @@ class SyncEngine:
             cache = self._catch_up_cache(mapping)
         crash_point("after_cache_apply")
         return TableBatch.from_commit(
-            mapping, system=catalog.system, kind="tail", rows_read=raw.num_rows, result=result,
+            mapping, system=catalog.system, timezone=catalog.timezone, kind="tail",
+            rows_read=raw.num_rows, result=result,
             screened=screened, started=started, cursor=step.cursor,
             caught_up_to=step.caught_up_to or watermark.caught_up_to,
             more_waiting=step.more_waiting, cache=cache, horizon=horizon, lag_seconds=lag,
@@ -317,7 +322,7 @@ class SyncEngine:
         validator = self.polars_validator if use_polars else self.validator
         normalized = normalize_batch(
             raw, mapping, system=catalog.system, synced_at=datetime.now(UTC),
-            protector=self.protector,
+            protector=self.protector, timezone=catalog.timezone,
         )  # fmt: skip
         frame = normalized.frame
         report = with_conversion_failures(

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,8 +37,10 @@ from typing import Concatenate, ParamSpec, TypeVar
 import duckdb
 import pyarrow as pa
 
+from billing_sync.dictionary import Comment
 from billing_sync.entities import ENTITY_SCHEMA, STATE_SCHEMA, EntityColumns
 from billing_sync.faults import crash_point
+from billing_sync.load.cache_comments import apply_comments
 from billing_sync.load.locking import LockWaits, gate, is_damaged, is_lock_conflict, open_duckdb
 from billing_sync.private_files import private_dir, private_file
 
@@ -139,6 +141,7 @@ class Cache:
     path: Path
     entities: dict[str, EntityColumns]
     on_create: FileHook | None = None
+    comments: Sequence[Comment] = ()  # the data dictionary, applied where the file differs
     lock_wait_seconds: float = LOCK_WAIT_SECONDS
     busy_wait_seconds: float = BUSY_WAIT_SECONDS
     waits: LockWaits = field(default_factory=LockWaits)
@@ -248,6 +251,7 @@ class Cache:
         with self._writing() as con:
             if self.on_create is not None:
                 self.on_create(con)  # views follow the code: replace them at every start
+            apply_comments(con, self.comments)
 
     def _ensure_tables(self, con: duckdb.DuckDBPyConnection) -> None:
         # Checked at every open, not once: a deleted or rebuilt cache file must come back
@@ -269,6 +273,7 @@ class Cache:
             self.created.add(columns.entity)
         if self.on_create is not None:
             self.on_create(con)
+        apply_comments(con, self.comments)
 
     @_rebuilt_once
     def apply(

@@ -26,6 +26,7 @@ import pyarrow.csv as pa_csv
 
 from billing_sync.capture.window import Advance, Cursor, Window
 from billing_sync.config import SourceCatalog, TableMapping
+from billing_sync.dictionary import EntityDoc, comments, describe
 from billing_sync.entities import (
     ENTITY_SCHEMA,
     STATE_SCHEMA,
@@ -44,6 +45,7 @@ from billing_sync.load.merge_sql import (
     build_incoming_table,
     build_merge,
 )
+from billing_sync.load.zone_upgrade import check_no_local_timestamps
 from billing_sync.secrets import mask_error, mask_secrets
 from billing_sync.validate.quarantine import QUARANTINE_DDL, QUARANTINE_TABLE, payload_table
 from billing_sync.validate.quarantine import create_tables as create_quarantine_tables
@@ -198,7 +200,9 @@ class Warehouse:
     def close(self) -> None:
         self.conn.close()
 
-    def setup(self, catalogs: list[SourceCatalog]) -> None:
+    def setup(
+        self, catalogs: list[SourceCatalog], dictionary: dict[str, EntityDoc] | None = None
+    ) -> None:
         """Create the bookkeeping tables, entity tables and watermark rows (idempotent).
 
         The DDL runs only when the schema is not the one this code creates (a digest of
@@ -206,9 +210,13 @@ class Warehouse:
         every tier sets up at its start, while the other tiers' runs commit: DDL on
         existing tables (``ALTER TABLE ... IF NOT EXISTS``, ``CREATE INDEX IF NOT
         EXISTS``) still takes their strong locks, and deadlocked with those commits.
+
+        Tables and columns get their data-dictionary comments (``dictionary``, else the
+        catalogs' own descriptions): part of the digest, so a changed text is applied.
         """
         entities = entities_of(catalogs)
-        digest = _setup_digest(entities)
+        remarks = "".join(f"{c.sql};\n" for c in comments(dictionary or describe(catalogs)))
+        digest = _setup_digest(entities, remarks)
         with self.conn.transaction():
             if not self._set_up(digest, entities):
                 self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('billing_sync.setup'))")
@@ -217,6 +225,7 @@ class Warehouse:
                     for columns in entities.values():
                         self._create_entity(columns)
                     create_quarantine_tables(self.conn, entities.values())
+                    self.conn.execute(remarks)
                     self.conn.execute(f"COMMENT ON SCHEMA {STATE_SCHEMA} IS '{digest}'")
             # Also when the digest matches: a column dropped outside billing-sync changes no
             # digest, and would fail every batch with an UndefinedColumn naming no table.
@@ -225,6 +234,7 @@ class Warehouse:
                 for mapping in catalog.tables:
                     feeds.setdefault(mapping.entity, []).append(f"{catalog.system}.{mapping.table}")
             check_columns(self.conn, entities, feeds)
+            check_no_local_timestamps(self.conn, catalogs)
             for catalog in catalogs:
                 for mapping in catalog.tables:
                     self.conn.execute(
@@ -648,9 +658,9 @@ def _batch_index_name(columns: EntityColumns) -> str:
     return f'"{columns.entity}_batch_ix"'
 
 
-def _setup_digest(entities: dict[str, EntityColumns]) -> str:
+def _setup_digest(entities: dict[str, EntityColumns], remarks: str) -> str:
     """Names the DDL :meth:`Warehouse.setup` runs: any change to it runs it again."""
-    parts = [_STATE_DDL, QUARANTINE_DDL]
+    parts = [_STATE_DDL, QUARANTINE_DDL, remarks]
     for name in sorted(entities):
         parts.append(name + ":" + ",".join(entities[name].column_definitions()))
     return "billing-sync setup " + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]

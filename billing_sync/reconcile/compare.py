@@ -60,8 +60,9 @@ def source_frame(
     )
     raw = session.read_arrow(BoundQuery(text, {}), source_schema(mapping))
     frame = normalize(
-        raw, mapping, system=catalog.system, synced_at=datetime.now(UTC), protector=protector
-    )
+        raw, mapping, system=catalog.system, synced_at=datetime.now(UTC), protector=protector,
+        timezone=catalog.timezone,
+    )  # fmt: skip
     return frame.drop("_synced_at")
 
 

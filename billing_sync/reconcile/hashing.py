@@ -239,13 +239,24 @@ def hard_delete_exclusion(entity_param: str = "entity") -> str:
     )
 
 
-def warehouse_side(mapping: TableMapping, *, system: str) -> Side:
+def warehouse_side(mapping: TableMapping, *, system: str, timezone: str = "UTC") -> Side:
     """The entity table in the warehouse, rows of ``system`` that are not recorded hard
-    deletes. ``extra`` is ``_source_key, _source_version``."""
+    deletes. ``extra`` is ``_source_key, _source_version``.
+
+    A timestamp is hashed as the biller's wall time in ``timezone`` (the catalog's): the
+    warehouse holds the instant, the source its local time, and ``AT TIME ZONE`` gives
+    that back whatever the session's zone."""
     t = WAREHOUSE_ALIAS
     key = tuple(f"{t}.{quote_ident(name)}" for name in mapping.target_key)
+    zone = "'" + timezone.replace("'", "''") + "'"
     parts = [
-        canonical_text(f"{t}.{quote_ident(c.target)}", c.type) for c in hashed_columns(mapping)
+        canonical_text(
+            f"({t}.{quote_ident(c.target)} AT TIME ZONE {zone})"
+            if c.type == "timestamp"
+            else f"{t}.{quote_ident(c.target)}",
+            c.type,
+        )
+        for c in hashed_columns(mapping)
     ]
     parts.append(_version_text(mapping, f"{t}._source_version", source=False))
     parts.append(f"CASE WHEN {t}._is_deleted THEN 't' ELSE 'f' END")

@@ -250,7 +250,9 @@ class _Differ:
             schema=catalog.schema_name,
             pending_after=None if cursor is None else (cursor.change_ts, cursor.key),
         )
-        self.warehouse = hashing.warehouse_side(mapping, system=catalog.system)
+        self.warehouse = hashing.warehouse_side(
+            mapping, system=catalog.system, timezone=catalog.timezone
+        )
         # Source keys are fetched with the source's types, then made target values
         # (:func:`_target_key`) so that they compare with the warehouse's.
         keys = [pa.field(f"_k{i}", fetch_type(mapping, name)) for i, name in enumerate(mapping.key)]

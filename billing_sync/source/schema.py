@@ -46,6 +46,8 @@ def input_type(column: ColumnSpec) -> pa.DataType:
         return CONVERTER_INPUT[column.converter.name]
     if column.protection is not None:
         return pa.string()
+    if column.type == "timestamp":
+        return pa.timestamp("us")  # the biller's wall time; normalize makes it UTC
     return arrow_type(column.type)
 
 
@@ -56,8 +58,6 @@ def fetch_type(mapping: TableMapping, name: str) -> pa.DataType:
     if reflected is not None:
         return sql_arrow_type(reflected)
     column = next(c for c in mapping.columns if name in c.source_names)
-    if column.converter is None and column.protection is None:
-        return arrow_type(column.type)
     return input_type(column)
 
 

@@ -28,7 +28,7 @@ map over the distinct values of the batch, not over its rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
@@ -50,18 +50,39 @@ class Conversion:
     reason: str  # why a flagged value is bad
 
 
-def convert(column: ColumnSpec) -> Conversion:
-    """The column's value from its source column(s), by its converter (or a cast)."""
+def convert(column: ColumnSpec, timezone: str = "UTC") -> Conversion:
+    """The column's value from its source column(s), by its converter (or a cast).
+
+    A timestamp is the biller's wall time in ``timezone`` (the catalog's): it becomes a
+    UTC instant (one time zone in the model, DESIGN §11)."""
     target = polars_type(column.type)
     if column.is_constant:
         return Conversion(pl.lit(column.constant).cast(target), None, "constant", "")
     names = column.source_names
     converter = column.converter
+    if column.type == "timestamp":
+        if converter is None:
+            local = cast_to(pl.col(names[0]), pl.Datetime("us"))
+        else:
+            local = cyymmdd_hhmmss(pl.col(names[0]), pl.col(names[1]))
+        return replace(local, value=local_to_utc(local.value, timezone))
     if converter is None:
         return cast_to(pl.col(names[0]), target)
-    if converter.name == "cyymmdd_hhmmss":
-        return cyymmdd_hhmmss(pl.col(names[0]), pl.col(names[1]))
     return _single(converter, pl.col(names[0]), target)
+
+
+def local_to_utc(value: pl.Expr, timezone: str) -> pl.Expr:
+    """Wall time in ``timezone`` -> the UTC instant, read as PostgreSQL's ``AT TIME ZONE``
+    reads it (the documented upgrade converts old rows with it): a time of the hour
+    repeated when daylight saving ends is standard time (the later instant), one of the
+    hour skipped when it starts takes the offset before the change (02:30 -> 03:30)."""
+    if timezone == "UTC":
+        return value.dt.replace_time_zone("UTC")
+    first = value.dt.replace_time_zone(timezone, ambiguous="latest", non_existent="null")
+    later = (value + pl.duration(hours=1)).dt.replace_time_zone(
+        timezone, ambiguous="latest", non_existent="null"
+    )
+    return pl.coalesce(first, later).dt.convert_time_zone("UTC")
 
 
 def _single(converter: Converter, source: pl.Expr, target: pl.DataType) -> Conversion:

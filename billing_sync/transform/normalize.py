@@ -68,6 +68,7 @@ def normalize(
     system: str,
     synced_at: datetime,
     protector: Protector | None = None,
+    timezone: str = "UTC",
 ) -> pl.DataFrame:
     """Rename, convert, protect, type and add lineage; keep the newest version of each key.
 
@@ -89,8 +90,9 @@ def normalize(
     (1, '1', True)
     """
     return normalize_batch(
-        batch, mapping, system=system, synced_at=synced_at, protector=protector
-    ).frame
+        batch, mapping, system=system, synced_at=synced_at, protector=protector,
+        timezone=timezone,
+    ).frame  # fmt: skip
 
 
 def normalize_batch(
@@ -100,9 +102,11 @@ def normalize_batch(
     system: str,
     synced_at: datetime,
     protector: Protector | None = None,
+    timezone: str = "UTC",
 ) -> Normalized:
     """:func:`normalize`, with the bad source values as row-level failures whose
-    positions are those of the returned frame."""
+    positions are those of the returned frame. ``timezone``: the catalog's, the zone of
+    the biller's timestamps (they load as UTC instants)."""
     frame = pl.from_arrow(decode_cursor(batch, mapping))
     assert isinstance(frame, pl.DataFrame)
     # A stamp no reader holds ('infinity') or none at all (NULL, no fallback): the tail
@@ -112,7 +116,7 @@ def normalize_batch(
     frame = frame.filter(pl.col(CURSOR_ALIAS).is_not_null())
     protector = protector or Protector()
     business = [column.target for column in mapping.columns]
-    conversions = {column.target: convert(column) for column in mapping.columns}
+    conversions = {column.target: convert(column, timezone) for column in mapping.columns}
     checks = [
         _Check(c, bad, conversion.converter, conversion.reason, _BAD, _RAW)
         for c in mapping.columns

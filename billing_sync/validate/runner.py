@@ -64,6 +64,10 @@ def to_pandas_for_validation(
             casts.append(pl.col(name).cast(pl.Float64))
         elif isinstance(dtype, pl.Categorical | pl.Enum):
             casts.append(pl.col(name).cast(pl.Utf8))
+        elif isinstance(dtype, pl.Datetime) and dtype.time_zone:
+            # Suites bound stamps with naive ISO values; pandas refuses to compare those
+            # with aware ones. UTC wall time, as the Polars suite compares them.
+            casts.append(pl.col(name).dt.convert_time_zone("UTC").dt.replace_time_zone(None))
     if casts:
         frame = frame.with_columns(casts)
     return frame.to_pandas()

@@ -19,6 +19,7 @@ and expectation named, before any validation runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -316,3 +317,11 @@ def _load(entity: str, directory: Path) -> Suite:
             f"invalid suite {path}: it declares entity {suite.entity!r}, expected {entity!r}"
         )
     return suite
+
+
+def suites_for(entities: Iterable[str], directory: Path | None = None) -> dict[str, Suite]:
+    """The suites of ``entities`` that exist in ``directory`` (the packaged ones by
+    default), for the data dictionary: an entity without a suite is left out."""
+    folder = directory or SUITES_DIR
+    return {entity: load_suite(entity, directory=folder) for entity in entities
+            if (folder / f"{entity}.yaml").is_file()}  # fmt: skip

@@ -50,3 +50,16 @@ def test_code_location_import_does_not_import_great_expectations() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_warehouse_and_cache_assets_carry_the_data_dictionary() -> None:
+    graph = defs().resolve_asset_graph()
+    for key in (["warehouse", "payment"], ["cache", "payment"]):
+        node = graph.get(dg.AssetKey(key))
+        assert "One row per payment received" in (node.description or "")
+        schema = node.metadata["dagster/column_schema"]
+        assert isinstance(schema, dg.TableSchema)
+        columns = {column.name: column for column in schema.columns}
+        assert columns["amount"].type == "numeric(12,2)"
+        assert (columns["amount"].description or "").startswith("Amount paid in dollars")
+        assert "_source_version" in columns

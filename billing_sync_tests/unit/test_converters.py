@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from billing_sync.config import ColumnSpec
-from billing_sync.transform.converters import convert
+from billing_sync.transform.converters import convert, local_to_utc
 
 
 def run(spec: dict[str, Any], **columns: pl.Series) -> tuple[list[Any], list[bool] | None]:
@@ -114,9 +114,24 @@ def test_cyymmdd_hhmmss_reads_two_columns() -> None:
         D=pl.Series([1251124, 1251124, 0, 9999999, 1250231, 1251124, 1251124], dtype=pl.Int64),
         T=pl.Series([70509, 0, 120000, 0, 120000, 246000, None], dtype=pl.Int64),
     )
-    assert got == [datetime(2025, 11, 24, 7, 5, 9), datetime(2025, 11, 24), None, None, None,
-                   None, None]  # fmt: skip
+    assert got == [datetime(2025, 11, 24, 7, 5, 9, tzinfo=UTC), datetime(2025, 11, 24, tzinfo=UTC),
+                   None, None, None, None, None]  # fmt: skip
     assert bad == [False, False, False, False, True, True, True]
+
+
+def test_a_biller_local_timestamp_becomes_a_utc_instant() -> None:
+    """The catalog's zone converts wall time as PostgreSQL's AT TIME ZONE does: the hour
+    repeated in November as standard time, the one skipped in March forward."""
+    wall = pl.Series([datetime(2026, 7, 1, 12, 0), datetime(2026, 11, 1, 1, 30),
+                      datetime(2026, 3, 8, 2, 30), None])  # fmt: skip
+    got = pl.select(local_to_utc(pl.lit(wall), "America/Chicago")).to_series().to_list()
+    assert got == [datetime(2026, 7, 1, 17, 0, tzinfo=UTC),
+                   datetime(2026, 11, 1, 7, 30, tzinfo=UTC),
+                   datetime(2026, 3, 8, 8, 30, tzinfo=UTC), None]  # fmt: skip
+    spec = column("cyymmdd_hhmmss", "timestamp", source=["D", "T"])
+    frame = pl.DataFrame({"D": [1261204], "T": [100001]})
+    value = frame.select(convert(ColumnSpec.model_validate(spec), "America/Chicago").value)
+    assert value.item() == datetime(2026, 12, 4, 16, 0, 1, tzinfo=UTC)
 
 
 def test_constants_fill_what_a_biller_lacks() -> None:

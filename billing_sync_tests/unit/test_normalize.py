@@ -97,8 +97,8 @@ def test_payment_rows_are_renamed_typed_and_carry_lineage() -> None:
         schema_overrides={
             "payment_number": pl.Int64,
             "amount": pl.Decimal(12, 2),
-            "created_at": pl.Datetime("us"),
-            "changed_at": pl.Datetime("us"),
+            "created_at": pl.Datetime("us", "UTC"),
+            "changed_at": pl.Datetime("us", "UTC"),
             "_source_version": pl.Datetime("us"),
             "_synced_at": pl.Datetime("us", "UTC"),
         },

@@ -96,7 +96,7 @@ def test_good_rows_convert_protect_and_carry_lineage() -> None:
     assert first["national_id_token"] == hmac_token(KEY, "123-45-6789")
     assert first["card_last4"] == "1111"
     assert first["memo"] == f"called re card {REDACTED}"
-    assert first["changed_at"] == datetime(2026, 11, 25, 7, 5, 9)
+    assert first["changed_at"] == datetime(2026, 11, 25, 7, 5, 9, tzinfo=UTC)
     assert first["_source_version"] == datetime(2026, 11, 25, 7, 5, 9)
     assert first["_source_key"] == "001|12345"
     assert frame["_is_deleted"].to_list() == [False, True]  # "D " is the code "D"
