@@ -399,6 +399,9 @@ class CaptureSettings(_Strict):
     # is cancelled by the source after this long: a runaway query must not run on the
     # biller for ever, nor after the client died. Raise it for a huge table's count(*).
     statement_timeout_seconds: float = Field(default=300.0, gt=0)
+    # Capture from an engine whose parity is not yet proven (MariaDB/MySQL: see
+    # docs/sources.md, "Known defect"): refused unless the operator says so.
+    allow_unproven_engines: bool = False
 
 
 class TierSettings(_Strict):
