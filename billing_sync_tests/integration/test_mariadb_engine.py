@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import secrets
 import time
 import uuid
@@ -30,28 +29,9 @@ from billing_sync.postgres import DatabaseUrls
 from billing_sync.source.engines import adapter_for
 from billing_sync.source.engines.base import EngineAdapter
 from billing_sync.source.engines.queries import SourceTable, change_query, compare, key_range_hash
+from billing_sync_tests.mysql_support import mysql_server
 
-pytest.importorskip("pymysql", reason="pip install -e '.[dev]' (or billing-sync[mysql])")
-
-DEFAULT_URL = "mysql+pymysql://root@127.0.0.1:3306"
-HOW = (
-    "set BILLING_SYNC_TEST_MYSQL_URL to a MySQL/MariaDB server, or install and start one"
-    " (apt-get install mariadb-server; .ci/run does both)"
-)
-
-
-@pytest.fixture(scope="session")
-def mysql_server() -> URL:
-    url = make_url(os.environ.get("BILLING_SYNC_TEST_MYSQL_URL", DEFAULT_URL))
-    engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except DBAPIError as error:
-        pytest.skip(f"no MySQL/MariaDB at {url.render_as_string()}: {error.orig}; {HOW}")
-    finally:
-        engine.dispose()
-    return url
+__all__ = ["mysql_server"]  # a fixture, used by name
 
 
 @pytest.fixture
