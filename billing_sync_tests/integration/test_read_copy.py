@@ -69,7 +69,7 @@ def _reader(path: Path, seconds: float, cache: Path) -> subprocess.Popen[str]:
 def test_plain_read_only_opens_of_the_read_copy_never_fail_while_the_sync_runs(
     databases: DatabaseUrls, tmp_path: Path
 ) -> None:
-    seconds = float(os.environ.get("BILLING_SYNC_READ_COPY_SECONDS", "40"))
+    seconds = float(os.environ.get("BILLING_SYNC_READ_COPY_SECONDS", "60"))
     seeded_source(databases, accounts=150)
     settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0.3})
     with SyncEngine.from_settings(settings) as engine:
