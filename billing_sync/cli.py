@@ -34,6 +34,7 @@ from billing_sync.load.zone_upgrade import (
     set_cache_aside,
 )
 from billing_sync.load.zone_upgrade import upgrade as upgrade_timestamps
+from billing_sync.ops_cli import add_parsers as add_ops_parsers
 from billing_sync.private_files import private_dir, touch_private
 from billing_sync.quarantine_cli import add_parser as add_quarantine_parser
 from billing_sync.reconcile.verify import run_verify
@@ -304,6 +305,7 @@ def parser() -> argparse.ArgumentParser:
     add_analyst_parsers(sub, _settings)
 
     add_sources_parser(sub, _settings)
+    add_ops_parsers(sub, _settings)
 
     pause = sub.add_parser("pause", help="sensors start no run; runs stop after their batch")
     pause.set_defaults(func=lambda a: cmd_pause(a, pause=True))

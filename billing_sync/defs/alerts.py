@@ -18,6 +18,7 @@ from billing_sync.config import TIERS
 from billing_sync.defs.jobs import sync_job_name
 from billing_sync.defs.keys import OPERATIONS_KEY
 from billing_sync.defs.resources import BillingSyncResource
+from billing_sync.engine import pipeline_record
 from billing_sync.engine.monitor import (
     horizon_hold,
     late_rows_by_entity,
@@ -204,6 +205,7 @@ def alerts_sensor(check_keys: list[dg.AssetCheckKey], jobs: list[str]) -> dg.Sen
         state = AlertState.from_json(context.cursor)
         before = set(state.firing)
         result = notify(state, active, kinds=kinds, settings=limits)
+        _record(context, billing_sync, result.state.firing)
         now = time.time()
         shown = json.loads(context.cursor or "{}").get("operations_at", 0.0)
         page_events = []
@@ -237,3 +239,17 @@ def alerts_sensor(check_keys: list[dg.AssetCheckKey], jobs: list[str]) -> dg.Sen
         return dg.SensorResult(asset_events=page_events)
 
     return alert
+
+
+def _record(
+    context: dg.SensorEvaluationContext,
+    billing_sync: BillingSyncResource,
+    firing: dict[str, dict[str, object]],
+) -> None:
+    """What fires now, in the warehouse for ``status``, ``health`` and the metrics, which
+    do not import Dagster (:mod:`billing_sync.engine.pipeline_record`)."""
+    try:
+        with billing_sync.engine() as engine:
+            pipeline_record.record(engine.warehouse.conn, firing)
+    except Exception as error:  # the warehouse is down: the webhook still got the alerts
+        context.log.warning(f"pipeline record not written: {type(error).__name__}: {error}")

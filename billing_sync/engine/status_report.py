@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from billing_sync.engine import pipeline_record
 from billing_sync.engine.parts import EngineParts
+from billing_sync.engine.pipeline_record import PipelineRecord
 from billing_sync.engine.status import TableStatus, table_status
 from billing_sync.load.read_copy import published_as_of
 from billing_sync.reconcile import events
@@ -30,6 +32,7 @@ class StatusReport:
     refused: list[events.Refusal] = field(default_factory=list)
     read_copy: Path | None = None
     read_copy_as_of: datetime | None = None
+    pipeline: PipelineRecord | None = None  # the alert sensor's last record
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -56,6 +59,7 @@ class StatusReport:
                 }
                 for system, holder, seconds, zone in _holders(self.tables)
             ],
+            "pipeline": _pipeline_json(self.pipeline, self.checked_at),
             "tables": [_table_json(s) for s in self.tables],
         }
 
@@ -69,7 +73,61 @@ def status_report(engine: EngineParts) -> StatusReport:
         refused=events.open_refusals(engine.warehouse.conn),
         read_copy=settings.read_copy_path,
         read_copy_as_of=published_as_of(settings.resolved_cache_path),
+        pipeline=pipeline_record.read(engine.warehouse.conn),
     )
+
+
+#: The alert sensor records every 10 s or so while the daemon and code server run.
+RECORD_STALE_SECONDS = 120.0
+
+
+def _pipeline_json(record: PipelineRecord | None, now: datetime) -> dict[str, Any] | None:
+    if record is None:
+        return None
+
+    def alerts(kind: str | None) -> list[dict[str, Any]]:
+        return [
+            {"kind": a.kind, "subject": a.subject, "severity": a.severity,
+             "summary": a.summary, "since": _iso(a.since)}
+            for a in record.alerts
+            if kind is None or a.kind == kind
+        ]  # fmt: skip
+
+    return {
+        "recorded_at": _iso(record.recorded_at),
+        "age_seconds": round(record.age_seconds(now), 1),
+        "failing_runs": alerts("run_failed"),
+        "sensor_errors": alerts("sensor_error"),
+        "alerts": alerts(None),
+    }
+
+
+def _pipeline_notes(record: PipelineRecord | None, now: datetime) -> list[str]:
+    """Failed runs and failing sensors first, then the other alerts firing, as the alert
+    sensor last recorded them; a record too old says the daemon may be down."""
+    if record is None:
+        return [
+            "Dagster: nothing recorded yet (the alert sensor records failing runs, sensor"
+            " errors and alerts on every tick while the daemon runs)"
+        ]
+    notes = []
+    for alert in record.alerts:
+        label = {"run_failed": "FAILING RUNS", "sensor_error": "SENSOR ERROR"}.get(
+            alert.kind, f"ALERT {alert.kind}"
+        )
+        notes.append(
+            f"{label}: {alert.subject} since {_clock(alert.since.astimezone(UTC))} UTC:"
+            f" {' '.join(alert.summary.split())[:300]}"
+        )
+    age = record.age_seconds(now)
+    if age > RECORD_STALE_SECONDS:
+        notes.append(
+            f"Dagster: the alert sensor last recorded {age:.0f}s ago: the daemon or the code"
+            " server may be down (`billing-sync health`)"
+        )
+    elif not record.alerts:
+        notes.append(f"Dagster: no failing run, sensor or alert ({age:.0f}s ago)")
+    return notes
 
 
 def _utc(local: datetime | None, zone: str) -> datetime | None:
@@ -179,6 +237,7 @@ def _clock(value: datetime | None) -> str:
 
 def _notes(report: StatusReport) -> list[str]:
     notes = []
+    notes.extend(_pipeline_notes(report.pipeline, report.checked_at))
     if report.paused:
         notes.append("PAUSED: sensors start no sync run (`billing-sync resume`)")
     breached = [f"{s.system}.{s.table}" for s in report.tables if s.breach]

@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("billing_sync.simulator",),
     ("billing_sync.defs", "billing_sync.definitions", "billing_sync.cli",
      "billing_sync.quarantine_cli", "billing_sync.sources_cli", "billing_sync.analyst_cli",
-     "billing_sync.demo",
+     "billing_sync.ops_cli", "billing_sync.topology", "billing_sync.metrics", "billing_sync.demo",
      "billing_sync.bench"),
 ]  # fmt: skip
 
