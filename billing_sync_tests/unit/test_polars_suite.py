@@ -135,7 +135,7 @@ def test_a_missing_column_names_no_rows(tmp_path: Path) -> None:
 
 def _entity_schemas() -> dict[str, pl.Schema]:
     """The normalized frame's schema of every entity of the packaged catalogs."""
-    catalogs = [load_catalog(system) for system in ("icoms", "amdocs")]
+    catalogs = [load_catalog(system) for system in ("icoms", "amdocs", "peers")]
     schemas = {}
     for entity, columns in entities_of(catalogs).items():
         frame = pl.from_arrow(entity_arrow_schema(columns).empty_table())

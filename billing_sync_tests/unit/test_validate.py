@@ -44,7 +44,7 @@ LINEAGE_SCHEMA: dict[str, pl.DataType] = {
     "_is_deleted": pl.Boolean(),
     "_synced_at": pl.Datetime("us"),
 }
-CATALOGS = [load_catalog("icoms"), load_catalog("amdocs")]
+CATALOGS = [load_catalog(system) for system in ("icoms", "amdocs", "peers")]
 ENTITIES = sorted({mapping.entity for catalog in CATALOGS for mapping in catalog.tables})
 # Every entity's columns as the catalogs map them (both billers agree), then lineage.
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
