@@ -41,17 +41,45 @@ class QueryStyle:
     """
 
     row_values: bool = True
-    named_params: bool = False  # ``:name`` (Oracle, DB2) instead of ``%(name)s``
+    named_params: bool = False  # ``:name`` (run through SQLAlchemy's text()) or ``%(name)s``
     fetch_first: bool = False  # ``FETCH FIRST n ROWS ONLY`` instead of ``LIMIT n``
+    text_type: str = "text"  # what CAST(... AS <text_type>) names a character type
+    # How an integer quotient is written: "/" (PostgreSQL: integer / integer truncates),
+    # "trunc" (Oracle, Db2: NUMBER and DECIMAL division keeps the fraction), "div" (MySQL).
+    integer_division: str = "/"
+
+    def div(self, dividend: str, divisor: int) -> str:
+        """The integer quotient ``dividend / divisor``, truncated toward zero.
+
+        >>> QueryStyle().div('"D"', 100), QueryStyle(integer_division="trunc").div('"D"', 100)
+        ('"D" / 100', 'TRUNC("D" / 100, 0)')
+        """
+        if self.integer_division == "trunc":
+            # TRUNC(n, 0): the second argument is optional on Oracle and Db2 LUW, not on
+            # IBM i before 7.2 SF99702 level 11.
+            return f"TRUNC({dividend} / {int(divisor)}, 0)"
+        if self.integer_division == "div":
+            return f"{dividend} DIV {int(divisor)}"
+        return f"{dividend} / {int(divisor)}"
 
     def param(self, name: str) -> str:
         return f":{name}" if self.named_params else f"%({name})s"
 
-    def limit(self, name: str) -> str:
-        placeholder = self.param(name)
-        return (
-            f" FETCH FIRST {placeholder} ROWS ONLY" if self.fetch_first else f" LIMIT {placeholder}"
-        )
+    def limit(self, rows: int, params: dict[str, Any], name: str = "limit") -> str:
+        """The row limit clause. ``LIMIT`` binds ``rows`` as ``name`` in ``params``;
+        ``FETCH FIRST`` writes it as an integer literal (a constant of the query's shape,
+        not data: Db2 LUW before 11.1 takes only an integer there).
+
+        >>> params = {}
+        >>> QueryStyle().limit(500, params), params
+        (' LIMIT %(limit)s', {'limit': 500})
+        >>> QueryStyle(named_params=True, fetch_first=True).limit(500, params)
+        ' FETCH FIRST 500 ROWS ONLY'
+        """
+        if self.fetch_first:
+            return f" FETCH FIRST {int(rows)} ROWS ONLY"
+        params[name] = rows
+        return f" LIMIT {self.param(name)}"
 
     def greater_than(self, columns: list[str], params: list[str]) -> str:
         """``columns > params`` as a row value comparison, or its expansion."""

@@ -264,7 +264,6 @@ def extract(args: Args) -> Args:
 
     from billing_sync.capture.snapshot import build_snapshot_query
     from billing_sync.config import load_catalog
-    from billing_sync.source.dialect import DB2
     from billing_sync.source.schema import source_schema
     from billing_sync.source.session import SourceSession
 
@@ -274,7 +273,7 @@ def extract(args: Args) -> Args:
     chunk = int(args.get("chunk", 50_000))
     session = SourceSession(args["source"])
     if method == "cursor":
-        session.dialect = DB2  # not PostgreSQL: read_arrow takes the cursor path
+        session.copy_reads = False  # read_arrow takes the cursor path
     other: Any = None
     if method == "adbc":
         # why: a worker imports only its task's stack: the parent measures its CPU and peak RSS

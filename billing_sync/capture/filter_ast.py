@@ -14,7 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from billing_sync.sql import quote_ident
+from billing_sync.sql import POSTGRES_STYLE, QueryStyle, quote_ident
 
 LiteralValue = str | int | Decimal | bool | date | datetime
 
@@ -119,8 +119,11 @@ def mismatch(column: str, family: str | None, literal: Literal) -> str | None:
     )
 
 
-def render(expr: Expr, *, prefix: str = "filter_") -> tuple[str, dict[str, Any]]:
-    """The filter as SQL for the source and its bind parameters (``%(filter_0)s``...).
+def render(
+    expr: Expr, *, prefix: str = "filter_", style: QueryStyle = POSTGRES_STYLE
+) -> tuple[str, dict[str, Any]]:
+    """The filter as SQL for the source and its bind parameters (``%(filter_0)s``, or
+    ``:filter_0`` in the style of an engine that takes named binds).
 
     >>> render(Compare("=", Column("SITE_ID"), Literal("string", "001")))
     ('("SITE_ID" = %(filter_0)s)', {'filter_0': '001'})
@@ -132,7 +135,7 @@ def render(expr: Expr, *, prefix: str = "filter_") -> tuple[str, dict[str, Any]]
             return quote_ident(node.name)
         name = f"{prefix}{len(params)}"
         params[name] = node.value
-        return f"%({name})s"
+        return style.param(name)
 
     return _walk(expr, operand), params
 

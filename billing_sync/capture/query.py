@@ -1,7 +1,10 @@
 """Pure builders of the change query; the SQL text is asserted in unit tests.
 
 Names come only from the catalog and are quoted as identifiers; every value is a
-bind parameter (``%(name)s``), so nothing read from a row ever becomes SQL text.
+bind parameter (``%(name)s``, or ``:name`` in the style of an engine whose session runs
+the text through its SQLAlchemy dialect: see
+:mod:`billing_sync.source.engines.queries`), so nothing read from a row ever becomes SQL
+text.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ def build_change_query(
     key = [quote_ident(name) for name in mapping.key]
     selected = [quote_ident(name) for name in mapping.source_columns]
     horizon = _cursor_params("horizon", mapping, window.horizon)
-    params: dict[str, Any] = {**horizon, "limit": window.limit}
+    params: dict[str, Any] = {**horizon}
     conditions = []
     if window.after is not None:
         after = _cursor_params("cursor_ts", mapping, window.after.change_ts)
@@ -72,7 +75,7 @@ def build_change_query(
         f" FROM {qualified(schema, mapping.table)}"
         f" WHERE {' AND '.join(conditions)}"
         f" ORDER BY {', '.join([*cursor, *key])}"
-        f"{style.limit('limit')}"
+        f"{style.limit(window.limit, params)}"
     )
     return BoundQuery(text=text, params=params)
 
@@ -91,20 +94,25 @@ def build_region_keys_query(
     key = [quote_ident(name) for name in mapping.key]
     low = _cursor_params("since", mapping, since)
     high = _cursor_params("until", mapping, until)
+    params: dict[str, Any] = {**low, **high}
     return BoundQuery(
         text=(
             f"SELECT {', '.join(key)}, {cursor_select(mapping)}"
             f" FROM {qualified(schema, mapping.table)}"
             f" WHERE {style.compare(cursor, '>=', list(low))}"
             f" AND {style.compare(cursor, '<', list(high))}"
-            f" ORDER BY {', '.join([*cursor, *key])}{style.limit('limit')}"
+            f" ORDER BY {', '.join([*cursor, *key])}{style.limit(limit, params)}"
         ),
-        params={**low, **high, "limit": limit},
+        params=params,
     )
 
 
 def build_rows_by_key_query(
-    mapping: TableMapping, *, schema: str, keys: list[tuple[Any, ...]]
+    mapping: TableMapping,
+    *,
+    schema: str,
+    keys: list[tuple[Any, ...]],
+    style: QueryStyle = POSTGRES_STYLE,
 ) -> BoundQuery:
     """Full rows (as the change query selects them) for the given source keys."""
     selected = [quote_ident(name) for name in mapping.source_columns]
@@ -113,7 +121,7 @@ def build_rows_by_key_query(
     for row, values in enumerate(keys):
         names = [f"k{i}_{row}" for i in range(len(values))]
         params.update(zip(names, values, strict=True))
-        tuples.append("(" + ", ".join(f"%({name})s" for name in names) + ")")
+        tuples.append("(" + ", ".join(style.param(name) for name in names) + ")")
     key = ", ".join(quote_ident(name) for name in mapping.key)
     return BoundQuery(
         text=(
@@ -138,7 +146,7 @@ def build_high_watermark_query(
         table = qualified(schema, mapping.table)
         return f"SELECT max({change_ts_expression(mapping)}) FROM {table}"
     date, time = cursor_sql_columns(mapping)
-    limit = " FETCH FIRST 1 ROWS ONLY" if style.fetch_first else " LIMIT 1"
+    limit = " FETCH FIRST 1 ROWS ONLY" if style.fetch_first else " LIMIT 1"  # a constant
     # decimal(18,0): every engine spells it so (MariaDB has no CAST(... AS bigint)), and
     # CYYMMDD * 1000000 does not fit a 32-bit integer.
     return (

@@ -70,28 +70,32 @@ def build_snapshot_query(
     """The next chunk of a snapshot: keys after ``after_key``, in key order."""
     key = [quote_ident(name) for name in mapping.key]
     selected = [quote_ident(name) for name in mapping.source_columns]
-    params: dict[str, Any] = {"limit": limit}
+    params: dict[str, Any] = {}
     conditions = []
     if after_key is not None:
         names = [f"after_k{i}" for i in range(len(key))]
         params.update(zip(names, after_key, strict=True))
         conditions.append(style.greater_than(key, names))
     if where is not None:
-        text, values = render(where)
+        text, values = render(where, style=style)
         conditions.append(text)
         params.update(values)
     text = (
         f"SELECT {', '.join(selected)}, {cursor_select(mapping)}"
         f" FROM {qualified(schema, mapping.table)}"
         + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
-        + f" ORDER BY {', '.join(key)} LIMIT %(limit)s"
+        + f" ORDER BY {', '.join(key)}{style.limit(limit, params)}"
     )
     return BoundQuery(text=text, params=params)
 
 
 def build_count_query(
-    mapping: TableMapping, *, schema: str, where: Expr | None = None
+    mapping: TableMapping,
+    *,
+    schema: str,
+    where: Expr | None = None,
+    style: QueryStyle = POSTGRES_STYLE,
 ) -> BoundQuery:
-    text, params = render(where) if where is not None else ("", {})
+    text, params = render(where, style=style) if where is not None else ("", {})
     filtered = f" WHERE {text}" if text else ""
     return BoundQuery(f"SELECT count(*) FROM {qualified(schema, mapping.table)}{filtered}", params)

@@ -29,7 +29,7 @@ from typing import Any
 from billing_sync.capture.cursor import cursor_sql_columns, encode_cyymmdd_hhmmss
 from billing_sync.config import TableMapping
 from billing_sync.source.schema import is_composite
-from billing_sync.sql import BoundQuery, qualified, quote_ident
+from billing_sync.sql import POSTGRES_STYLE, BoundQuery, QueryStyle, qualified, quote_ident
 
 SAMPLE_ROWS = 1_000  # rows (keys and raw stamps) the probe fetches per table
 CEILING = timedelta(days=1)  # a stamp further ahead of the source clock is unreadable
@@ -68,20 +68,23 @@ class UnreadableCursors:
         )
 
 
-def unreadable_predicate(mapping: TableMapping) -> tuple[str, dict[str, Any]]:
+def unreadable_predicate(
+    mapping: TableMapping, style: QueryStyle = POSTGRES_STYLE
+) -> tuple[str, dict[str, Any]]:
     """SQL: the rows of ``mapping`` whose cursor the tail cannot read, bound later with
     ``ceiling`` (``%(ceiling...)s``) computed from the source's clock."""
     columns = cursor_sql_columns(mapping)
     if not is_composite(mapping):
         (stamp,) = columns
         return (
-            f"({stamp} IS NULL OR {stamp} > %(ceiling)s OR {stamp} < %(floor)s)",
+            f"({stamp} IS NULL OR {stamp} > {style.param('ceiling')}"
+            f" OR {stamp} < {style.param('floor')})",
             {"floor": FLOOR},
         )
     d, t = columns
     # mod(), not %: the text goes through psycopg, where % starts a placeholder.
-    month, day = f"mod({d} / 100, 100)", f"mod({d}, 100)"
-    year = f"({d} / 10000 + 1900)"
+    month, day = f"mod({style.div(d, 100)}, 100)", f"mod({d}, 100)"
+    year = f"({style.div(d, 10000)} + 1900)"
     leap = f"(mod({year}, 4) = 0 AND (mod({year}, 100) <> 0 OR mod({year}, 400) = 0))"
     month_days = (
         f"CASE WHEN {month} IN (4, 6, 9, 11) THEN 30 WHEN {month} = 2 THEN"
@@ -95,10 +98,10 @@ def unreadable_predicate(mapping: TableMapping) -> tuple[str, dict[str, Any]]:
         f"{day} < 1",
         f"{day} > {month_days}",
         f"{t} < 0",
-        f"{t} / 10000 > 23",
-        f"mod({t} / 100, 100) > 59",
+        f"{style.div(t, 10000)} > 23",
+        f"mod({style.div(t, 100)}, 100) > 59",
         f"mod({t}, 100) > 59",
-        f"({d}, {t}) > (%(ceiling_d)s, %(ceiling_t)s)",
+        style.compare([d, t], ">", ["ceiling_d", "ceiling_t"]),
     ]
     return "(" + " OR ".join(invalid) + ")", {}
 
@@ -112,10 +115,14 @@ def _ceiling_params(mapping: TableMapping, source_now: datetime) -> dict[str, An
 
 
 def build_unreadable_count(
-    mapping: TableMapping, *, schema: str, source_now: datetime
+    mapping: TableMapping,
+    *,
+    schema: str,
+    source_now: datetime,
+    style: QueryStyle = POSTGRES_STYLE,
 ) -> BoundQuery:
     """How many rows of the table have an unreadable cursor."""
-    predicate, params = unreadable_predicate(mapping)
+    predicate, params = unreadable_predicate(mapping, style)
     return BoundQuery(
         text=f"SELECT count(*) FROM {qualified(schema, mapping.table)} WHERE {predicate}",
         params={**params, **_ceiling_params(mapping, source_now)},
@@ -123,19 +130,24 @@ def build_unreadable_count(
 
 
 def build_unreadable_rows(
-    mapping: TableMapping, *, schema: str, source_now: datetime
+    mapping: TableMapping,
+    *,
+    schema: str,
+    source_now: datetime,
+    style: QueryStyle = POSTGRES_STYLE,
 ) -> BoundQuery:
     """Up to :data:`SAMPLE_ROWS` of them: key columns, then the raw stamp as text."""
-    predicate, params = unreadable_predicate(mapping)
+    predicate, params = unreadable_predicate(mapping, style)
     key = [quote_ident(name) for name in mapping.key]
     stamp = " || ' ' || ".join(
-        f"COALESCE(CAST({column} AS text), 'NULL')" for column in _raw_cursor_columns(mapping)
+        f"COALESCE(CAST({column} AS {style.text_type}), 'NULL')"
+        for column in _raw_cursor_columns(mapping)
     )
     return BoundQuery(
         text=(
-            f"SELECT {', '.join(key)}, {stamp} AS _stamp"
+            f"SELECT {', '.join(key)}, {stamp} AS {quote_ident('_stamp')}"
             f" FROM {qualified(schema, mapping.table)} WHERE {predicate}"
-            f" ORDER BY {', '.join(key)} LIMIT {SAMPLE_ROWS}"
+            f" ORDER BY {', '.join(key)}{style.limit(SAMPLE_ROWS, params)}"
         ),
         params={**params, **_ceiling_params(mapping, source_now)},
     )

@@ -60,7 +60,10 @@ def late_rows(
         return None
     wanted = versions.filter(pl.col("_source_key").is_in(list(stale))).select(mapping.key)
     query = build_rows_by_key_query(
-        mapping, schema=catalog.schema_name, keys=[tuple(row) for row in wanted.rows()]
+        mapping,
+        schema=catalog.schema_name,
+        keys=[tuple(row) for row in wanted.rows()],
+        style=source.style,
     )
     return engine.prepare(
         source.read_arrow(query, source_schema(mapping)), catalog, mapping, recheck=False

@@ -57,7 +57,9 @@ def snapshot_chunk(
     if state is None:
         parsed = check_filter(where, catalog, mapping)
         horizon = engine.horizon(catalog.system)
-        count = build_count_query(mapping, schema=catalog.schema_name, where=parsed)
+        count = build_count_query(
+            mapping, schema=catalog.schema_name, where=parsed, style=source.style
+        )
         total = source.scalar(count.text, count.params)
         state = start_snapshot(
             engine.warehouse, catalog.system, mapping, kind=kind,

@@ -42,7 +42,7 @@ def probe_unreadable(
     ``unreadable_cursor`` rule says so; log a warning naming the table and keys."""
     catalog, mapping = engine.checked(catalog, mapping)
     source = engine.source(catalog.system)
-    now: datetime = source.scalar(source.dialect.now_sql)
+    now: datetime = source.now()
     count = count_unreadable(source, catalog, mapping, now)
     if count == 0:
         return UnreadableCursors(catalog.system, mapping.table, 0)
@@ -51,7 +51,10 @@ def probe_unreadable(
          pa.field("_stamp", pa.string())]
     )  # fmt: skip
     rows = source.read_arrow(
-        build_unreadable_rows(mapping, schema=catalog.schema_name, source_now=now), schema
+        build_unreadable_rows(
+            mapping, schema=catalog.schema_name, source_now=now, style=source.style
+        ),
+        schema,
     )
     frame = pl.from_arrow(rows)
     assert isinstance(frame, pl.DataFrame)
@@ -70,7 +73,9 @@ def count_unreadable(
     source: SourceSession, catalog: SourceCatalog, mapping: TableMapping, now: datetime
 ) -> int:
     """Rows of the table whose cursor the tail cannot read (read-only, one query)."""
-    query = build_unreadable_count(mapping, schema=catalog.schema_name, source_now=now)
+    query = build_unreadable_count(
+        mapping, schema=catalog.schema_name, source_now=now, style=source.style
+    )
     return int(source.scalar(query.text, query.params) or 0)
 
 

@@ -638,7 +638,9 @@ def _repair_from_source(
         raw = pa.concat_tables(
             [
                 session.read_arrow(
-                    build_rows_by_key_query(mapping, schema=catalog.schema_name, keys=list(chunk)),
+                    build_rows_by_key_query(
+                        mapping, schema=catalog.schema_name, keys=list(chunk), style=session.style
+                    ),
                     schema,
                 )
                 for chunk in _chunks(keys)

@@ -7,8 +7,7 @@ MySQL/MariaDB session adds ``ANSI_QUOTES`` to its ``sql_mode`` (the SQL standard
 quoting, https://mariadb.com/kb/en/sql-mode/#ansi_quotes), so one text serves both
 engines; :attr:`AdapterConnection.style` says how the engine wants row values compared
 (MariaDB: the expanded ``OR`` form, see :mod:`billing_sync.source.engines.mysql`).
-Oracle and Db2 sessions would need the builders compiled per dialect
-(:mod:`billing_sync.source.engines.queries`); they are refused here until then.
+Oracle and Db2 sessions are :mod:`billing_sync.source.compiled_session`'s.
 """
 
 from __future__ import annotations
@@ -81,8 +80,8 @@ class AdapterConnection:
             self.adapter = adapter_for(ansi)
         if self.adapter.name not in _TEXT_ENGINES:
             raise NotImplementedError(
-                f"{self.adapter.name} sources are compiled only: the capture engine reads"
-                " PostgreSQL and MySQL/MariaDB sources so far (docs/sources.md)"
+                f"{self.adapter.name} sources run compiled statements"
+                " (billing_sync.source.compiled_session), not this connection"
             )
         self.adapter.timezone = timezone
         self.connection = self.adapter.connect()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateIndex
 
-from billing_sync.source.engines.base import ReflectedColumn, ReflectedTable
+from billing_sync.source.engines.types import ReflectedColumn, ReflectedTable
 from billing_sync.source.reflect import SourceTable
 
 _SIZED = re.compile(r"\((\d+)(?:\s*,\s*(-?\d+))?\)")

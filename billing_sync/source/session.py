@@ -18,13 +18,20 @@ from billing_sync.source.adapter_session import (
     StatementTimeout,
     is_postgres_url,
 )
+from billing_sync.source.compiled_session import COMPILED_ENGINES, CompiledConnection
 from billing_sync.source.copy_reader import CopyUnsupported, copy_supported, read_copy
-from billing_sync.source.dialect import CAPTURE_APPLICATION_NAME, POSTGRES, SourceDialect
 from billing_sync.source.drafts import source_table
+from billing_sync.source.engines import adapter_class
+from billing_sync.source.engines.postgres import (
+    CAPTURE_APPLICATION_NAME,
+    HORIZON_VISIBLE_SQL,
+    NOW_SQL,
+    OLDEST_TRANSACTION_SQL,
+)
 from billing_sync.source.guarded import guard_loaders, guarded_table
 from billing_sync.source.horizon import Horizon, OpenTransaction, compute_horizon
 from billing_sync.source.reflect import SourceTable
-from billing_sync.sql import BoundQuery, QueryStyle
+from billing_sync.sql import POSTGRES_STYLE, BoundQuery, QueryStyle
 
 log = logging.getLogger(__name__)
 
@@ -59,24 +66,32 @@ class SourceSession:
         self,
         url: str,
         *,
-        dialect: SourceDialect = POSTGRES,
         timezone: str | None = None,
         statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT_SECONDS,
     ) -> None:
-        self.dialect = dialect
+        # PostgreSQL: read through binary/CSV COPY where the schema allows (else a
+        # cursor); the benchmark and a test switch it off to compare the two paths.
+        self.copy_reads = True
         self._url = url
         self._timezone = timezone
         self.statement_timeout = statement_timeout
         self.queries = 0
         self.horizon_unavailable: str | None = None
         self._horizon_checked = False
-        # Another engine: its adapter's read-only connection (adapter_session).
-        self._other: AdapterConnection | None = None
+        # Another engine: its adapter's read-only connection (adapter_session for
+        # MySQL/MariaDB, compiled_session for Oracle and Db2).
+        self._other: AdapterConnection | CompiledConnection | None = None
         if not is_postgres_url(url):
             try:
-                self._other = AdapterConnection(
-                    url, timezone=timezone, statement_timeout=statement_timeout
-                )
+                adapter = adapter_class(url)(url)
+                if adapter.name in COMPILED_ENGINES:
+                    self._other = CompiledConnection(
+                        adapter, timezone=timezone, statement_timeout=statement_timeout
+                    )
+                else:
+                    self._other = AdapterConnection(
+                        url, timezone=timezone, statement_timeout=statement_timeout
+                    )
             except DBAPIError as error:
                 reason = mask_error(error.orig or error)
                 raise SourceUnavailable(
@@ -110,7 +125,7 @@ class SourceSession:
     @property
     def style(self) -> QueryStyle:
         """How this engine wants the shared SQL text's row values compared."""
-        return self.dialect.style if self._other is None else self._other.style
+        return POSTGRES_STYLE if self._other is None else self._other.style
 
     @property
     def min_delay_seconds(self) -> float:
@@ -128,7 +143,6 @@ class SourceSession:
         """Another session like this one (a second connection, e.g. to read ahead)."""
         return SourceSession(
             self._url,
-            dialect=self.dialect,
             timezone=self._timezone,
             statement_timeout=self.statement_timeout,
         )
@@ -144,17 +158,19 @@ class SourceSession:
         source does not show its transactions (see :attr:`horizon_unavailable`)."""
         if self._other is not None:
             return self._adapter_horizon(self._other, delay, use_transactions)
-        now = self._scalar(self.dialect.now_sql)
+        now = self._scalar(NOW_SQL)
         oldest: OpenTransaction | None = None
         if use_transactions and self._transactions_visible():
-            assert self.dialect.oldest_transaction_sql is not None
-            row = self._one(self.dialect.oldest_transaction_sql)
+            row = self._one(OLDEST_TRANSACTION_SQL)
             if row is not None:
                 oldest = OpenTransaction(pid=str(row[0]), started_at=row[1])
         return compute_horizon(source_now=now, delay=delay, oldest_open=oldest)
 
     def _adapter_horizon(
-        self, other: AdapterConnection, delay: timedelta, use_transactions: bool
+        self,
+        other: AdapterConnection | CompiledConnection,
+        delay: timedelta,
+        use_transactions: bool,
     ) -> Horizon:
         self.queries += 1
         now = other.source_now()
@@ -178,7 +194,7 @@ class SourceSession:
         if self._other is not None:
             self.queries += 1
             return self._other.source_now()
-        value: datetime = self._scalar(self.dialect.now_sql)
+        value: datetime = self._scalar(NOW_SQL)
         return value
 
     def _transactions_visible(self) -> bool:
@@ -195,15 +211,7 @@ class SourceSession:
         return self.horizon_unavailable is None
 
     def _why_transactions_invisible(self) -> str | None:
-        if self.dialect.oldest_transaction_sql is None:
-            return f"{self.dialect.name} has no open-transaction view configured"
-        if self.dialect is not POSTGRES:
-            return None
-        row = self._one(
-            "SELECT pg_is_in_recovery(),"
-            " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
-            " OR pg_has_role(current_user, 'pg_monitor', 'USAGE')"
-        )
+        row = self._one(HORIZON_VISIBLE_SQL)
         if row[0]:
             return "the source is a standby; it cannot see the primary's transactions"
         if not row[1]:
@@ -223,7 +231,7 @@ class SourceSession:
         if self._other is not None:
             with self._timeout_named():
                 return self._other.read_arrow(query.text, query.params, schema)
-        if self.dialect is POSTGRES and copy_supported(schema):
+        if self.copy_reads and copy_supported(schema):
             try:
                 with self.transaction():
                     return read_copy(self._conn, query, schema)

@@ -351,6 +351,7 @@ class SourceParents:
                 mapping,
                 schema=self.catalog.schema_name,
                 keys=[key for key in decoded[start : start + 1000] if key is not None],
+                style=self.session.style,
             )
             rows = pl.from_arrow(self.session.read_arrow(query, source_schema(mapping)))
             assert isinstance(rows, pl.DataFrame)

@@ -13,8 +13,14 @@ from billing_sync.capture.query import (
 )
 from billing_sync.capture.window import Cursor, Window
 from billing_sync.config import TableMapping
-from billing_sync.sql import quote_ident
+from billing_sync.source.engines import adapter_for
+from billing_sync.sql import POSTGRES_STYLE, QueryStyle, quote_ident
 
+STYLES: dict[str, QueryStyle] = {
+    "postgresql": POSTGRES_STYLE,
+    "oracle": adapter_for("oracle+oracledb://u@h/d").style,
+    "db2": adapter_for("db2+ibm_db://u@h/d").style,
+}
 T = datetime(2026, 11, 25, 12, 0, 0, 123456)
 H = datetime(2026, 11, 25, 12, 0, 5)
 
@@ -95,15 +101,13 @@ def test_identifiers_are_quoted() -> None:
 
 
 def test_oracle_and_db2_expand_the_row_value_comparison() -> None:
-    from billing_sync.source.dialect import DB2, ORACLE
-
     table = mapping(key=["SITE_ID", "PAYMENT_NO"])
-    for dialect in (ORACLE, DB2):
+    for engine in ("oracle", "db2"):
         query = build_change_query(
             table,
             schema="ICOMS",
             window=Window(Cursor(T, ("001", "42")), H, 500),
-            style=dialect.style,
+            style=STYLES[engine],
         )
         assert query.text == (
             'SELECT "SITE_ID", "PAYMENT_NO", "AMOUNT", COALESCE("CHG_TS", "CRT_TS") AS "_cursor_ts"'
@@ -115,24 +119,23 @@ def test_oracle_and_db2_expand_the_row_value_comparison() -> None:
             ' AND ("PAYMENT_NO" > :cursor_k1)))))'
             ' AND COALESCE("CHG_TS", "CRT_TS") < :horizon'
             ' ORDER BY COALESCE("CHG_TS", "CRT_TS"), "SITE_ID", "PAYMENT_NO"'
-            " FETCH FIRST :limit ROWS ONLY"
+            " FETCH FIRST 500 ROWS ONLY"
         )
 
 
 @pytest.mark.parametrize(
-    ("dialect_name", "fragment"),
+    ("url", "fragment"),
     [
-        ("postgresql", "FROM pg_stat_activity"),
-        ("oracle", "FROM v$transaction"),
-        ("db2", "MON_GET_UNIT_OF_WORK"),
+        ("postgresql+psycopg://u@h/d", "FROM pg_stat_activity"),
+        ("oracle+oracledb://u@h/d", "FROM v$transaction"),
+        ("db2+ibm_db://u@h/d", "MON_GET_UNIT_OF_WORK"),
+        ("ibmi://u@h", "QSYS2.DB_TRANSACTION_INFO"),
     ],
 )
-def test_each_dialect_reads_its_oldest_open_transaction(dialect_name: str, fragment: str) -> None:
-    from billing_sync.source.dialect import DIALECTS
-
-    dialect = DIALECTS[dialect_name]
-    assert dialect.oldest_transaction_sql is not None
-    assert fragment in dialect.oldest_transaction_sql
+def test_each_engine_reads_its_oldest_open_transaction(url: str, fragment: str) -> None:
+    sql = adapter_for(url).oldest_transaction_sql()
+    assert sql is not None
+    assert fragment in sql
 
 
 def test_a_snapshot_handover_cursor_reads_from_its_timestamp_on() -> None:
@@ -230,10 +233,9 @@ COMPOSITE_CASES = [
         ' AND "CHG_DATE" <= :horizon_date AND ("CHG_DATE" < :horizon_date'
         ' OR ("CHG_DATE" = :horizon_date AND ("CHG_TIME" < :horizon_time)))'
         + ORDER_ACCOUNT
-        + " FETCH FIRST :limit ROWS ONLY",
+        + " FETCH FIRST 500 ROWS ONLY",
         {
             **HORIZON_PARAMS,
-            "limit": 500,
             "cursor_date": 1261125,
             "cursor_time": 120000,
             "cursor_k0": "001",
@@ -249,8 +251,8 @@ COMPOSITE_CASES = [
         ' AND "CHG_DATE" <= :horizon_date AND ("CHG_DATE" < :horizon_date'
         ' OR ("CHG_DATE" = :horizon_date AND ("CHG_TIME" < :horizon_time)))'
         + ORDER_ACCOUNT
-        + " FETCH FIRST :limit ROWS ONLY",
-        {**HORIZON_PARAMS, "limit": 500, "cursor_date": 1261125, "cursor_time": 120000},
+        + " FETCH FIRST 500 ROWS ONLY",
+        {**HORIZON_PARAMS, "cursor_date": 1261125, "cursor_time": 120000},
         id="Oracle hand-over: >= expanded",
     ),
 ]
@@ -260,10 +262,8 @@ COMPOSITE_CASES = [
 def test_composite_change_query_text(
     after: Cursor | None, dialect_name: str, text: str, params: dict[str, object]
 ) -> None:
-    from billing_sync.source.dialect import DIALECTS
-
     query = build_change_query(
-        ACCOUNT, schema="icoms", window=Window(after, H, 500), style=DIALECTS[dialect_name].style
+        ACCOUNT, schema="icoms", window=Window(after, H, 500), style=STYLES[dialect_name]
     )
     assert query.text == text
     assert query.params == params

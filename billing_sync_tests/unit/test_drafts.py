@@ -17,7 +17,7 @@ from billing_sync.source.drafts import (
     source_table,
     supporting_index,
 )
-from billing_sync.source.engines.base import ReflectedColumn, ReflectedTable
+from billing_sync.source.engines.types import ReflectedColumn, ReflectedTable
 from billing_sync.source.reflect import type_family
 
 

@@ -15,12 +15,12 @@ from billing_sync.source.engines.base import (
     MissingDriver,
     OldestTransaction,
     ReadOnlyRefused,
-    ReflectedTable,
 )
 from billing_sync.source.engines.db2 import Db2Adapter, Db2ForIAdapter
 from billing_sync.source.engines.mysql import MySQLAdapter
 from billing_sync.source.engines.oracle import OracleAdapter
 from billing_sync.source.engines.postgres import PostgresAdapter
+from billing_sync.source.engines.types import ReflectedTable
 
 ADAPTERS: tuple[type[EngineAdapter], ...] = (
     PostgresAdapter,

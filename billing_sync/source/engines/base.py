@@ -21,9 +21,11 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 import sqlalchemy as sa
-from sqlalchemy import types as sat
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.sql.elements import ColumnElement
+
+from billing_sync.source.engines.types import ReflectedTable, reflect_table
+from billing_sync.sql import QueryStyle
 
 log = logging.getLogger(__name__)
 
@@ -88,77 +90,9 @@ class ConnectionConfig:
         return f"{self.dialect}+{self.driver}://{user}{self.host or ''}{port}/{self.database or ''}"
 
 
-@dataclass(frozen=True)
-class ReflectedColumn:
-    name: str
-    sql_type: str  # the dialect's own spelling, e.g. "VARCHAR(10)", "NUMBER(7, 0)"
-    family: str  # int, numeric, float, text, date, timestamp, timestamptz, boolean, binary, ...
-    nullable: bool
-
-
-@dataclass(frozen=True)
-class ReflectedTable:
-    """Columns, keys and indexes of one table, as SQLAlchemy's Inspector reports them."""
-
-    name: str
-    columns: dict[str, ReflectedColumn]
-    primary_key: tuple[str, ...]
-    unique_keys: list[tuple[str, ...]]
-    indexes: dict[str, tuple[str, ...]]
-
-
-def type_family(column_type: sat.TypeEngine[Any]) -> str:
-    """The converters' type family of a reflected SQLAlchemy type.
-
-    ``NUMERIC(p, 0)`` (Oracle ``NUMBER(7)``, Db2 ``DECIMAL(7, 0)``) is an integer: that is
-    how biller dates like CYYMMDD are stored. A MySQL ``TINYINT(1)`` is a boolean.
-    """
-    name = type(column_type).__name__.upper()
-    if name == "TINYINT" and getattr(column_type, "display_width", None) == 1:
-        return "boolean"
-    # Oracle DATE carries a time of day: a timestamp, not a date.
-    if name == "DATE" and type(column_type).__module__.startswith("sqlalchemy.dialects.oracle"):
-        return "timestamp"
-    if isinstance(column_type, sat.Boolean):
-        return "boolean"
-    if isinstance(column_type, sat.Integer):
-        return "int"
-    if isinstance(column_type, sat.Float) or name in ("DOUBLE", "REAL", "BINARY_DOUBLE"):
-        return "float"
-    if isinstance(column_type, sat.Numeric):
-        scale = column_type.scale
-        return "int" if scale == 0 else "numeric"
-    if isinstance(column_type, sat.DateTime):
-        return "timestamptz" if column_type.timezone else "timestamp"
-    if isinstance(column_type, sat.Date):
-        return "date"
-    if isinstance(column_type, sat.Time):
-        return "time"
-    if isinstance(column_type, sat.Interval):
-        return "interval"
-    if isinstance(column_type, sat.Uuid) or name == "UUID":
-        return "uuid"
-    if isinstance(column_type, sat.JSON):
-        return "json"
-    if isinstance(column_type, sat.Enum):
-        return "text"
-    if isinstance(column_type, sat.LargeBinary | sat._Binary):
-        return "binary"
-    if isinstance(column_type, sat.String):
-        return "text"
-    return "other"
-
-
 def lit(value: int) -> ColumnElement[Any]:
     """An integer written into the SQL text (a constant of the query's shape, not data)."""
     return sa.literal_column(str(int(value)))
-
-
-def _compiled_type(column_type: sat.TypeEngine[Any], dialect: sa.Dialect) -> str:
-    try:
-        return str(column_type.compile(dialect=dialect))
-    except Exception:  # a reflected type the dialect cannot print back (NullType)
-        return type(column_type).__name__
 
 
 class EngineAdapter:
@@ -175,6 +109,13 @@ class EngineAdapter:
     row_values: ClassVar[bool] = True
     # The smallest fixed delay under which the horizon probe can miss a transaction.
     min_delay_seconds: ClassVar[float] = 0.0
+    # How the capture side's SQL text is spelled for this engine (see :attr:`style`).
+    named_params: ClassVar[bool] = False
+    fetch_first: ClassVar[bool] = False
+    text_type: ClassVar[str] = "text"
+    integer_division: ClassVar[str] = "/"
+    # What the driver's error says when the statement timeout stopped a statement.
+    timeout_markers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, url: str | URL, *, timezone: str | None = None, engine: Engine | None = None
@@ -233,6 +174,28 @@ class EngineAdapter:
     def set_read_only(self, connection: Connection) -> None:
         """Make ``connection`` read-only for every transaction it runs."""
         raise NotImplementedError
+
+    def set_statement_timeout(self, connection: Connection, seconds: float) -> None:
+        """Bound every statement ``connection`` runs to ``seconds``, stopped on the server."""
+        raise NotImplementedError(f"{self.name}: no statement timeout")
+
+    def timed_out(self, error: BaseException) -> bool:
+        """Whether ``error`` is the statement timeout stopping a statement."""
+        text = str(getattr(error, "orig", None) or error)
+        return any(marker in text for marker in self.timeout_markers)
+
+    @property
+    def style(self) -> QueryStyle:
+        """How the capture, snapshot and reconcile builders spell this engine's SQL:
+        ``:name`` binds (then compiled by the dialect, :func:`.queries.statement`) or
+        ``%(name)s``, ``FETCH FIRST`` or ``LIMIT``, row values or their expansion."""
+        return QueryStyle(
+            row_values=self.row_values,
+            named_params=self.named_params,
+            fetch_first=self.fetch_first,
+            text_type=self.text_type,
+            integer_division=self.integer_division,
+        )
 
     def dispose(self) -> None:
         if self._engine is not None:
@@ -371,31 +334,4 @@ class EngineAdapter:
         self, connection: Connection, table: str, schema: str | None = None
     ) -> ReflectedTable:
         """One table through SQLAlchemy's Inspector, types mapped to families."""
-        inspector = sa.inspect(connection)
-        dialect = connection.dialect
-        columns = {
-            c["name"]: ReflectedColumn(
-                name=c["name"],
-                sql_type=_compiled_type(c["type"], dialect),
-                family=type_family(c["type"]),
-                nullable=bool(c.get("nullable", True)),
-            )
-            for c in inspector.get_columns(table, schema=schema)
-        }
-        pk = tuple(
-            inspector.get_pk_constraint(table, schema=schema).get("constrained_columns") or ()
-        )
-        uniques = [
-            tuple(u["column_names"]) for u in inspector.get_unique_constraints(table, schema=schema)
-        ]
-        indexes: dict[str, tuple[str, ...]] = {}
-        for index in inspector.get_indexes(table, schema=schema):
-            names = tuple(name for name in index["column_names"] if name is not None)
-            if index.get("unique"):
-                uniques.append(names)
-            indexes[str(index["name"])] = names
-        if pk:
-            uniques.insert(0, pk)
-        return ReflectedTable(
-            name=table, columns=columns, primary_key=pk, unique_keys=uniques, indexes=indexes
-        )
+        return reflect_table(connection, table, schema)

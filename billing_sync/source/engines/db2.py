@@ -38,11 +38,31 @@ class Db2Adapter(EngineAdapter):
         " (GRANT EXECUTE ON FUNCTION SYSPROC.MON_GET_UNIT_OF_WORK TO ...)"
     )
     row_values = False
+    named_params = True  # compiled by the dialect into ibm_db's (and pyodbc's) qmark binds
+    fetch_first = True
+    text_type = "VARCHAR(64)"
+    integer_division = "trunc"  # NUMBER / DECIMAL division keeps the fraction
+    # SQL0952N / SQLSTATE 57014: processing was cancelled due to an interrupt (what the
+    # query timeout raises); HYT00: the ODBC timeout-expired state (pyodbc, IBM i).
+    timeout_markers = ("SQL0952", "57014", "HYT00")
 
     def set_read_only(self, connection: Connection) -> None:
         """Nothing to switch: the capture user's grants are SELECT only (module doc)."""
 
+    def set_statement_timeout(self, connection: Connection, seconds: float) -> None:
+        # SQL_ATTR_QUERY_TIMEOUT (whole seconds) set on the connection is the default of
+        # every statement it prepares; past it the CLI driver cancels the statement on
+        # the server (the QueryTimeout keyword's behaviour).
+        # https://www.ibm.com/docs/en/db2/11.5.x?topic=keywords-querytimeout
+        # why: the driver is an optional extra (billing-sync[db2]); only its sessions get here
+        import ibm_db
+
+        raw = connection.connection.driver_connection
+        raw.set_option({ibm_db.SQL_ATTR_QUERY_TIMEOUT: max(1, round(seconds))})  # type: ignore[union-attr]
+
     def now_sql(self) -> str:
+        # CURRENT TIMESTAMP special register, read from the one-row catalog table.
+        # https://www.ibm.com/docs/en/db2/11.5.x?topic=registers-current-timestamp
         return "SELECT CURRENT TIMESTAMP FROM SYSIBM.SYSDUMMY1"
 
     def oldest_transaction_sql(self) -> str:
@@ -139,6 +159,13 @@ class Db2ForIAdapter(Db2Adapter):
         " QSYS2.DB_TRANSACTION_INFO (needs *JOBCTL special authority or the"
         " QIBM_DB_SQLADM / QIBM_DB_SYSMON function usage)"
     )
+
+    def set_statement_timeout(self, connection: Connection, seconds: float) -> None:
+        # pyodbc's Connection.timeout is SQL_ATTR_QUERY_TIMEOUT (seconds) for every
+        # statement of the connection; the IBM i Access ODBC driver cancels the query.
+        # https://github.com/mkleehammer/pyodbc/wiki/Connection#timeout
+        raw = connection.connection.driver_connection
+        raw.timeout = max(1, round(seconds))  # type: ignore[union-attr]
 
     def missing_driver(self, error: BaseException) -> MissingDriver:
         # sqlalchemy-ibmi talks ODBC: pyodbc needs unixODBC (libodbc.so.2) and IBM's

@@ -47,6 +47,8 @@ class MySQLAdapter(EngineAdapter):
     tested_live = True
     horizon_grant = "the capture user lacks the PROCESS privilege (GRANT PROCESS ON *.* TO ...)"
     row_values = False
+    text_type = "char"  # CAST(... AS CHAR): MySQL and MariaDB have no CAST AS TEXT
+    integer_division = "div"  # "/" is exact decimal division
     min_delay_seconds = 1.1  # see oldest_transaction_sql
 
     def engine_options(self) -> dict[str, Any]:

@@ -50,6 +50,13 @@ class OracleAdapter(EngineAdapter):
     )
     # Oracle compares row values only for equality: (a, b) > (x, y) is not valid SQL.
     row_values = False
+    named_params = True  # compiled by the dialect: python-oracledb binds by name
+    fetch_first = True  # the row limiting clause, Oracle 12c and later
+    text_type = "VARCHAR2(64)"  # Oracle has no TEXT type
+    integer_division = "trunc"  # NUMBER / DECIMAL division keeps the fraction
+    # DPY-4024: python-oracledb's call timeout expired (thin mode); ORA-03156: the same
+    # in thick mode (OCI's call timeout).
+    timeout_markers = ("DPY-4024", "ORA-03156")
 
     @property
     def engine(self) -> Engine:
@@ -72,7 +79,17 @@ class OracleAdapter(EngineAdapter):
         """Each transaction is made read-only as it begins (see :attr:`engine`); a
         read-only database user (only CREATE SESSION and SELECT) is the stronger guard."""
 
+    def set_statement_timeout(self, connection: Connection, seconds: float) -> None:
+        # python-oracledb's Connection.call_timeout (milliseconds) bounds each round-trip
+        # to the database; past it the driver interrupts the call (a break on the
+        # session), so the server stops the statement rather than finish it for nobody.
+        # https://python-oracledb.readthedocs.io/en/latest/api_manual/connection.html#Connection.call_timeout
+        raw = connection.connection.driver_connection
+        raw.call_timeout = max(1, round(seconds * 1000))  # type: ignore[union-attr]
+
     def now_sql(self) -> str:
+        # LOCALTIMESTAMP: the session time zone's current date and time, TIMESTAMP type.
+        # https://docs.oracle.com/en/database/oracle/oracle-database/19/sqlrf/LOCALTIMESTAMP.html
         return "SELECT LOCALTIMESTAMP FROM dual"
 
     def oldest_transaction_sql(self) -> str:

@@ -18,6 +18,33 @@ from billing_sync.source.engines.base import (
 )
 
 CAPTURE_APPLICATION_NAME = "billing-sync-capture"
+
+# clock_timestamp(): now() would be this statement's transaction start.
+NOW_SQL = "SELECT clock_timestamp()::timestamp(6)"
+
+# pg_stat_activity.xact_start: when the session's current transaction started (null if
+# none). Every open client transaction counts, also one that has only read so far: it
+# may still write rows stamped with its start. Our own capture sessions are read-only
+# and named. Other users' rows need pg_monitor (pg_read_all_stats).
+# https://www.postgresql.org/docs/current/monitoring-stats.html#MONITORING-PG-STAT-ACTIVITY-VIEW
+OLDEST_TRANSACTION_SQL = (
+    "SELECT pid, xact_start::timestamp(6),"
+    " extract(epoch FROM clock_timestamp() - xact_start)"
+    " FROM pg_stat_activity"
+    " WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()"
+    " AND datname = current_database() AND backend_type = 'client backend'"
+    f" AND application_name <> '{CAPTURE_APPLICATION_NAME}'"
+    " ORDER BY xact_start LIMIT 1"
+)
+
+# Whether the session can see the primary's transactions: not on a standby
+# (pg_is_in_recovery), and only as superuser or a member of pg_monitor.
+# https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-RECOVERY-INFO-TABLE
+HORIZON_VISIBLE_SQL = (
+    "SELECT pg_is_in_recovery(),"
+    " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+    " OR pg_has_role(current_user, 'pg_monitor', 'USAGE')"
+)
 _DECIMAL_PREFIX = "decimal("
 
 
@@ -52,29 +79,13 @@ class PostgresAdapter(EngineAdapter):
             raise ReadOnlyRefused(f"{self.config.masked()}: the session did not become read-only")
 
     def now_sql(self) -> str:
-        # clock_timestamp(): now() would be this statement's transaction start.
-        return "SELECT clock_timestamp()::timestamp(6)"
+        return NOW_SQL
 
     def oldest_transaction_sql(self) -> str:
-        # pg_stat_activity.xact_start: when the session's current transaction started
-        # (null if none); other users' rows need pg_monitor (pg_read_all_stats).
-        # https://www.postgresql.org/docs/current/monitoring-stats.html#MONITORING-PG-STAT-ACTIVITY-VIEW
-        return (
-            "SELECT pid, xact_start::timestamp(6),"
-            " extract(epoch FROM clock_timestamp() - xact_start)"
-            " FROM pg_stat_activity"
-            " WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()"
-            " AND datname = current_database() AND backend_type = 'client backend'"
-            f" AND application_name <> '{CAPTURE_APPLICATION_NAME}'"
-            " ORDER BY xact_start LIMIT 1"
-        )
+        return OLDEST_TRANSACTION_SQL
 
     def horizon_visible(self, connection: Connection) -> str | None:
-        row = connection.exec_driver_sql(
-            "SELECT pg_is_in_recovery(),"
-            " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
-            " OR pg_has_role(current_user, 'pg_monitor', 'USAGE')"
-        ).one()
+        row = connection.exec_driver_sql(HORIZON_VISIBLE_SQL).one()
         if row[0]:
             return "the source is a standby; it cannot see the primary's transactions"
         if not row[1]:

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from billing_sync.source.engines.base import EngineAdapter
+from billing_sync.sql import BoundQuery
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,17 @@ def key_range_hash(
     inner = rows.subquery("r")
     total = sa.func.coalesce(sa.func.sum(adapter.hex_to_int(inner.c._h)), sa.literal_column("0"))
     return sa.select(sa.func.count().label("n"), total.label("hash_sum"))
+
+
+def statement(adapter: EngineAdapter, query: BoundQuery) -> sa.TextClause:
+    """A capture, snapshot or reconcile builder's query (written in ``adapter.style``)
+    as the statement an engine with named binds runs: SQLAlchemy's ``text()`` construct,
+    whose ``:name`` binds the engine's dialect compiles into its driver's bind style
+    (python-oracledb: ``:name``; ibm_db and pyodbc: ``?``, repeated in order). The values
+    are ``query.params``, passed when it runs."""
+    if not adapter.named_params:
+        raise ValueError(f"{adapter.name} sessions run the pyformat text as it is")
+    return sa.text(query.text)
 
 
 def compiled_text(adapter: EngineAdapter, query: sa.ClauseElement) -> str:
