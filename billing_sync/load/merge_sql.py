@@ -52,12 +52,14 @@ def build_merge(
     *,
     replace_equal: bool = False,
     guard: str | None = None,
+    returning: str = "(xmax = 0), _is_deleted, _source_key",
 ) -> str:
     """Merge ``incoming`` into the entity table with ``_batch_id`` bound as ``%s``.
 
     Returns one row per row written: whether it was inserted (``xmax = 0``), whether it
     is a delete, and its ``_source_key``. ``guard``: one of this module's guards, when not
-    the one ``replace_equal`` picks.
+    the one ``replace_equal`` picks. ``returning``: another ``RETURNING`` list (the
+    outbox's, :func:`~billing_sync.load.outbox.old_new_returning`).
     """
     names = _names(columns.loaded)
     updates = ", ".join(
@@ -70,5 +72,5 @@ def build_merge(
         f" SELECT {names}, %s FROM {incoming}"
         f" ON CONFLICT (_source_system, _source_key) DO UPDATE SET {updates}"
         f" WHERE {guard}"
-        " RETURNING (xmax = 0), _is_deleted, _source_key"
+        f" RETURNING {returning}"
     )

@@ -36,6 +36,7 @@ from billing_sync.entities import (
     entity_columns,
     rows_to_arrow,
 )
+from billing_sync.load import outbox
 from billing_sync.load.copy_in import copy_rows
 from billing_sync.load.drift import check_columns
 from billing_sync.load.merge_sql import (
@@ -45,6 +46,7 @@ from billing_sync.load.merge_sql import (
     build_incoming_table,
     build_merge,
 )
+from billing_sync.load.outbox import OUTBOX_DDL, EventsWanted, events_wanted
 from billing_sync.load.zone_upgrade import check_no_local_timestamps
 from billing_sync.secrets import mask_error, mask_secrets
 from billing_sync.validate.quarantine import QUARANTINE_DDL, QUARANTINE_TABLE, payload_table
@@ -115,7 +117,7 @@ ALTER TABLE {STATE_SCHEMA}.batch_log ADD COLUMN IF NOT EXISTS kind text NOT NULL
 ALTER TABLE {STATE_SCHEMA}.batch_log ADD COLUMN IF NOT EXISTS late_rows integer NOT NULL DEFAULT 0;
 ALTER TABLE {STATE_SCHEMA}.batch_log ALTER COLUMN horizon DROP NOT NULL;
 ALTER TABLE {STATE_SCHEMA}.snapshot ADD COLUMN IF NOT EXISTS bulk boolean NOT NULL DEFAULT false;
-"""
+{OUTBOX_DDL}"""
 
 
 class WarehouseUnavailable(RuntimeError):
@@ -438,7 +440,9 @@ class Warehouse:
             return CommitResult(None, previous, 0, 0, 0, late_rows)
         batch_id = int(self._scalar(f"SELECT nextval('{STATE_SCHEMA}.batch_id_seq')"))
         columns = entity_columns(mapping)
-        wrote_all = bulk and self._copy_new(columns, rows, batch_id)
+        # The change events go with the rows (billing_sync.load.outbox), while the lock is held.
+        events = _Events(events_wanted(self.conn), info.kind, system, mapping.table)
+        wrote_all = bulk and self._copy_new(columns, rows, batch_id, events)
         if wrote_all:
             deleted = pc.sum(rows.column("_is_deleted")).as_py() or 0
             counts, written = (rows.num_rows, 0, int(deleted)), frozenset[str]()
@@ -450,7 +454,7 @@ class Warehouse:
                 if replace_equal
                 else NEWER_OR_CHANGED_AT_EQUAL_VERSION
             )
-            counts, written = self._merge(columns, rows, batch_id, guard=guard)
+            counts, written = self._merge(columns, rows, batch_id, guard=guard, events=events)
         self.conn.execute(
             f"UPDATE {STATE_SCHEMA}.entity_state SET last_batch_id = %s WHERE entity = %s",
             (batch_id, mapping.entity),
@@ -513,7 +517,13 @@ class Warehouse:
         )
 
     def _merge(
-        self, columns: EntityColumns, rows: pa.Table, batch_id: int, *, guard: str
+        self,
+        columns: EntityColumns,
+        rows: pa.Table,
+        batch_id: int,
+        *,
+        guard: str,
+        events: _Events,
     ) -> tuple[tuple[int, int, int], frozenset[str]]:
         """Merge ``rows``; return (inserted, updated, deleted) and the keys it wrote."""
         incoming = f"_incoming_{batch_id}"  # two merges may share one transaction
@@ -521,13 +531,24 @@ class Warehouse:
         schema = entity_arrow_schema(columns)
         loaded = pa.schema([schema.field(name) for name in columns.loaded])
         copy_rows(self.conn, incoming, rows, loaded)
-        merge = build_merge(columns, incoming, guard=guard)
-        result = self.conn.execute(merge, (batch_id,)).fetchall()
+        if events.wanted is None:
+            merge = build_merge(columns, incoming, guard=guard)
+            result = self.conn.execute(merge, (batch_id,)).fetchall()
+        else:
+            merge = outbox.merge_with_events(
+                columns,
+                build_merge(columns, incoming, guard=guard, returning=outbox.old_new_returning()),
+                kind=events.kind,
+                wanted=events.wanted,
+            )
+            result = self.conn.execute(merge, (batch_id, *events.params(batch_id))).fetchall()
         inserted = sum(1 for is_new, _, _ in result if is_new)
         deleted = sum(1 for _, is_deleted, _ in result if is_deleted)
         return (inserted, len(result) - inserted, deleted), frozenset(key for *_, key in result)
 
-    def _copy_new(self, columns: EntityColumns, rows: pa.Table, batch_id: int) -> bool:
+    def _copy_new(
+        self, columns: EntityColumns, rows: pa.Table, batch_id: int, events: _Events
+    ) -> bool:
         """COPY ``rows`` with ``batch_id`` straight into the entity table, in a savepoint.
 
         False (and nothing written) when a key is already there: the caller merges.
@@ -543,6 +564,13 @@ class Warehouse:
                 copy_rows(self.conn, columns.table, with_batch, entity_arrow_schema(columns))
         except psycopg.errors.UniqueViolation:
             return False
+        insert = (
+            None
+            if events.wanted is None
+            else outbox.copied_events(columns, kind=events.kind, wanted=events.wanted)
+        )
+        if insert is not None:
+            self.conn.execute(insert, (batch_id, *events.params(batch_id)))
         return True
 
     def _log_batch(
@@ -652,6 +680,19 @@ class Warehouse:
     def _scalar(self, text: str, params: tuple[Any, ...] | None = None) -> Any:
         row = self.conn.execute(text, params).fetchone()
         return None if row is None else row[0]
+
+
+@dataclass(frozen=True)
+class _Events:
+    """What a batch's merge needs to append its change events (``wanted``: None, none)."""
+
+    wanted: EventsWanted | None
+    kind: str
+    system: str
+    source_table: str
+
+    def params(self, batch_id: int) -> tuple[str, str, int]:
+        return (self.system, self.source_table, batch_id)
 
 
 def _batch_index_name(columns: EntityColumns) -> str:

@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("billing_sync.transform",),
     ("billing_sync.validate",),
     ("billing_sync.load",),
+    ("billing_sync.feed",),
     ("billing_sync.reconcile",),
     ("billing_sync.serve",),
     ("billing_sync.alerts",),
@@ -32,7 +33,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("billing_sync.simulator",),
     ("billing_sync.defs", "billing_sync.definitions", "billing_sync.cli",
      "billing_sync.quarantine_cli", "billing_sync.sources_cli", "billing_sync.analyst_cli",
-     "billing_sync.ops_cli", "billing_sync.topology", "billing_sync.metrics", "billing_sync.demo",
+     "billing_sync.ops_cli", "billing_sync.feed_cli", "billing_sync.topology",
+     "billing_sync.metrics", "billing_sync.demo",
      "billing_sync.bench"),
 ]  # fmt: skip
 
