@@ -438,6 +438,18 @@ class AlertSettings(_Strict):
     late_rows_window_seconds: float = Field(default=600.0, gt=0)
 
 
+class ServeSettings(_Strict):
+    """``billing-sync serve``: where its processes listen (docs/production.md). The
+    webserver has no login: keep it on localhost or behind an authenticating proxy."""
+
+    code_server_port: int = Field(default=4266, gt=0, lt=65536)
+    webserver_host: str = "127.0.0.1"
+    webserver_port: int = Field(default=3000, gt=0, lt=65536)
+    metrics_host: str = "127.0.0.1"
+    # Prometheus scrapes /metrics here; 0: no metrics exporter.
+    metrics_port: int = Field(default=9464, ge=0, lt=65536)
+
+
 class RetentionSettings(_Strict):
     """How long finished Dagster runs, their events and released quarantine lines are kept."""
 
@@ -463,6 +475,7 @@ class Settings(_Strict):
     tiers: dict[Tier, TierSettings] = Field(default_factory=_default_tiers)
     alerts: AlertSettings = AlertSettings()
     retention: RetentionSettings = RetentionSettings()
+    serve: ServeSettings = ServeSettings()
     # Analysts' read copy of the cache (billing_sync.load.read_copy): republished at most
     # this often while the sync writes the cache; 0: never (a benchmark, no analysts).
     read_copy_interval_seconds: float = Field(default=2.0, ge=0)

@@ -63,3 +63,15 @@ def failing_jobs(instance: dg.DagsterInstance) -> list[FailingJob]:
         for job, count in sorted(streak.items())
         if count >= REPEATED_FAILURES
     ]
+
+
+def failed_runs_by_job(home: Path) -> dict[str, int]:
+    """Failed runs per job still in the instance (retention prunes old ones)."""
+    with open_instance(home, instance_env()) as instance:
+        counts: dict[str, int] = {}
+        for record in instance.get_run_records(
+            filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]), limit=10_000
+        ):
+            job = record.dagster_run.job_name
+            counts[job] = counts.get(job, 0) + 1
+        return counts

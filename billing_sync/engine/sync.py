@@ -293,6 +293,7 @@ class SyncEngine:
             late=late,
             quarantine=screened,
             late_quarantine=late_screened,
+            started=started,
         )
         crash_point("after_warehouse_commit")
         if result.late_rows:

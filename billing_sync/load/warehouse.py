@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -115,6 +116,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS snapshot_running_ix
 ALTER TABLE {STATE_SCHEMA}.watermark ADD COLUMN IF NOT EXISTS late_rows bigint NOT NULL DEFAULT 0;
 ALTER TABLE {STATE_SCHEMA}.batch_log ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'tail';
 ALTER TABLE {STATE_SCHEMA}.batch_log ADD COLUMN IF NOT EXISTS late_rows integer NOT NULL DEFAULT 0;
+ALTER TABLE {STATE_SCHEMA}.batch_log ADD COLUMN IF NOT EXISTS duration_seconds double precision;
 ALTER TABLE {STATE_SCHEMA}.batch_log ALTER COLUMN horizon DROP NOT NULL;
 ALTER TABLE {STATE_SCHEMA}.snapshot ADD COLUMN IF NOT EXISTS bulk boolean NOT NULL DEFAULT false;
 {OUTBOX_DDL}"""
@@ -160,6 +162,8 @@ class BatchInfo:
     cursor: Cursor | None
     lag_seconds: float | None
     run_id: str | None
+    # From the batch's first source read to its commit (the metrics' batch duration).
+    duration_seconds: float | None = None
 
 
 def encode_key(values: tuple[Any, ...]) -> str:
@@ -334,6 +338,7 @@ class Warehouse:
         late: pa.Table | None = None,
         quarantine: Screened | None = None,
         late_quarantine: Screened | None = None,
+        started: float | None = None,
     ) -> CommitResult:
         """Merge ``rows`` and move the watermark from ``window.after`` to ``advance``, atomically.
 
@@ -355,7 +360,10 @@ class Warehouse:
                     quarantine=late_quarantine,
                 )
                 late_count = late_result.inserted + late_result.updated
-            info = BatchInfo("tail", window.horizon, advance.cursor, lag_seconds, run_id)
+            info = BatchInfo(
+                "tail", window.horizon, advance.cursor, lag_seconds, run_id,
+                None if started is None else time.perf_counter() - started,
+            )  # fmt: skip
             result = self._write(
                 system, mapping, rows, info, late_rows=late_count, quarantine=quarantine
             )
@@ -588,8 +596,8 @@ class Warehouse:
         self.conn.execute(
             f"INSERT INTO {STATE_SCHEMA}.batch_log (batch_id, kind, system, source_table, entity,"
             " horizon, cursor_ts, cursor_key, rows_read, inserted, updated, deleted, late_rows,"
-            " oldest_change, newest_change, lag_seconds, run_id)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            " oldest_change, newest_change, lag_seconds, run_id, duration_seconds)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 batch_id,
                 info.kind,
@@ -606,6 +614,7 @@ class Warehouse:
                 pc.max(versions).as_py(),
                 info.lag_seconds,
                 info.run_id,
+                info.duration_seconds,
             ),
         )
 
