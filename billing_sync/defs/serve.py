@@ -8,7 +8,7 @@ import dagster as dg
 
 from billing_sync.config import SourceCatalog
 from billing_sync.defs.keys import cache_key, serve_key, warehouse_key
-from billing_sync.serve.views import SERVE_SCHEMA, VIEWS
+from billing_sync.serve.views import SERVE_SCHEMA, served_views
 
 
 def view_specs(catalogs: list[SourceCatalog]) -> list[dg.AssetSpec]:
@@ -26,5 +26,5 @@ def view_specs(catalogs: list[SourceCatalog]) -> list[dg.AssetSpec]:
             group_name="serve",
             kinds={"postgres", "duckdb"},
         )
-        for view in VIEWS
+        for view in served_views(mapped)
     ]

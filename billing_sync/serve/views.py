@@ -9,7 +9,8 @@
 One SQL text per view (:mod:`billing_sync.serve.view_sql`) runs in both engines, so
 they give the same answers. Soft-deleted rows (``_is_deleted``) are left out; both
 billers are in every view (``source_system`` says which). The text is rendered for the
-configured entities: an entity or column that no biller maps reads as typed NULLs.
+configured entities: an entity or column that no biller maps reads as typed NULLs, and
+a view none of whose entities is mapped is not created (:func:`served_views`).
 
 A view is only replaced when its rendered text changed (a digest kept as the view's
 comment), so starting a run does not lock views that analysts are reading.
@@ -20,7 +21,7 @@ are created again whenever the cache file's tables are (a new or rebuilt cache).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,21 @@ VIEWS: tuple[View, ...] = (
 )
 
 
+def served_views(mapped: Iterable[str]) -> tuple[View, ...]:
+    """The views a deployment mapping the entities ``mapped`` gets: those reading at least
+    one of them. A system with no billing entity (a catalog of other tables only) adds
+    none, and a deployment of only such systems has no ``serve`` views at all: a view
+    over entities nobody maps would answer with nothing but typed NULLs.
+
+    >>> [view.name for view in served_views(["payment"])]
+    ['account_360', 'daily_revenue', 'payment_activity']
+    >>> served_views(["network_element", "trouble_ticket"])
+    ()
+    """
+    have = set(mapped)
+    return tuple(view for view in VIEWS if have.intersection(view.entities))
+
+
 def live_rows(entity: str, entities: Mapping[str, EntityColumns]) -> str:
     """The SELECT of an entity's live rows with the columns the views read.
 
@@ -119,12 +135,19 @@ def create_warehouse_views(
         # Several runs start at once (one per tier): one of them replaces the views.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('billing_sync.views'))")
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SERVE_SCHEMA}")
+        served = served_views(entities)
         for view in VIEWS:
-            text = render_view(view, entities)
             row = conn.execute(
                 "SELECT obj_description(to_regclass(%s), 'pg_class')",
                 (f"{SERVE_SCHEMA}.{view.name}",),
             ).fetchone()
+            if view not in served:
+                # One this product made for entities no catalog maps any more: drop it.
+                if row is not None and str(row[0] or "").startswith(_COMMENT_PREFIX):
+                    conn.execute(f"DROP VIEW IF EXISTS {view.qualified}")
+                    changed.append(view.name)
+                continue
+            text = render_view(view, entities)
             if row is not None and row[0] == _digest(text):
                 continue
             # DROP, not CREATE OR REPLACE: PostgreSQL refuses a replacement whose
@@ -147,7 +170,13 @@ def create_cache_views(
         ).fetchall()
     )
     changed = []
+    served = served_views(entities)
     for view in VIEWS:
+        if view not in served:
+            if str(present.get(view.name) or "").startswith(_COMMENT_PREFIX):
+                con.execute(f"DROP VIEW IF EXISTS {view.qualified}")
+                changed.append(view.name)
+            continue
         text = render_view(view, entities)
         if present.get(view.name) == _digest(text):
             continue
