@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from billing_sync.analyst_cli import add_parsers as add_analyst_parsers
 from billing_sync.analyst_cli import server_note
+from billing_sync.api.cli import add_parser as add_api_parser
 from billing_sync.bench.cli import add_bench_parser
 from billing_sync.config import (
     TIERS,
@@ -306,6 +307,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_sources_parser(sub, _settings)
     add_ops_parsers(sub, _settings)
+    add_api_parser(sub, _settings)
 
     pause = sub.add_parser("pause", help="sensors start no run; runs stop after their batch")
     pause.set_defaults(func=lambda a: cmd_pause(a, pause=True))

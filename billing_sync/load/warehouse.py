@@ -257,6 +257,7 @@ class Warehouse:
                 columns.table,
                 f"{ENTITY_SCHEMA}.{_batch_index_name(columns)}",
                 payload_table(columns.entity),
+                *(f"{ENTITY_SCHEMA}.{index}" for index in _account_index_names(columns)),
             )
         ]
         return bool(
@@ -278,6 +279,12 @@ class Warehouse:
             f"CREATE INDEX IF NOT EXISTS {_batch_index_name(columns)}"
             f" ON {columns.table} (_batch_id)"
         )
+        for index in _account_index_names(columns):
+            # The account API reads one account's rows of an entity (billing_sync.api).
+            self.conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {index}"
+                f" ON {columns.table} (account_number, site_id, _source_system)"
+            )
         self.conn.execute(
             f"INSERT INTO {STATE_SCHEMA}.entity_state (entity) VALUES (%s) ON CONFLICT DO NOTHING",
             (columns.entity,),
@@ -706,6 +713,12 @@ class _Events:
 
 def _batch_index_name(columns: EntityColumns) -> str:
     return f'"{columns.entity}_batch_ix"'
+
+
+def _account_index_names(columns: EntityColumns) -> list[str]:
+    """The index on an entity's account columns, when it has them (none otherwise)."""
+    names = {name for name, _ in columns.business}
+    return [f'"{columns.entity}_account_ix"'] if {"site_id", "account_number"} <= names else []
 
 
 def _setup_digest(entities: dict[str, EntityColumns], remarks: str) -> str:

@@ -42,7 +42,7 @@ def _drain_both(engine: SyncEngine, url: str, timeout: float = 240) -> None:
     engine.catch_up_cache()
 
 
-def _leaks(values: list[tuple[str, str, Any]], secrets: set[str]) -> list[str]:
+def leaks(values: list[tuple[str, str, Any]], secrets: set[str]) -> list[str]:
     found = []
     for table, column, value in values:
         if not isinstance(value, str):
@@ -103,7 +103,7 @@ def test_no_card_number_national_id_or_secret_lands_in_clear(
                     for (v,) in conn.execute(f'SELECT DISTINCT "{column}" FROM billing."{table}"')
                 ]
     assert len(values) > 1000
-    assert _leaks(values, secrets) == []
+    assert leaks(values, secrets) == []
 
     con = duckdb.connect(str(settings.resolved_cache_path), read_only=True)
     try:
@@ -123,4 +123,4 @@ def test_no_card_number_national_id_or_secret_lands_in_clear(
     finally:
         con.close()
     assert len(cached) > 1000
-    assert _leaks(cached, secrets) == []
+    assert leaks(cached, secrets) == []

@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
      "billing_sync.quarantine_cli", "billing_sync.sources_cli", "billing_sync.analyst_cli",
      "billing_sync.ops_cli", "billing_sync.feed_cli", "billing_sync.topology",
      "billing_sync.metrics", "billing_sync.demo",
-     "billing_sync.bench"),
+     "billing_sync.bench", "billing_sync.api"),
 ]  # fmt: skip
 
 
