@@ -32,6 +32,7 @@ from billing_sync.api.queries import (
     section_sql,
 )
 from billing_sync.entities import EntityColumns
+from billing_sync.serve.views import served_views
 
 STATEMENT_TIMEOUT_MS = 5000
 SESSION_OPTIONS = (
@@ -67,6 +68,8 @@ class Store:
     ) -> None:
         self.entities = entities
         self.feeds = feeds
+        # No billing entity mapped (a plain table's system): no account view, no accounts.
+        self.has_accounts = any(view.name == "account_360" for view in served_views(entities))
         self.pool = AsyncConnectionPool(
             url,
             min_size=2,
@@ -105,6 +108,8 @@ class Store:
         given), its sections (services, equipment, collections) and the watermarks."""
         async with self.pool.connection() as conn, conn.transaction():
             caught = await self._watermarks(conn)
+            if not self.has_accounts:
+                return [], {}, caught
             found = await _rows(
                 conn, ACCOUNT, {"system": system, "site": site_id, "account": account_number}
             )
