@@ -22,7 +22,8 @@ import psycopg
 import yaml
 
 from billing_sync.bench import bench_hmac_key
-from billing_sync.demo.run import REPO_ROOT, stop_process_group
+from billing_sync.demo.run import stop_process_group
+from billing_sync.topology.layout import REPO_ROOT
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """``billing-sync demo``: a simulated biller under a live workload, synced by Dagster.
 
-State lives under the state folder (``.billing-sync/`` by default): the embedded
-PostgreSQL (``postgres/``), the DuckDB cache (``cache.duckdb``) and the Dagster
-instance (``dagster/``).
+Dagster runs as ``billing-sync serve`` runs it (:mod:`billing_sync.topology`): a code
+server, the daemon and (unless headless) the webserver and the metrics exporter, each its
+own process under supervisord. State lives under the state folder (``.billing-sync/`` by
+default): the embedded PostgreSQL (``postgres/``), the DuckDB cache (``cache.duckdb``),
+the Dagster instance (``dagster/``), the processes' logs (``logs/``).
 """
 
 from __future__ import annotations
@@ -10,14 +12,13 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
 
 import psycopg
 from pydantic import SecretStr
@@ -37,8 +38,8 @@ from billing_sync.reconcile.compare import TableParity, compare_all
 from billing_sync.reconcile.deletes import apply_hard_deletes
 from billing_sync.simulator import Workload, create_schema, seed_if_empty
 from billing_sync.state_settings import write_state_settings
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from billing_sync.topology.layout import REPO_ROOT, Layout
+from billing_sync.topology.supervise import Supervised
 
 
 @dataclass(frozen=True)
@@ -138,20 +139,6 @@ def dagster_environment(settings: Settings, urls: DatabaseUrls) -> dict[str, str
             else {}
         ),
     }
-
-
-def start_dagster(
-    command: list[str], env: dict[str, str], log_path: Path
-) -> subprocess.Popen[bytes]:
-    log = touch_private(log_path).open("ab")  # Dagster logs carry batch details
-    return subprocess.Popen(
-        command,
-        env=env,
-        cwd=REPO_ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
 
 
 def stop_process_group(process: subprocess.Popen[bytes], *, timeout: float = 20.0) -> None:
@@ -269,6 +256,25 @@ def _interrupt_on_termination() -> None:
         signal.signal(signum, interrupt)
 
 
+def free_port() -> int:
+    """A port free now: the demo's code server must not collide with a ``serve`` or
+    another demo on this machine (nobody connects to it but the daemon and webserver)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def demo_layout(settings: Settings, options: DemoOptions, *, headless: bool) -> Layout:
+    """``serve``'s layout; headless: the code server and the daemon only."""
+    layout = Layout.from_settings(settings, webserver=not headless)
+    return replace(
+        layout,
+        code_server_port=free_port(),
+        webserver_port=options.port,
+        metrics_port=0 if headless else layout.metrics_port,
+    )
+
+
 def run_demo(settings: Settings, options: DemoOptions) -> int:
     """Run the demo; headless for ``options.seconds`` when given. Returns the exit code."""
     settings = with_demo_hmac_key(settings).model_copy(update={"systems": list(options.systems)})
@@ -277,66 +283,64 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
     settings.pause_file.unlink(missing_ok=True)
     _interrupt_on_termination()
     urls = prepare(settings, accounts=options.accounts)
-    env = dagster_environment(settings, urls)
     headless = options.seconds is not None
-    module = ["-m", "billing_sync.definitions"]
-    bin_dir = Path(sys.executable).parent
-    command = (
-        [str(bin_dir / "dagster-daemon"), "run", *module]
-        if headless
-        else [str(bin_dir / "dagster"), "dev", *module, "-h", "127.0.0.1", "-p", str(options.port)]
-    )
-    log_path = settings.state_dir / ("dagster-daemon.log" if headless else "dagster-dev.log")
+    layout = demo_layout(settings, options, headless=headless)
+    dagster = Supervised(layout, dagster_environment(settings, urls), cwd=REPO_ROOT)
     workload = Workload(
         urls.source,
         rate=options.rate,
         systems=options.systems,
         urls={system: urls.source_for(system) for system in options.systems},
     )
-    dagster = start_dagster(command, env, log_path)
+    dagster.start()
     try:
         workload.start()
-        announce(settings, urls, options, log_path, headless=headless)
+        announce(settings, urls, options, layout, headless=headless)
         lag = TierLag(settings, urls)
-        if not run_workload(
-            workload, dagster, seconds=options.seconds, log_path=log_path, lag=lag.line
-        ):
+        if not run_workload(workload, dagster, seconds=options.seconds, lag=lag.line):
             return 2
         workload.stop()
         return finish_headless(settings, urls, dagster, options) if headless else 0
     finally:
         workload.stop()
         touch_private(settings.pause_file)
-        stop_process_group(dagster)
+        dagster.stop()
         settings.pause_file.unlink(missing_ok=True)
         if uses_embedded_server(settings):
             stop_embedded_server(settings.state_dir / "postgres")
 
 
 def announce(
-    settings: Settings, urls: DatabaseUrls, options: DemoOptions, log_path: Path, *, headless: bool
+    settings: Settings, urls: DatabaseUrls, options: DemoOptions, layout: Layout, *, headless: bool
 ) -> None:
     say(f"workload: {options.rate:.0f} changed rows/s into {' and '.join(options.systems)}")
+    programs = ", ".join(program.name for program in layout.programs())
+    say(f"Dagster: {programs} under supervisord (logs: {layout.logs})")
     if not headless:
-        say(f"Dagster UI:   http://127.0.0.1:{options.port}  (log: {log_path})")
+        say(f"Dagster UI:   http://127.0.0.1:{options.port}")
+    if layout.metrics_port:
+        say(f"metrics:      http://{layout.metrics_host}:{layout.metrics_port}/metrics")
     say(demo_commands(settings, urls))
 
 
 def run_workload(
     workload: Workload,
-    dagster: subprocess.Popen[bytes],
+    dagster: Supervised,
     *,
     seconds: float | None,
-    log_path: Path,
     lag: Callable[[], str] = lambda: "",
 ) -> bool:
-    """Until ``seconds`` pass (or Ctrl-C); False when Dagster died meanwhile."""
+    """Until ``seconds`` pass (or Ctrl-C); False when supervisord died meanwhile (a program
+    that dies is restarted by it, and said here)."""
     deadline = time.monotonic() + (seconds if seconds is not None else float("inf"))
     try:
         while time.monotonic() < deadline:
-            if dagster.poll() is not None:
-                say(f"Dagster exited with {dagster.returncode}; see {log_path}")
+            if not dagster.alive():
+                code = dagster.process.returncode if dagster.process else None
+                say(f"supervisord exited unexpectedly ({code}); see {dagster.layout.logs}")
                 return False
+            for line in dagster.watch():
+                say(f"  {time.strftime('%H:%M:%S')} {line}")
             time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
             say(
                 f"  {time.strftime('%H:%M:%S')} workload rows changed: {_by_system(workload)}"
@@ -348,7 +352,7 @@ def run_workload(
 
 
 def finish_headless(
-    settings: Settings, urls: DatabaseUrls, dagster: subprocess.Popen[bytes], options: DemoOptions
+    settings: Settings, urls: DatabaseUrls, dagster: Supervised, options: DemoOptions
 ) -> int:
     stopped_at = _source_clock(urls.source)
     say("workload stopped; draining through Dagster")
@@ -362,7 +366,7 @@ def finish_headless(
     )
     touch_private(settings.pause_file)
     wait_runs_finished(urls.warehouse, settings, timeout=30)
-    stop_process_group(dagster)
+    dagster.stop()
     with SyncEngine.from_settings(settings) as engine:
         engine.drain(until=stopped_at, timeout=options.drain_timeout)
         for deletes in apply_hard_deletes(engine):
