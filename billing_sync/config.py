@@ -402,6 +402,11 @@ class CaptureSettings(_Strict):
     # Capture from an engine whose parity is not yet proven (MariaDB/MySQL: see
     # docs/sources.md, "Known defect"): refused unless the operator says so.
     allow_unproven_engines: bool = False
+    # Hot rows (billing_sync.engine.read_ahead): rows rewritten faster than the delay stay
+    # above the horizon; the tables of these tiers read them ahead, without moving the
+    # watermark, at most this many rows per batch.
+    read_ahead_tiers: list[Tier] = Field(default_factory=lambda: list[Tier](["priority"]))
+    read_ahead_rows: int = Field(default=1_000, ge=0)
 
 
 class TierSettings(_Strict):

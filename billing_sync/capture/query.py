@@ -25,6 +25,7 @@ from billing_sync.source.schema import is_composite
 from billing_sync.sql import POSTGRES_STYLE, BoundQuery, QueryStyle, qualified, quote_ident
 
 __all__ = [
+    "build_above_horizon_keys_query",
     "build_change_query",
     "build_high_watermark_query",
     "build_region_keys_query",
@@ -102,6 +103,32 @@ def build_region_keys_query(
             f" WHERE {style.compare(cursor, '>=', list(low))}"
             f" AND {style.compare(cursor, '<', list(high))}"
             f" ORDER BY {', '.join([*cursor, *key])}{style.limit(limit, params)}"
+        ),
+        params=params,
+    )
+
+
+def build_above_horizon_keys_query(
+    mapping: TableMapping,
+    *,
+    schema: str,
+    horizon: datetime,
+    limit: int,
+    style: QueryStyle = POSTGRES_STYLE,
+) -> BoundQuery:
+    """Keys and change timestamps at or above the ``horizon``, newest first: what the tail
+    cannot read yet (an index-only read, backwards, for hot rows)."""
+    cursor = cursor_sql_columns(mapping)
+    key = [quote_ident(name) for name in mapping.key]
+    low = _cursor_params("horizon", mapping, horizon)
+    params: dict[str, Any] = {**low}
+    order = ", ".join(f"{column} DESC" for column in [*cursor, *key])
+    return BoundQuery(
+        text=(
+            f"SELECT {', '.join(key)}, {cursor_select(mapping)}"
+            f" FROM {qualified(schema, mapping.table)}"
+            f" WHERE {style.compare(cursor, '>=', list(low))}"
+            f" ORDER BY {order}{style.limit(limit, params)}"
         ),
         params=params,
     )

@@ -58,6 +58,7 @@ class TableBatch:
     cache_error: str | None = None
     cache_lag: CacheLag | None = None  # the cache against the warehouse after this batch
     late_rows: int = 0
+    read_ahead_rows: int = 0  # hot rows read above the horizon after the batch (read_ahead)
     kind: str = "tail"  # tail, initial (first-load snapshot chunk) or backfill
     snapshot_progress: tuple[int, int | None] | None = None  # rows done, rows in all
     quarantined: int = 0  # rows of this batch kept in quarantine (pending orphans included)
@@ -94,6 +95,7 @@ class TableBatch:
         lag_seconds: float | None = None,
         late_rows: int = 0,
         late_quarantined: int = 0,
+        read_ahead_rows: int = 0,
         snapshot_progress: tuple[int, int | None] | None = None,
         timezone: str = "UTC",
     ) -> TableBatch:
@@ -113,6 +115,7 @@ class TableBatch:
             hold_seconds=horizon.hold_seconds if horizon is not None else 0.0,
             seconds=time.perf_counter() - started, validation_seconds=screened.seconds,
             cache=applied, cache_error=cache_error, late_rows=late_rows, kind=kind,
+            read_ahead_rows=read_ahead_rows,
             snapshot_progress=snapshot_progress,
             quarantined=screened.quarantined + late_quarantined,
             released=screened.released_rows, validation=screened.report, timezone=timezone,

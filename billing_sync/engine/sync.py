@@ -36,6 +36,7 @@ from billing_sync.config import (
 from billing_sync.dictionary import comments, describe
 from billing_sync.engine import late_rows, snapshot
 from billing_sync.engine.batch import TableBatch, last_cursor, rows_with_batch_id
+from billing_sync.engine.read_ahead import HotRows, after_tail
 from billing_sync.engine.status import batch_lag_seconds, entities_behind, follow_up
 from billing_sync.entities import entities_of, entity_columns
 from billing_sync.faults import crash_point
@@ -116,6 +117,7 @@ class SyncEngine:
             cache=self.cache, warehouse_url=lambda: self.urls.warehouse, source=self.source
         )
         self._sources_checked = False
+        self.hot_rows = HotRows()  # what the read-ahead saw above each table's horizon
 
     @classmethod
     def from_settings(
@@ -294,6 +296,7 @@ class SyncEngine:
             quarantine=screened,
             late_quarantine=late_screened,
             started=started,
+            read_after_batch=watermark.entity_batch_id,
         )
         crash_point("after_warehouse_commit")
         if result.late_rows:
@@ -307,6 +310,7 @@ class SyncEngine:
         else:  # two batches (late, tail) committed: the cache takes both from the warehouse
             cache = self._catch_up_cache(mapping)
         crash_point("after_cache_apply")
+        ahead = after_tail(self, self.hot_rows, catalog, mapping, horizon, result)
         return TableBatch.from_commit(
             mapping, system=catalog.system, timezone=catalog.timezone, kind="tail",
             rows_read=raw.num_rows, result=result,
@@ -315,6 +319,7 @@ class SyncEngine:
             more_waiting=step.more_waiting, cache=cache, horizon=horizon, lag_seconds=lag,
             late_rows=result.late_rows,
             late_quarantined=late_screened.quarantined if late_screened else 0,
+            read_ahead_rows=ahead,
         )  # fmt: skip
 
     def prepare(

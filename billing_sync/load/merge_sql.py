@@ -9,7 +9,7 @@ one bind parameter.
 
 from __future__ import annotations
 
-from billing_sync.entities import EntityColumns
+from billing_sync.entities import STATE_SCHEMA, EntityColumns
 from billing_sync.sql import quote_ident
 
 NEWER_OR_CHANGED_AT_EQUAL_VERSION = (
@@ -32,6 +32,42 @@ LATER_READ = "true"
 latest, so it replaces the row whatever its version (a source stamp that went backwards,
 DESIGN §11) and even when the lineage looks equal (verify hashes the columns: a row edited
 in the warehouse keeps its ``_row_hash``)."""
+
+READ_AHEAD_KIND = "read_ahead"
+"""The batch log's ``kind`` of a read-ahead batch (:mod:`billing_sync.engine.read_ahead`)."""
+
+
+def later_read_over_read_ahead(read_after_batch: int) -> str:
+    """The guard of a batch whose read started after the entity's batch ``read_after_batch``
+    committed: the usual :data:`NEWER_OR_CHANGED_AT_EQUAL_VERSION`, or a row that a
+    read-ahead wrote (batch log ``kind``) no later than that batch, with any other content.
+
+    A read-ahead reads above the horizon, where a stamp taken at transaction start can be
+    newer than the content that will win (DESIGN §11): it may load B's row stamped :01 while
+    A, stamped :00, has yet to commit. Reads of one table are ordered in time, so a read
+    that started after the read-ahead committed holds the truer content whatever the stamps
+    say. A read-ahead committed later than ``read_after_batch`` may have read after this
+    batch did: for its rows the version guard alone decides. The sub-select runs only for a
+    row whose version the usual guard refuses (a PRIMARY KEY lookup in the batch log).
+
+    >>> print(later_read_over_read_ahead(41))  # doctest: +NORMALIZE_WHITESPACE
+    (t._source_version < EXCLUDED._source_version OR (t._source_version =
+    EXCLUDED._source_version AND (t._row_hash, t._is_deleted) IS DISTINCT FROM
+    (EXCLUDED._row_hash, EXCLUDED._is_deleted))) OR (t._batch_id <= 41 AND
+    (t._source_version, t._row_hash, t._is_deleted) IS DISTINCT FROM
+    (EXCLUDED._source_version, EXCLUDED._row_hash, EXCLUDED._is_deleted) AND EXISTS
+    (SELECT 1 FROM billing_sync.batch_log AS b WHERE b.batch_id = t._batch_id
+    AND b.kind = 'read_ahead'))
+    """
+    bound = int(read_after_batch)  # an integer from the warehouse's own state; never text
+    return (
+        f"({NEWER_OR_CHANGED_AT_EQUAL_VERSION})"
+        f" OR (t._batch_id <= {bound}"
+        " AND (t._source_version, t._row_hash, t._is_deleted) IS DISTINCT FROM"
+        " (EXCLUDED._source_version, EXCLUDED._row_hash, EXCLUDED._is_deleted)"
+        f" AND EXISTS (SELECT 1 FROM {STATE_SCHEMA}.batch_log AS b"
+        f" WHERE b.batch_id = t._batch_id AND b.kind = '{READ_AHEAD_KIND}'))"
+    )
 
 
 def _names(columns: list[str]) -> str:

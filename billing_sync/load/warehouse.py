@@ -46,6 +46,7 @@ from billing_sync.load.merge_sql import (
     REPLACE_EQUAL_VERSION,
     build_incoming_table,
     build_merge,
+    later_read_over_read_ahead,
 )
 from billing_sync.load.outbox import OUTBOX_DDL, EventsWanted, events_wanted
 from billing_sync.load.zone_upgrade import check_no_local_timestamps
@@ -135,6 +136,9 @@ class Watermark:
     cursor: Cursor | None
     caught_up_to: datetime | None
     last_batch_id: int | None
+    # The entity's last committed batch when this was read: a read that follows is later
+    # than every batch up to it (merge_sql.later_read_over_read_ahead).
+    entity_batch_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,7 @@ class CommitResult:
 class BatchInfo:
     """What the batch log records about where a batch came from."""
 
-    kind: str  # tail, late, snapshot, backfill, repair
+    kind: str  # tail, late, snapshot, backfill, repair, read_ahead
     horizon: datetime | None
     cursor: Cursor | None
     lag_seconds: float | None
@@ -293,14 +297,18 @@ class Warehouse:
     def watermark(self, system: str, mapping: TableMapping) -> Watermark:
         with self.conn.transaction():
             row = self.conn.execute(
-                f"SELECT cursor_ts, cursor_key, caught_up_to, last_batch_id"
-                f" FROM {STATE_SCHEMA}.watermark WHERE system = %s AND source_table = %s",
+                f"SELECT w.cursor_ts, w.cursor_key, w.caught_up_to, w.last_batch_id,"
+                f" coalesce(e.last_batch_id, 0) FROM {STATE_SCHEMA}.watermark AS w"
+                f" LEFT JOIN {STATE_SCHEMA}.entity_state AS e ON e.entity = w.entity"
+                " WHERE w.system = %s AND w.source_table = %s",
                 (system, mapping.table),
             ).fetchone()
         if row is None:
             raise LookupError(f"no watermark row for {system}.{mapping.table}: run setup first")
         cursor = None if row[0] is None else Cursor(row[0], decode_key(mapping, row[1]))
-        return Watermark(cursor=cursor, caught_up_to=row[2], last_batch_id=row[3])
+        return Watermark(
+            cursor=cursor, caught_up_to=row[2], last_batch_id=row[3], entity_batch_id=row[4]
+        )
 
     def mark_caught_up(
         self, system: str, mapping: TableMapping, cursor: Cursor, up_to: datetime
@@ -346,6 +354,7 @@ class Warehouse:
         quarantine: Screened | None = None,
         late_quarantine: Screened | None = None,
         started: float | None = None,
+        read_after_batch: int | None = None,
     ) -> CommitResult:
         """Merge ``rows`` and move the watermark from ``window.after`` to ``advance``, atomically.
 
@@ -353,7 +362,9 @@ class Warehouse:
         transaction and are counted as late. What validation put in quarantine (and
         released from it) commits in the same transaction too. Raises
         :class:`ConcurrentSyncError` (and commits nothing) when the stored watermark is no
-        longer ``window.after``.
+        longer ``window.after``. ``read_after_batch``: the entity's last batch when the
+        rows were read (:attr:`Watermark.entity_batch_id`); rows a read-ahead wrote up to
+        it are replaced whatever their version (:func:`later_read_over_read_ahead`).
         """
         with self.conn.transaction():
             self._check_watermark(system, mapping, window.after)
@@ -365,6 +376,7 @@ class Warehouse:
                     late,
                     BatchInfo("late", window.horizon, None, None, run_id),
                     quarantine=late_quarantine,
+                    read_after_batch=read_after_batch,
                 )
                 late_count = late_result.inserted + late_result.updated
             info = BatchInfo(
@@ -372,8 +384,9 @@ class Warehouse:
                 None if started is None else time.perf_counter() - started,
             )  # fmt: skip
             result = self._write(
-                system, mapping, rows, info, late_rows=late_count, quarantine=quarantine
-            )
+                system, mapping, rows, info, late_rows=late_count, quarantine=quarantine,
+                read_after_batch=read_after_batch,
+            )  # fmt: skip
             self._move_watermark(system, mapping, advance.cursor, advance.caught_up_to, result)
         return result
 
@@ -387,17 +400,19 @@ class Warehouse:
         replace_equal_versions: bool = False,
         run_id: str | None = None,
         quarantine: Screened | None = None,
+        read_after_batch: int | None = None,
     ) -> CommitResult:
-        """Merge rows without moving the watermark (repairs, backfills).
+        """Merge rows without moving the watermark (repairs, backfills, read-aheads).
 
         ``replace_equal_versions`` also overwrites a row whose version equals the incoming
         one (a row changed in the warehouse, a changed mapping), never a newer one.
+        ``read_after_batch``: as for :meth:`commit_batch`.
         """
         with self.conn.transaction():
             info = BatchInfo(kind, None, None, None, run_id)
             return self._write(
                 system, mapping, rows, info, replace_equal=replace_equal_versions,
-                quarantine=quarantine,
+                quarantine=quarantine, read_after_batch=read_after_batch,
             )  # fmt: skip
 
     def commit_read(
@@ -440,6 +455,7 @@ class Warehouse:
         quarantine: Screened | None = None,
         bulk: bool = False,
         overwrite: bool = False,
+        read_after_batch: int | None = None,
     ) -> CommitResult:
         """Inside the caller's transaction: lock the entity, merge, log the batch, and
         record what validation quarantined or released.
@@ -468,6 +484,8 @@ class Warehouse:
                 else REPLACE_EQUAL_VERSION
                 if replace_equal
                 else NEWER_OR_CHANGED_AT_EQUAL_VERSION
+                if read_after_batch is None
+                else later_read_over_read_ahead(read_after_batch)
             )
             counts, written = self._merge(columns, rows, batch_id, guard=guard, events=events)
         self.conn.execute(
