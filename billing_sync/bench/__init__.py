@@ -8,6 +8,7 @@ Scenarios (``billing-sync bench SCENARIO``):
               freshness of marker rows polled from outside, CPU, source footprint
 ``shapes``    the tail with one run per micro-batch against one long-lived run
 ``scale``     first-load rows/s and tail freshness at 1x, 4x and 16x the data
+``hot``       per-row staleness of rows rewritten every 0.3 s, under the workload
 ``all``       all of them, in that order
 
 Each prints a table and writes ``<state_dir>/bench/reports/<scenario>.json`` with the
@@ -16,7 +17,7 @@ machine, the versions and every figure.
 
 import os
 
-SCENARIO_NAMES = ("snapshot", "paths", "tail", "shapes", "scale", "all")
+SCENARIO_NAMES = ("snapshot", "paths", "tail", "shapes", "scale", "hot", "all")
 
 
 def bench_hmac_key() -> str:

@@ -21,7 +21,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         help="benchmark scenarios against dlt, Sling and the COPY floor, with JSON reports",
         description="Scenarios: snapshot (one table, all contenders), tail (a change rate "
         "through the Dagster daemon, freshness of marker rows), shapes (a run per micro-batch "
-        "vs long-lived runs), scale (1x, 4x, 16x data), all. Reports go to "
+        "vs long-lived runs), scale (1x, 4x, 16x data), hot (per-row staleness of rows "
+        "rewritten every 0.3 s), all. Reports go to "
         "<state-dir>/bench/reports/<scenario>.json.",
     )
     bench.add_argument("scenario", choices=SCENARIO_NAMES, nargs="+")

@@ -27,6 +27,9 @@ class BenchOptions:
     profile_seconds: float = 30.0
     tail_first_load: bool = True  # False: the first Dagster run does the first load
     peers: bool = True
+    hot_seconds: float = 60.0  # scenario hot: how long the hot rows are rewritten and sampled
+    hot_accounts: int = 5_000
+    hot_rate: float = 1_000.0  # the normal workload's changed rows/s meanwhile
     output: Path | None = None
 
     @classmethod
@@ -37,7 +40,8 @@ class BenchOptions:
                 quick=True, snapshot_rows=5_000, rates=(300.0,), tail_seconds=8.0,
                 tail_accounts=200, shapes_seconds=8.0, scale_base_accounts=100,
                 scale_factors=(1, 4), scale_tail_seconds=6.0, scale_rate=300.0,
-                profile_seconds=3.0, tail_first_load=False,
+                profile_seconds=3.0, tail_first_load=False, hot_seconds=6.0,
+                hot_accounts=200, hot_rate=100.0,
             )  # fmt: skip
         elif quick:
             # A few minutes for ``bench all --quick`` on 2 cores: one rate, short windows,
@@ -46,6 +50,7 @@ class BenchOptions:
                 quick=True, snapshot_rows=200_000, rates=(3_500.0,), tail_seconds=30.0,
                 tail_accounts=3_000, shapes_seconds=20.0, scale_base_accounts=500,
                 scale_factors=(1, 4), scale_tail_seconds=10.0, profile_seconds=10.0,
+                hot_seconds=30.0, hot_accounts=2_000,
             )  # fmt: skip
         else:
             base = cls(repeat=3)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from billing_sync.bench.context import BenchContext, BenchOptions
+from billing_sync.bench.hot import run_hot
 from billing_sync.bench.machine import describe, machine_info
 from billing_sync.bench.paths import run_paths
 from billing_sync.bench.report import Report, write_json
@@ -42,12 +43,18 @@ def _paths(ctx: BenchContext) -> list[Report]:
     return [run_paths(ctx)]
 
 
+def _hot(ctx: BenchContext) -> list[Report]:
+
+    return [run_hot(ctx)]
+
+
 SCENARIOS: dict[str, Callable[[BenchContext], list[Report]]] = {
     "snapshot": _snapshot,
     "paths": _paths,
     "tail": _tail,
     "shapes": _shapes,
     "scale": _scale,
+    "hot": _hot,
 }
 
 

@@ -73,3 +73,12 @@ def test_fast_paths_at_a_tiny_size(bench_env: None, tmp_path: Path) -> None:
     assert len(extracts) == 4 and all("kept" in row["output"] for row in extracts), paths.text()
     validations = [row for row in paths.rows if row["path"].startswith("validate")]
     assert len(validations) == 2 and validations[1]["output"] == "same failures", paths.text()
+
+
+def test_hot_rows_at_a_tiny_size(bench_env: None, tmp_path: Path) -> None:
+    """Hot rows under engine loops: the staleness is sampled and the read-ahead ran."""
+    options = BenchOptions.for_run(quick=True, tiny=True)
+    (report,) = run_bench(["hot"], options, state_dir=tmp_path)
+    (row,) = report.rows
+    assert row["samples"] > 0 and row["read_ahead_rows"] > 0, report.text()
+    assert _report(tmp_path, "hot")["rows"][0]["worst"] >= 0
