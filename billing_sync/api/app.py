@@ -184,9 +184,12 @@ def create_app(config: ApiConfig) -> FastAPI:
                 raise ApiProblem(400, "no-hmac-key", "searching by national_id needs the HMAC key")
             tokens = national_id_tokens(config.hmac_key, national_id)
         criteria = Search(name, postal_code, phone_last4, card_last4, tokens)
+        # No criterion matches nothing (every given one must match): an empty page.
+        rows: list[dict[str, Any]]
         if not criteria.given():
-            raise ApiProblem(400, "no-criterion", "give at least one search criterion")
-        rows, caught = await store.search(criteria, config.systems, limit)
+            rows, caught = [], await store.freshness()
+        else:
+            rows, caught = await store.search(criteria, config.systems, limit)
         matches = [
             Match(
                 system=r["system"],
@@ -239,7 +242,12 @@ def create_app(config: ApiConfig) -> FastAPI:
         since: Annotated[date | None, Query(description="From this day on (inclusive).")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
         cursor: Annotated[
-            str | None, Query(max_length=1024, description="next_cursor of the previous page.")
+            str | None,
+            Query(
+                max_length=1024,
+                pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$",
+                description="next_cursor of the previous page.",
+            ),
         ] = None,
     ) -> Activity:
         """Payments, adjustments, charges and ledger lines in time order (day, kind, id),

@@ -50,7 +50,7 @@ def source_clock(url: str) -> datetime:
     return value
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def synced(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synced]:
     tmp: Path = tmp_path_factory.mktemp("api")
     suffix = uuid.uuid4().hex[:10]
@@ -80,7 +80,7 @@ def synced(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         drop_database(pg_server_url, f"wh_{suffix}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def client(synced: Synced) -> Iterator[TestClient]:
     with TestClient(create_app(synced.config), raise_server_exceptions=False) as test_client:
         yield test_client
@@ -92,7 +92,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def served(synced: Synced) -> Iterator[str]:
     """The API under a real uvicorn (HTTP on 127.0.0.1), in a thread of this process."""
     port = free_port()
