@@ -24,6 +24,7 @@ from billing_sync.defs.validation import (
 )
 from billing_sync.dictionary import EntityDoc, describe
 from billing_sync.engine.batch import TableBatch
+from billing_sync.engine.handover import TierLock
 from billing_sync.engine.monitor import entity_freshness
 from billing_sync.tier_failures import TablesFailed
 from billing_sync.validate.report import BatchValidationError
@@ -154,21 +155,34 @@ def _sync_tier_asset(tier: Tier, specs: list[dg.AssetSpec]) -> dg.AssetsDefiniti
             # The 3-4 s GX import and this tier's suites, off the freshness path: batches
             # validate with the same suites in Polars until it is done.
             engine.validator.warm_up_in_background(entities)
-            done = engine.run(
-                tier=tier,
-                batches=config.batches or tier_settings.batches_per_run,
-                poll_interval=(
-                    tier_settings.poll_interval_seconds
-                    if config.poll_interval_seconds is None
-                    else config.poll_interval_seconds
-                ),
-                on_batch=report,
-                on_failure=lambda failed: report_failures(context, failed),
-                should_stop=lambda: (
-                    engine.settings.pause_file.exists()
-                    or time.monotonic() - started > SYNC_RUN_BUDGET_SECONDS
-                ),
-            )
+            # Started while the tier's previous run still syncs: wait warm, take over at once.
+            lock = TierLock(engine.urls.warehouse, tier)
+            try:
+                if lock.acquire(should_stop=engine.settings.pause_file.exists):
+                    context.log.info(
+                        f"{tier}: took the tier over after {lock.waited_seconds:.1f} s"
+                    )
+                done = (
+                    0
+                    if not lock.held
+                    else engine.run(
+                        tier=tier,
+                        batches=config.batches or tier_settings.batches_per_run,
+                        poll_interval=(
+                            tier_settings.poll_interval_seconds
+                            if config.poll_interval_seconds is None
+                            else config.poll_interval_seconds
+                        ),
+                        on_batch=report,
+                        on_failure=lambda failed: report_failures(context, failed),
+                        should_stop=lambda: (
+                            engine.settings.pause_file.exists()
+                            or time.monotonic() - started > SYNC_RUN_BUDGET_SECONDS
+                        ),
+                    )
+                )
+            finally:
+                lock.release()  # the next run, already waiting, syncs from here on
         context.log.info(f"{tier}: {done} micro-batches")
         # Every batch was logged as its own materialization above (the asset specs are
         # skippable); the run ends with its validation summary per entity.

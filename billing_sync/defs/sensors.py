@@ -1,5 +1,7 @@
 """Per tier, a sensor starts a sync run whenever the source moved and none is in flight;
-when nothing moved, its probe records the tier's tables as caught up (quiet tables stay fresh)."""
+when nothing moved, its probe records the tier's tables as caught up (quiet tables stay fresh).
+While a run syncs, the sensor starts the next one, which waits warm on the tier lock and takes
+over when the first ends (:mod:`billing_sync.engine.handover`): at most two per tier."""
 
 import json
 
@@ -11,6 +13,9 @@ from billing_sync.defs.keys import TIER_TAG
 from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.engine.quiet import probe
 
+SUCCEEDS_TAG = "billing_sync/succeeds"
+"""On a run started while its tier's run syncs: that run's id (billing_sync.engine.handover)."""
+
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -20,11 +25,16 @@ IN_FLIGHT = [
 ]
 
 
-def tier_run_in_flight(instance: dg.DagsterInstance, tier: Tier) -> str | None:
+def tier_runs_in_flight(instance: dg.DagsterInstance, tier: Tier) -> list[str]:
     runs = instance.get_runs(
-        filters=dg.RunsFilter(tags={TIER_TAG: tier}, statuses=IN_FLIGHT), limit=1
+        filters=dg.RunsFilter(tags={TIER_TAG: tier}, statuses=IN_FLIGHT), limit=2
     )
-    return runs[0].run_id if runs else None
+    return [run.run_id for run in runs]
+
+
+def tier_run_in_flight(instance: dg.DagsterInstance, tier: Tier) -> str | None:
+    runs = tier_runs_in_flight(instance, tier)
+    return runs[0] if runs else None
 
 
 def sync_sensor(tier: Tier) -> dg.SensorDefinition:
@@ -33,16 +43,20 @@ def sync_sensor(tier: Tier) -> dg.SensorDefinition:
         job_name=sync_job_name(tier),
         minimum_interval_seconds=1,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Starts a {tier}-tier sync run when the source moved and none is in flight.",
+        description=f"Starts a {tier}-tier sync run when the source moved and none is in flight,"
+        " and the next one while a run syncs (it waits on the tier lock).",
     )
     def start_sync(
         context: dg.SensorEvaluationContext, billing_sync: BillingSyncResource
     ) -> dg.SensorResult | dg.SkipReason:
         if billing_sync.settings().pause_file.exists():
             return dg.SkipReason("billing-sync is paused (billing-sync resume)")
-        running = tier_run_in_flight(context.instance, tier)
-        if running:
-            return dg.SkipReason(f"{tier} sync run {running} is in flight")
+        running = tier_runs_in_flight(context.instance, tier)
+        if len(running) > 1:
+            return dg.SkipReason(f"{tier} sync runs {', '.join(running)} are in flight")
+        if running:  # the next run starts now and waits warm on the tier lock (handover)
+            next_run = dg.RunRequest(tags={TIER_TAG: tier, SUCCEEDS_TAG: running[0]})
+            return dg.SensorResult(run_requests=[next_run])
         with billing_sync.engine() as engine:
             engine.setup()
             # Also moves each caught-up table's point to the horizon: a quiet table stays
