@@ -5,8 +5,9 @@ log."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from billing_sync.api.keys import ApiKey, KeyRing
@@ -22,8 +23,11 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="billing-sync"'}
 
 
 def require(scope: str) -> Callable[..., Awaitable[ApiKey]]:
-    async def authorized(request: Request) -> ApiKey:
-        credentials: HTTPAuthorizationCredentials | None = await bearer(request)
+    # ``Depends(bearer)``: the scheme goes into the OpenAPI document (Swagger's Authorize).
+    async def authorized(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> ApiKey:
         keys: KeyRing = request.app.state.keys
         key = keys.verify(credentials.credentials) if credentials is not None else None
         if key is None:
