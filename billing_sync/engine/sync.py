@@ -471,7 +471,7 @@ class SyncEngine:
         local = {catalog.system: catalog.local_time(until) for catalog in self.catalogs}
 
         def reached(r: TableBatch) -> bool:
-            return r.caught_up_to is not None and r.caught_up_to >= local[r.system]
+            return caught_up(r.caught_up_to, local[r.system])
 
         while True:
             results = self.sync_once(tier)
@@ -483,6 +483,23 @@ class SyncEngine:
             if not any(r.more_waiting for r in results):
                 time.sleep(0.2)
         self.catch_up_cache()
+
+
+def caught_up(caught_up_to: datetime | None, until: datetime) -> bool:
+    """Whether every row stamped at or before ``until`` has been read.
+
+    ``caught_up_to`` is an exclusive bound (rows stamped below it are complete), and a
+    row committed by source time ``until`` can carry the stamp ``until`` itself: a
+    whole-second stamp taken in that second (MariaDB's ``UTC_TIMESTAMP()``, an ICOMS
+    ``CHG_TIME``) equals ``until`` read at second resolution. So the bound must be
+    strictly above ``until``; ``>=`` left such a row unread when the drain stopped.
+
+    >>> from datetime import datetime
+    >>> second = datetime(2026, 1, 1, 12, 0, 5)
+    >>> caught_up(second, second), caught_up(datetime(2026, 1, 1, 12, 0, 6), second)
+    (False, True)
+    """
+    return caught_up_to is not None and caught_up_to > until
 
 
 def gone_rows(engine: SyncEngine, catalog: SourceCatalog, mapping: TableMapping) -> Gone:

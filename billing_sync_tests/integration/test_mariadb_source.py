@@ -20,6 +20,7 @@ from billing_sync.config import CATALOG_DIR, ConfigError, Settings
 from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator import mariadb
+from billing_sync.simulator.clock import from_cyymmdd
 from billing_sync.source.engines import adapter_for
 from billing_sync.source.session import SourceSession, SourceTimeout
 from billing_sync.sql import BoundQuery
@@ -203,3 +204,28 @@ def test_each_statement_is_read_only_and_timed_even_after_a_session_change(
             session.scalar("SELECT SLEEP(5)")
         assert time.monotonic() - started < 3
         assert session.scalar("SELECT 1") == 1  # the session is usable afterwards
+
+
+def test_a_drain_to_a_whole_second_reads_the_rows_stamped_in_that_second(
+    databases: DatabaseUrls, mysql_database: URL, tmp_path: Path
+) -> None:
+    # The cause of the parity misses once blamed on MariaDB: the tests drained to
+    # mariadb_now(), a whole second S, and a drain stopped at caught_up_to == S, the
+    # exclusive bound, with the last transaction (stamped S) unread. The drain now goes
+    # strictly past S (engine.sync.caught_up).
+    settings, url = mariadb_icoms(databases, mysql_database, tmp_path, accounts=3)
+    workload = mariadb.Workload(url, schema=mysql_database.database or "", hard_deletes=False)
+    with SyncEngine.from_settings(settings) as engine:
+        engine.setup()
+        engine.drain(until=mariadb_now(url), timeout=120)
+        assert workload.run("post_payment") > 0
+        workload.stop()
+        conn = mariadb.connect(url)
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT MAX(`CHG_DATE` * 1000000 + `CHG_TIME`) FROM"
+                        f" `{mysql_database.database}`.`PAYMENT`")  # fmt: skip
+            (packed,) = cur.fetchone()
+        conn.close()
+        stamp = from_cyymmdd(int(packed) // 1_000_000, int(packed) % 1_000_000)
+        engine.drain(until=stamp, timeout=120)
+        assert_parity(engine)
