@@ -79,7 +79,7 @@ def test_the_next_run_waits_warm_and_takes_the_tier_over_without_a_gap(
     )  # fmt: skip
     try:
         with open_instance(home) as instance:
-            done = _wait_for_successes(instance, "sync_priority_job", count=2, timeout=300)
+            done = _wait_for_successes(instance, "sync_priority_job", count=2, timeout=420)
             assert len(done) >= 2, (tmp_path / "daemon.log").read_text()[-3000:]
             successors = [run for run in done if run.tags.get(SUCCEEDS_TAG)]
             assert successors, "the second run was started while the first synced"
