@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from billing_sync.bench import SCENARIO_NAMES
+from billing_sync.bench.api import ApiBenchOptions, run_api_bench
+from billing_sync.bench.api import main_exit_code as api_exit_code
 from billing_sync.bench.context import BenchOptions
 from billing_sync.bench.runner import main_exit_code, run_bench
 from billing_sync.config import load_settings
@@ -25,7 +28,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         "rewritten every 0.3 s), all. Reports go to "
         "<state-dir>/bench/reports/<scenario>.json.",
     )
-    bench.add_argument("scenario", choices=SCENARIO_NAMES, nargs="+")
+    # ``api``: the account API's load test (bench/api.py), not part of ``all``.
+    bench.add_argument("scenario", choices=(*SCENARIO_NAMES, "api"), nargs="+")
     bench.add_argument("--quick", action="store_true", help="small sizes: a few minutes for all")
     bench.add_argument("--rows", type=int, help="snapshot table rows (default 1M, quick 200k)")
     bench.add_argument("--rates", type=_floats, help="tail rates, e.g. 3500,10000")
@@ -54,5 +58,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         peers=False if args.no_peers else None,
         output=args.output,
     )
-    reports = run_bench(list(args.scenario), options, state_dir=settings.state_dir)
-    return main_exit_code(reports)
+    scenarios = [name for name in args.scenario if name != "api"]
+    code = 0
+    if scenarios:
+        code = main_exit_code(run_bench(scenarios, options, state_dir=settings.state_dir))
+    if "api" in args.scenario:
+        api_options = ApiBenchOptions.quick() if args.quick else ApiBenchOptions()
+        if args.accounts or args.seconds or args.output:
+            api_options = replace(
+                api_options,
+                accounts=args.accounts or api_options.accounts,
+                seconds=args.seconds or api_options.seconds,
+                output=args.output,
+            )
+        code = max(code, api_exit_code(run_api_bench(settings.state_dir, api_options)))
+    return code

@@ -1,0 +1,30 @@
+"""The account API's load generator (``bench api``) against the real server, briefly: every
+scheduled request is sent and answered, and the figures it reports are consistent."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+
+from billing_sync.bench.api_client import run
+from billing_sync_tests.api.conftest import Synced
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_load_generator_sends_its_schedule_and_measures_it(served: str, synced: Synced) -> None:
+    with psycopg.connect(synced.urls.warehouse) as conn:
+        paths = [
+            f"/v1/accounts/{system}/{site}:{number}"
+            for system, site, number in conn.execute(
+                "SELECT source_system, site_id, account_number FROM serve.account_360 LIMIT 10"
+            )
+        ]
+    plan = {"url": served, "keys": [synced.key, synced.accounts_only_key], "paths": paths,
+            "rate": 40, "seconds": 1.5}  # fmt: skip
+    result = asyncio.run(run(plan))
+    assert result["statuses"] == {"200": result["requests"]}
+    assert result["scheduled"] - 4 <= result["requests"] <= result["scheduled"] + 4
+    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
