@@ -90,8 +90,11 @@ class Store:
             await conn.execute("SELECT 1")
 
     async def _watermarks(self, conn: AsyncConnection[Any]) -> list[Caught]:
+        return self._caught(await _rows(conn, WATERMARKS))
+
+    def _caught(self, rows: list[dict[str, Any]]) -> list[Caught]:
         caught = []
-        for row in await _rows(conn, WATERMARKS):
+        for row in rows:
             feed = self.feeds.get((row["system"], row["source_table"]))
             if feed is not None:  # a table of a biller no longer configured: not ours
                 caught.append(Caught(feed, to_utc(row["caught_up_to"], feed.zone)))
@@ -107,23 +110,32 @@ class Store:
         """The account's ``serve.account_360`` rows (one, or one per site when no site was
         given), its sections (services, equipment, collections) and the watermarks."""
         async with self.pool.connection() as conn, conn.transaction():
-            caught = await self._watermarks(conn)
             if not self.has_accounts:
-                return [], {}, caught
-            found = await _rows(
-                conn, ACCOUNT, {"system": system, "site": site_id, "account": account_number}
-            )
-            sections: dict[str, list[dict[str, Any]]] = {}
-            if len(found) == 1:
-                key = {
-                    "system": system,
-                    "site": found[0]["site_id"],
-                    "account": found[0]["account_number"],
+                return [], {}, await self._watermarks(conn)
+            account = {"system": system, "site": site_id, "account": account_number}
+            # With the site known, every statement is sent at once (pipeline mode: one
+            # round trip instead of five); without it, the sections wait for the site.
+            queued = [section_sql(s, self.entities) for s in SECTIONS] if site_id else []
+            async with conn.pipeline():
+                cursors = [conn.cursor(row_factory=dict_row) for _ in range(2 + len(queued))]
+                await cursors[0].execute(WATERMARKS)
+                await cursors[1].execute(ACCOUNT, account)
+                for cursor, sql in zip(cursors[2:], queued, strict=True):
+                    if sql is not None:
+                        await cursor.execute(sql, account)
+                caught = self._caught(await cursors[0].fetchall())
+                found = await cursors[1].fetchall()
+                sections = {
+                    section.name: (await cursor.fetchall() if sql is not None else [])
+                    for section, cursor, sql in zip(SECTIONS, cursors[2:], queued, strict=True)
                 }
+            if len(found) == 1 and not site_id:
+                key = {**account, "site": found[0]["site_id"]}
                 for section in SECTIONS:
                     sql = section_sql(section, self.entities)
-                    rows = await _rows(conn, sql, key) if sql else []
-                    sections[section.name] = rows
+                    sections[section.name] = await _rows(conn, sql, key) if sql else []
+            if len(found) != 1:
+                sections = {}
         return found, sections, caught
 
     async def activity(
