@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 
 from billing_sync.api.keys import ACCOUNTS_READ, entry_line, new_key
@@ -68,6 +69,11 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 6
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the API did not start (exit {process.poll()})") from None
             time.sleep(0.2)
+
+
+def _cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def _account_paths(warehouse: str) -> list[str]:
@@ -144,7 +150,13 @@ def run_api_bench(state_dir: Path, options: ApiBenchOptions) -> dict[str, Any]:
                     ("account", accounts),
                     ("activity", [f"{p}/activity?limit=50" for p in accounts]),
                 ):
+                    before = _cpu_seconds(api.pid)
                     results[name] = _load(url, keys, paths, options, work / f"plan-{name}.json")
+                    # CPU the API process spent per answered request: what a request costs
+                    # whatever else the machine runs (latency depends on the neighbours).
+                    answered = max(1, results[name]["statuses"].get("200", 0))
+                    spent = _cpu_seconds(api.pid) - before
+                    results[name]["api_cpu_ms_per_request"] = round(1000 * spent / answered, 2)
                     results[name]["load_average"] = [round(x, 2) for x in os.getloadavg()]
         finally:
             stop.set()
@@ -169,7 +181,8 @@ def run_api_bench(state_dir: Path, options: ApiBenchOptions) -> dict[str, Any]:
     for name, result in results.items():
         print(
             f"{name:9s} {result['rps']:7.1f} req/s  p50 {result['p50_ms']} ms  p99"
-            f" {result['p99_ms']} ms  statuses {result['statuses']}  load {result['load_average']}"
+            f" {result['p99_ms']} ms  API CPU {result['api_cpu_ms_per_request']} ms/request"
+            f"  statuses {result['statuses']}  load {result['load_average']}"
         )
     print(f"report: {output / 'api.json'}")
     drop_database(base, "bench_api_source")

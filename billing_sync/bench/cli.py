@@ -64,11 +64,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         code = main_exit_code(run_bench(scenarios, options, state_dir=settings.state_dir))
     if "api" in args.scenario:
         api_options = ApiBenchOptions.quick() if args.quick else ApiBenchOptions()
-        if args.accounts or args.seconds or args.output:
+        if args.accounts or args.seconds or args.output or args.rates:
             api_options = replace(
                 api_options,
                 accounts=args.accounts or api_options.accounts,
                 seconds=args.seconds or api_options.seconds,
+                rate=args.rates[0] if args.rates else api_options.rate,  # requests/s
                 output=args.output,
             )
         code = max(code, api_exit_code(run_api_bench(settings.state_dir, api_options)))
