@@ -399,8 +399,9 @@ class CaptureSettings(_Strict):
     # is cancelled by the source after this long: a runaway query must not run on the
     # biller for ever, nor after the client died. Raise it for a huge table's count(*).
     statement_timeout_seconds: float = Field(default=300.0, gt=0)
-    # Capture from an engine whose parity is not yet proven (MariaDB/MySQL: see
-    # docs/sources.md, "Known defect"): refused unless the operator says so.
+    # No longer read: MariaDB/MySQL capture was refused unless this was true, until its
+    # parity defect was found and fixed (docs/sources.md). Accepted so that settings
+    # files which opted in still load.
     allow_unproven_engines: bool = False
     # Hot rows (billing_sync.engine.read_ahead): rows rewritten faster than the delay stay
     # above the horizon; the tables of these tiers read them ahead, without moving the

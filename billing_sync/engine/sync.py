@@ -244,21 +244,9 @@ class SyncEngine:
             raise TablesFailed(failed, results)
         return results
 
-    def _require_proven_engine(self, system: str) -> None:
-        """Capture only from an engine whose parity is proven, unless the operator opts in:
-        on MariaDB a concurrent transaction's rows can still be missed (docs/sources.md)."""
-        engine = self.source(system).engine
-        if engine != "postgresql" and not self.settings.capture.allow_unproven_engines:
-            raise ConfigError(
-                f"{system}: capture from {engine} is not yet proven to keep parity (a known"
-                " defect can miss rows of concurrent transactions, docs/sources.md); set"
-                " capture.allow_unproven_engines: true to try it anyway"
-            )
-
     def sync_table(self, catalog: SourceCatalog, mapping: TableMapping) -> TableBatch:
         """One micro-batch of one table: the first load's next chunk, or the tail."""
         catalog, mapping = self.checked(catalog, mapping)
-        self._require_proven_engine(catalog.system)
         watermark = self.warehouse.watermark(catalog.system, mapping)
         if watermark.cursor is None:
             return self.snapshot_chunk(catalog, mapping, kind="initial")

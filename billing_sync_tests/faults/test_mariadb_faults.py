@@ -18,11 +18,7 @@ from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator import mariadb
 from billing_sync.simulator.clock import from_cyymmdd
 from billing_sync_tests.integration.helpers import assert_parity
-from billing_sync_tests.integration.test_mariadb_source import (
-    KNOWN_MISS,
-    mariadb_icoms,
-    mariadb_now,
-)
+from billing_sync_tests.integration.test_mariadb_source import mariadb_icoms, mariadb_now
 from billing_sync_tests.mysql_support import mysql_database, mysql_server
 
 __all__ = ["mysql_database", "mysql_server"]
@@ -39,7 +35,6 @@ def _late_rows(engine: SyncEngine) -> int:
     return int(row[0])
 
 
-@KNOWN_MISS
 def test_a_late_committing_transaction_holds_the_horizon_and_arrives_whole(
     databases: DatabaseUrls, mysql_database: URL, tmp_path: Path
 ) -> None:

@@ -40,7 +40,7 @@ def config(databases: DatabaseUrls, mysql_database: URL, tmp_path: Path) -> Path
                 "source_urls": {"icoms": url},
                 "warehouse_url": databases.warehouse,
                 "catalog_dir": str(mariadb_catalog_dir(tmp_path / "catalog", database)),
-                "capture": {"delay_seconds": 1.2, "allow_unproven_engines": True},
+                "capture": {"delay_seconds": 1.2},
             }
         )
     )

@@ -59,14 +59,6 @@ def mariadb_catalog_dir(directory: Path, database: str) -> Path:
     return directory
 
 
-KNOWN_MISS = pytest.mark.xfail(
-    strict=False,
-    reason="known defect (docs/sources.md): on MariaDB the tail can miss all rows of one"
-    " concurrent post_payment transaction; capture from MariaDB is refused by default",
-)
-"""Marks the parity tests that show the defect; they must pass before the refusal goes."""
-
-
 def mariadb_icoms(
     databases: DatabaseUrls, mysql_database: URL, tmp_path: Path, *, accounts: int, **capture: Any
 ) -> tuple[Settings, str]:
@@ -80,7 +72,7 @@ def mariadb_icoms(
     settings = settings_for(
         databases, tmp_path, source_urls={"icoms": url},
         catalog_dir=mariadb_catalog_dir(tmp_path / "catalog", database),
-        capture={"delay_seconds": 1.2, "allow_unproven_engines": True, **capture},
+        capture={"delay_seconds": 1.2, **capture},
     )  # fmt: skip
     return settings, url
 
@@ -93,7 +85,6 @@ def mariadb_now(url: str) -> datetime:
         conn.close()
 
 
-@KNOWN_MISS
 def test_icoms_on_mariadb_syncs_to_parity_under_its_workload(
     databases: DatabaseUrls, mysql_database: URL, tmp_path: Path
 ) -> None:
@@ -120,19 +111,6 @@ def test_icoms_on_mariadb_syncs_to_parity_under_its_workload(
     rows = {r.table: r.warehouse_rows for r in results}
     assert rows["PAYMENT"] > 0 and rows["USAGE_EVENT"] > 0
     assert all(r.cache_rows == r.source_rows for r in results)
-
-
-def test_capture_from_mariadb_is_refused_unless_the_operator_opts_in(
-    databases: DatabaseUrls, mysql_database: URL, tmp_path: Path
-) -> None:
-    settings, _ = mariadb_icoms(databases, mysql_database, tmp_path, accounts=1,
-                                allow_unproven_engines=False)  # fmt: skip
-    with (
-        SyncEngine.from_settings(settings) as engine,
-        pytest.raises(ConfigError, match=r"icoms: capture from mysql is not yet proven"),
-    ):
-        engine.setup()
-        engine.sync_once()
 
 
 def test_a_delay_below_the_mariadb_minimum_is_refused(

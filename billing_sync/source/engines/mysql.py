@@ -13,6 +13,9 @@ so queries for this engine use the expanded ``OR`` form.
 
 from __future__ import annotations
 
+import logging
+import secrets
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -28,11 +31,24 @@ from billing_sync.source.engines.base import (
     HASH_HEX_DIGITS,
     NULL_TEXT,
     EngineAdapter,
+    OldestTransaction,
     ReadOnlyRefused,
     lit,
 )
 
+log = logging.getLogger(__name__)
+
 _DECIMAL_PREFIX = "decimal("
+_BUFFER_IDLE_SECONDS = 0.12  # INNODB_TRX's buffer refreshes after 0.1 s unread
+_PROBE_ATTEMPTS = 5
+STALE_SNAPSHOT = "(INNODB_TRX stale: held at the last fresh snapshot)"
+"""The holder named when the horizon is kept at the last fresh snapshot's bound."""
+
+
+class HorizonStale(RuntimeError):
+    """No fresh ``INNODB_TRX`` snapshot could be had (see ``oldest_open_transaction``)."""
+
+
 _ACCESS_DENIED = (1227, 1142, 1044)  # need PROCESS / SELECT denied / no database access
 
 
@@ -49,7 +65,14 @@ class MySQLAdapter(EngineAdapter):
     row_values = False
     text_type = "char"  # CAST(... AS CHAR): MySQL and MariaDB have no CAST AS TEXT
     integer_division = "div"  # "/" is exact decimal division
-    min_delay_seconds = 1.1  # see oldest_transaction_sql
+    min_delay_seconds = 1.1  # whole-second TRX_STARTED plus the buffer's 0.1 s
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._probed_at = float("-inf")  # when this adapter last read INNODB_TRX
+        self._fresh_bound: datetime | None = None  # horizon bound of the last fresh probe
+        self._fresh_at = float("-inf")  # when the last fresh probe began
+        self._fresh_oldest: OldestTransaction | None = None  # and what it found
 
     def engine_options(self) -> dict[str, Any]:
         return {"pool_pre_ping": True, "isolation_level": "AUTOCOMMIT"}
@@ -98,27 +121,107 @@ class MySQLAdapter(EngineAdapter):
 
     def oldest_transaction_sql(self) -> str:
         # information_schema.INNODB_TRX lists every transaction executing inside InnoDB;
-        # TRX_STARTED is its start and TRX_MYSQL_THREAD_ID the PROCESSLIST id.
-        # Reading it needs the PROCESS privilege.
+        # TRX_STARTED is its start and TRX_MYSQL_THREAD_ID the PROCESSLIST id. Reading
+        # it needs the PROCESS privilege.
         # https://mariadb.com/kb/en/information-schema-innodb_trx-table/
         # https://dev.mysql.com/doc/refman/8.4/en/information-schema-innodb-trx-table.html
-        # Measured on MariaDB 10.11: a transaction appears there from its first write or
-        # locking read, not from BEGIN nor from plain reads (a read-only transaction is
-        # not listed), and TRX_STARTED has whole-second resolution (floored). So, as
-        # with Oracle, the horizon covers rows stamped by the writing statements (their
-        # NOW() is at or after that second); a stamp the application took earlier in the
-        # transaction must be covered by the fixed delay.
-        # The view is served from a buffer InnoDB refreshes only when it was last read
-        # more than 0.1 s ago, so a probe can miss a transaction younger than that:
-        # with the second flooring above, the fixed delay must be at least 1.1 s.
-        # https://dev.mysql.com/doc/refman/8.4/en/innodb-information-schema-internal-data.html
+        # Measured on MariaDB 10.11: a writer appears from its first write or locking
+        # read (a read-only transaction, TRX_IS_READ_ONLY = 1, from its first read), and
+        # TRX_STARTED has whole-second resolution (floored). So the horizon covers rows
+        # stamped by the writing statements (their NOW() is at or after that second); a
+        # stamp the application took earlier in the transaction is the fixed delay's.
+        # A transaction declared READ ONLY cannot write (error 1792), so it holds
+        # nothing back: other capture sessions' reads are not horizon holders.
+        # Own row first: the probe's proof of freshness (see oldest_open_transaction).
         return (
             "SELECT trx_mysql_thread_id, trx_started,"
-            " TIMESTAMPDIFF(MICROSECOND, trx_started, NOW(6)) / 1000000"
+            " TIMESTAMPDIFF(MICROSECOND, trx_started, NOW(6)) / 1000000,"
+            " trx_mysql_thread_id = CONNECTION_ID() AND LOCATE(%(nonce)s, trx_query) > 0"
             " FROM information_schema.INNODB_TRX"
-            " WHERE trx_mysql_thread_id <> CONNECTION_ID()"
-            " ORDER BY trx_started LIMIT 1"
+            " WHERE trx_mysql_thread_id = CONNECTION_ID() OR trx_is_read_only = 0"
+            " ORDER BY trx_mysql_thread_id = CONNECTION_ID() DESC, trx_started LIMIT 2"
         )
+
+    def oldest_open_transaction(self, connection: Connection) -> OldestTransaction | None:
+        """The oldest open writer of another session, from an ``INNODB_TRX`` snapshot
+        proven fresh; when none can be had, the bound of the last fresh one.
+
+        InnoDB serves the view from a buffer it refreshes only when it was not read for
+        0.1 s ("refreshed only if more than 0.1 seconds has elapsed since the last time
+        the buffer was read",
+        https://dev.mysql.com/doc/refman/8.4/en/innodb-information-schema-internal-data.html;
+        MariaDB's trx0i_s.cc: CACHE_MIN_IDLE_TIME_NS, last_read set by every read). So
+        any session reading it more often than every 0.1 s (capture probes back to back,
+        a monitor) pins an old snapshot indefinitely: measured, a writer that opened
+        after the snapshot stayed invisible for as long as a 30 ms poller ran, and the
+        horizon then passed its stamps (tests/faults: test_mariadb_horizon). The probe
+        therefore runs in its own read-only transaction and names itself: the snapshot
+        is fresh only when it lists that transaction running this very statement (its
+        ``TRX_QUERY`` holds the probe's nonce), i.e. it was filled after the probe
+        began. Otherwise it waits out the 0.1 s and tries again; after that it keeps the
+        horizon at the last fresh snapshot's bound (every transaction open now either
+        was listed then or started after it), and with none at all it fails the probe.
+        """
+        if not self._horizon_checked:
+            self._horizon_checked = True
+            reason = self.horizon_visible(connection)
+            if reason is not None:
+                self._warn_once(reason)
+        if self.horizon_unavailable is not None:
+            return None
+        if time.monotonic() - self._fresh_at < _BUFFER_IDLE_SECONDS:
+            # A probe now would only meet the buffer the last one filled. Its answer is
+            # still sound: a transaction it could not list began after it, less than
+            # 0.12 s ago, so above source_now - delay for any delay the engine accepts
+            # (min_delay_seconds); probing once per table would cost 0.1 s each.
+            return self._fresh_oldest
+        attempts = _PROBE_ATTEMPTS if self._fresh_bound is not None else 4 * _PROBE_ATTEMPTS
+        for _ in range(attempts):
+            time.sleep(max(0.0, _BUFFER_IDLE_SECONDS - (time.monotonic() - self._probed_at)))
+            began = time.monotonic()
+            fresh = self._probe(connection)
+            self._probed_at = time.monotonic()
+            if fresh is not None:
+                mine, oldest = fresh
+                self._fresh_bound = mine if oldest is None else min(mine, oldest.started_at)
+                self._fresh_at, self._fresh_oldest = began, oldest
+                return oldest
+        if self._fresh_bound is None:
+            raise HorizonStale(
+                f"{self.config.masked()}: information_schema.INNODB_TRX stayed stale for"
+                f" {attempts} probes (another session reads it more often than every 0.1 s),"
+                " so open transactions cannot be seen; capture waits for a fresh snapshot"
+            )
+        log.warning(
+            "%s: INNODB_TRX is being read more often than every 0.1 s by another session"
+            " and shows a stale snapshot; the horizon stays at %s",
+            self.config.masked(),
+            self._fresh_bound,
+        )
+        return OldestTransaction(id=STALE_SNAPSHOT, started_at=self._fresh_bound, age_seconds=0.0)
+
+    def _probe(self, connection: Connection) -> tuple[datetime, OldestTransaction | None] | None:
+        """``(start of this probe's transaction, oldest other writer)`` from a fresh
+        snapshot, or ``None`` when the snapshot predates this probe."""
+        nonce = f"bs-probe-{secrets.token_hex(8)}"
+        # WITH CONSISTENT SNAPSHOT starts the InnoDB transaction at once, so it is listed.
+        connection.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        try:
+            rows = connection.exec_driver_sql(self.oldest_transaction_sql(), {"nonce": nonce})
+            own, *others = rows.all()
+        except ValueError:  # no row at all: not even this probe's transaction is listed
+            return None
+        finally:
+            connection.exec_driver_sql("COMMIT")
+        if not own[3]:
+            return None
+        oldest = None
+        if others:
+            (thread, started, age, _) = others[0]
+            oldest = OldestTransaction(
+                id=str(thread), started_at=self.local_time(started), age_seconds=float(age)
+            )
+        return self.local_time(own[1]), oldest
 
     def horizon_visible(self, connection: Connection) -> str | None:
         try:
