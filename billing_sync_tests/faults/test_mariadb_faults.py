@@ -18,6 +18,9 @@ from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator import mariadb
 from billing_sync.simulator.clock import from_cyymmdd
 from billing_sync_tests.integration.helpers import assert_parity
+from billing_sync_tests.integration.test_capture_edges import (
+    assert_a_replayed_window_changes_nothing,
+)
 from billing_sync_tests.integration.test_mariadb_source import mariadb_icoms, mariadb_now
 from billing_sync_tests.mysql_support import mysql_database, mysql_server
 
@@ -125,3 +128,13 @@ def test_many_rows_sharing_one_stamp_cross_bounded_batches_exactly_once(
         assert len(usage) >= 3000 // 250
         engine.drain(until=mariadb_now(url), timeout=120)
         assert_parity(engine)
+
+
+def test_a_replayed_window_changes_nothing_on_mariadb(
+    databases: DatabaseUrls, mysql_database: URL, tmp_path: Path
+) -> None:
+    settings, url = mariadb_icoms(databases, mysql_database, tmp_path, accounts=20)
+    with SyncEngine.from_settings(settings) as engine:
+        engine.setup()
+        engine.drain(until=mariadb_now(url), timeout=120)
+        assert_a_replayed_window_changes_nothing(engine)

@@ -69,14 +69,21 @@ def test_thousands_of_rows_sharing_one_timestamp_cross_batch_boundaries(
 
 def test_a_replayed_window_changes_nothing(databases: DatabaseUrls, tmp_path: Path) -> None:
     with drained_engine(databases, tmp_path, accounts=40, capture={"delay_seconds": 0}) as engine:
-        before = _warehouse_rows(databases.warehouse, "payment")
-        with psycopg.connect(databases.warehouse) as conn:  # re-base: read everything again
-            conn.execute(f"UPDATE {STATE_SCHEMA}.watermark SET cursor_ts = NULL, cursor_key = NULL")
-        replay = engine.sync_once()
-        assert sum(b.rows_read for b in replay) > 0
-        assert sum(b.inserted + b.updated for b in replay) == 0
-        assert _warehouse_rows(databases.warehouse, "payment") == before
-        assert_parity(engine)
+        assert_a_replayed_window_changes_nothing(engine)
+
+
+def assert_a_replayed_window_changes_nothing(engine: SyncEngine) -> None:
+    """Every table read again from the start (a re-based watermark) into a drained
+    engine: rows are read, nothing is inserted or updated, parity holds. Shared with
+    the MariaDB fault tests."""
+    before = _warehouse_rows(engine.urls.warehouse, "payment")
+    with psycopg.connect(engine.urls.warehouse) as conn:  # re-base: read everything again
+        conn.execute(f"UPDATE {STATE_SCHEMA}.watermark SET cursor_ts = NULL, cursor_key = NULL")
+    replay = engine.sync_once()
+    assert sum(b.rows_read for b in replay) > 0
+    assert sum(b.inserted + b.updated for b in replay) == 0
+    assert _warehouse_rows(engine.urls.warehouse, "payment") == before
+    assert_parity(engine)
 
 
 def test_a_watermark_moved_by_another_sync_commits_nothing(
