@@ -387,7 +387,9 @@ class SourceCatalog(_Strict):
 class CaptureSettings(_Strict):
     """Watermark capture knobs (DESIGN §4)."""
 
-    delay_seconds: float = Field(default=1.0, ge=0)
+    # None: derived per source from what its horizon probe measures (engine.waits); a
+    # number: that fixed delay, always.
+    delay_seconds: float | None = Field(default=None, ge=0)
     batch_rows: int = Field(default=20_000, gt=0)
     use_transaction_horizon: bool = True
     lookback_seconds: float = Field(default=30.0, ge=0)
@@ -410,20 +412,48 @@ class CaptureSettings(_Strict):
     read_ahead_rows: int = Field(default=1_000, ge=0)
 
 
+class ValidationSettings(_Strict):
+    """Which validator the tail's hot path runs (validate.shadow)."""
+
+    # polars: the suites compiled to Polars, Great Expectations re-validating in the
+    # background; great_expectations: GX on the hot path, as before.
+    hot_path: Literal["polars", "great_expectations"] = "polars"
+    # Of the batches Polars passed, one per entity this often goes to GX (0: every one);
+    # every batch Polars failed does.
+    gx_sample_seconds: float = Field(default=30.0, ge=0)
+
+
 class TierSettings(_Strict):
     """How a tier's sync runs behave."""
 
     batches_per_run: int = Field(default=900, gt=0)
+    # The longest wait between micro-batches; within it the source is probed every
+    # probe_interval_seconds (0: not probed) for rows to read (engine.poll).
     poll_interval_seconds: float = Field(default=1.0, ge=0)
+    probe_interval_seconds: float = Field(default=0.1, ge=0)
+    # A tier loop applies its batches to the DuckDB cache in the background, gathered
+    # this long (0: each batch at once): fewer, larger applies (engine.cache_trail).
+    cache_apply_interval_seconds: float = Field(default=0.0, ge=0)
     freshness_sla_seconds: float = Field(gt=0)
+
+
+def default_tiers() -> dict[Tier, TierSettings]:
+    """Each tier's settings when the settings name none."""
+    return _default_tiers()
 
 
 def _default_tiers() -> dict[Tier, TierSettings]:
     return {
         "priority": TierSettings(freshness_sla_seconds=10),
-        "standard": TierSettings(freshness_sla_seconds=60),
+        "standard": TierSettings(
+            freshness_sla_seconds=60, probe_interval_seconds=0.5, cache_apply_interval_seconds=2
+        ),
         "bulk": TierSettings(
-            freshness_sla_seconds=900, poll_interval_seconds=5, batches_per_run=300
+            freshness_sla_seconds=900,
+            poll_interval_seconds=5,
+            probe_interval_seconds=0,
+            cache_apply_interval_seconds=10,
+            batches_per_run=300,
         ),
     }
 
@@ -478,6 +508,7 @@ class Settings(_Strict):
     catalog_dir: Path | None = None
     suites_dir: Path | None = None
     capture: CaptureSettings = CaptureSettings()
+    validation: ValidationSettings = ValidationSettings()
     tiers: dict[Tier, TierSettings] = Field(default_factory=_default_tiers)
     alerts: AlertSettings = AlertSettings()
     retention: RetentionSettings = RetentionSettings()

@@ -19,6 +19,7 @@ from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.defs.validation import (
     RunTally,
     batch_evaluation,
+    disagreement_evaluation,
     failed_batch_evaluation,
     validation_spec,
 )
@@ -141,6 +142,9 @@ def _sync_tier_asset(tier: Tier, specs: list[dg.AssetSpec]) -> dg.AssetsDefiniti
                 tally.add(batch)
                 if batch.cache_error:
                     context.log.warning(batch.cache_error)
+            for found in engine.shadow.disagreements():
+                context.log_event(disagreement_evaluation(found))
+                tally.disagree(found)
             # The UI's check list shows a check's latest evaluation only if it comes after
             # the asset's latest materialization (or in the same run): evaluate freshness
             # right after each one, or the sensor's result shows as "Not evaluated".
@@ -173,6 +177,7 @@ def _sync_tier_asset(tier: Tier, specs: list[dg.AssetSpec]) -> dg.AssetsDefiniti
                             if config.poll_interval_seconds is None
                             else config.poll_interval_seconds
                         ),
+                        probe_interval=tier_settings.probe_interval_seconds,
                         on_batch=report,
                         on_failure=lambda failed: report_failures(context, failed),
                         should_stop=lambda: (
@@ -183,6 +188,8 @@ def _sync_tier_asset(tier: Tier, specs: list[dg.AssetSpec]) -> dg.AssetsDefiniti
                 )
             finally:
                 lock.release()  # the next run, already waiting, syncs from here on
+            engine.shadow.join()  # the background GX checks of the last batches
+            report([])
         context.log.info(f"{tier}: {done} micro-batches")
         # Every batch was logged as its own materialization above (the asset specs are
         # skippable); the run ends with its validation summary per entity.

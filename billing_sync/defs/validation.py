@@ -1,6 +1,8 @@
 """Validation results as Dagster asset checks (DESIGN §6): ``validation`` on each
-``warehouse/<entity>``. WARN when a batch quarantined rows, ERROR when a batch failed whole;
-the failing expectations, counts and sample keys are in the metadata."""
+``warehouse/<entity>``. WARN when a batch quarantined rows, ERROR when a batch failed whole
+or when Great Expectations, re-validating in the background, disagreed with the Polars
+suite the tail validated with (:mod:`billing_sync.validate.shadow`); the failing
+expectations, counts and sample keys are in the metadata."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -10,6 +12,7 @@ import dagster as dg
 from billing_sync.defs.keys import warehouse_key
 from billing_sync.engine.batch import TableBatch
 from billing_sync.validate.report import BatchValidationError, ValidationReport
+from billing_sync.validate.shadow import Disagreement
 
 CHECK = "validation"
 
@@ -96,6 +99,24 @@ def failed_batch_evaluation(error: BatchValidationError) -> dg.AssetCheckEvaluat
     )
 
 
+def disagreement_evaluation(found: Disagreement) -> dg.AssetCheckEvaluation:
+    """An ERROR evaluation: GX's verdict on a batch differs from the Polars suite's."""
+    return dg.AssetCheckEvaluation(
+        asset_key=warehouse_key(found.entity),
+        check_name=CHECK,
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=found.message,
+        metadata={
+            "rows_validated": found.rows,
+            "polars_failures": dg.MetadataValue.json([list(map(str, f)) for f in found.polars]),
+            "gx_failures": dg.MetadataValue.json(
+                [list(map(str, f)) for f in found.great_expectations]
+            ),
+        },
+    )
+
+
 @dataclass
 class RunTally:
     """Validation over a whole run, per entity: the check result the run ends with."""
@@ -106,6 +127,10 @@ class RunTally:
     released: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     last_bad: dict[str, ValidationReport] = field(default_factory=dict)
+    disagreed: dict[str, str] = field(default_factory=dict)  # entity -> last message
+
+    def disagree(self, found: Disagreement) -> None:
+        self.disagreed[found.entity] = found.message
 
     def add(self, batch: TableBatch) -> None:
         entity = batch.entity
@@ -120,12 +145,15 @@ class RunTally:
         for entity in self.entities:
             rows, bad = self.rows.get(entity, 0), self.quarantined.get(entity, 0)
             report = self.last_bad.get(entity)
+            disagreed = self.disagreed.get(entity)
             yield dg.AssetCheckResult(
                 asset_key=warehouse_key(entity),
                 check_name=CHECK,
-                passed=bad == 0,
-                severity=dg.AssetCheckSeverity.WARN,
-                description=None if bad == 0 else _describe(report, bad, rows),
+                passed=bad == 0 and disagreed is None,
+                severity=dg.AssetCheckSeverity.WARN
+                if disagreed is None
+                else dg.AssetCheckSeverity.ERROR,
+                description=disagreed or (None if bad == 0 else _describe(report, bad, rows)),
                 metadata=_metadata(
                     report,
                     rows=rows,

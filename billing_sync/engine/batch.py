@@ -66,6 +66,11 @@ class TableBatch:
     validation: ValidationReport | None = None  # the suite's and parent rules' failures
     # The catalog's zone: ``cursor`` and ``caught_up_to`` are the biller's wall time in it.
     timezone: str = "UTC"
+    # What a change waited for before this batch could read it (the bench reports them):
+    # the source clock minus the horizon (the capture delay, or an open transaction's
+    # hold), and the horizon minus the window's bound (floored to the stamp's resolution).
+    delay_seconds: float = 0.0
+    floor_seconds: float = 0.0
 
     @property
     def watermark_label(self) -> str:
@@ -98,6 +103,7 @@ class TableBatch:
         read_ahead_rows: int = 0,
         snapshot_progress: tuple[int, int | None] | None = None,
         timezone: str = "UTC",
+        window_horizon: datetime | None = None,
     ) -> TableBatch:
         """The record of a batch the warehouse committed (or found nothing to commit for).
 
@@ -106,6 +112,11 @@ class TableBatch:
         (none for a snapshot chunk, which reads every row as it is).
         """
         applied, cache_error = cache
+        delay = floor = 0.0
+        if horizon is not None:
+            delay = (horizon.source_now - horizon.at).total_seconds()
+            if window_horizon is not None:
+                floor = (horizon.at - window_horizon).total_seconds()
         return cls(
             system=system, table=mapping.table, entity=mapping.entity, tier=mapping.tier,
             rows_read=rows_read, inserted=result.inserted, updated=result.updated,
@@ -119,6 +130,7 @@ class TableBatch:
             snapshot_progress=snapshot_progress,
             quarantined=screened.quarantined + late_quarantined,
             released=screened.released_rows, validation=screened.report, timezone=timezone,
+            delay_seconds=delay, floor_seconds=floor,
         )  # fmt: skip
 
 

@@ -34,7 +34,7 @@ from billing_sync.config import (
     load_catalogs,
 )
 from billing_sync.dictionary import comments, describe
-from billing_sync.engine import late_rows, snapshot
+from billing_sync.engine import cache_trail, late_rows, poll, snapshot, waits
 from billing_sync.engine.batch import TableBatch, last_cursor, rows_with_batch_id
 from billing_sync.engine.read_ahead import HotRows, after_tail
 from billing_sync.engine.status import batch_lag_seconds, entities_behind, follow_up
@@ -64,6 +64,7 @@ from billing_sync.validate.report import (
     with_conversion_failures,
 )
 from billing_sync.validate.runner import Validator
+from billing_sync.validate.shadow import ShadowValidation
 from billing_sync.validate.suites import suites_for
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,12 @@ class SyncEngine:
         )
         self._sources_checked = False
         self.hot_rows = HotRows()  # what the read-ahead saw above each table's horizon
+        self.delays = waits.DerivedDelays(capture.delay_seconds)
+        # In a tier loop: the tier's cache apply interval (cache_trail); None: apply inline.
+        self._trailing: float | None = None
+        self.shadow = ShadowValidation(
+            self.validator, sample_seconds=self.settings.validation.gx_sample_seconds
+        )
 
     @classmethod
     def from_settings(
@@ -134,12 +141,9 @@ class SyncEngine:
         )  # fmt: skip
 
     def horizon(self, system: str) -> Horizon:
-        """The source's horizon now, with the capture settings' delay (DESIGN §4)."""
-        capture = self.settings.capture
-        return self.source(system).horizon(
-            delay=timedelta(seconds=capture.delay_seconds),
-            use_transactions=capture.use_transaction_horizon,
-        )
+        """The source's horizon now (DESIGN §4), with the delay derived from what the probe
+        measured (:mod:`billing_sync.engine.waits`) or the fixed one."""
+        return waits.horizon(self, system)
 
     @property
     def warehouse(self) -> Warehouse:
@@ -156,7 +160,7 @@ class SyncEngine:
                 statement_timeout=self.settings.capture.statement_timeout_seconds,
             )
             delay, minimum = self.settings.capture.delay_seconds, session.min_delay_seconds
-            if delay < minimum:
+            if delay is not None and delay < minimum:
                 session.close()
                 raise ConfigError(
                     f"{system}: capture delay_seconds={delay} is below {minimum} s, the least"
@@ -179,6 +183,7 @@ class SyncEngine:
 
     def close(self) -> None:
         try:
+            self.shadow.close()
             self.snapshot_io.close()  # applies gathered snapshot chunks to the cache
             if self.cache.held.holds:  # this engine wrote the cache: the last state too
                 self.read_copy.publish()
@@ -235,10 +240,16 @@ class SyncEngine:
             lambda pair: self.sync_table(*pair),
             fatal=(ConfigError, SourceRegressionError, SourceUnavailable),
         )
-        self.snapshot_io.feed.wait()  # one writer of the cache file in this process
+        feed = self.snapshot_io.feed
+        if self._trailing is None or self._cache_behind:
+            feed.wait()  # one writer of the cache file in this process
+        else:
+            feed.submit_older_than(self._trailing)
         results = follow_up(
             results, cache=self.cache, warehouse=self.warehouse, behind=self._cache_behind
         )
+        if self._trailing is not None:
+            results = cache_trail.report(results, feed)
         self.read_copy.publish_if_due()  # analysts' copy; converted in the background
         if failed:
             raise TablesFailed(failed, results)
@@ -288,6 +299,9 @@ class SyncEngine:
         )
         crash_point("after_warehouse_commit")
         if result.late_rows:
+            self.delays.distrust(
+                catalog.system, f"{result.late_rows} late rows in {catalog.system}.{mapping.table}"
+            )
             log.warning(
                 "%s.%s: %d late rows (committed below the watermark): the capture delay "
                 "is too small for this source's transactions",
@@ -308,6 +322,7 @@ class SyncEngine:
             late_rows=result.late_rows,
             late_quarantined=late_screened.quarantined if late_screened else 0,
             read_ahead_rows=ahead,
+            window_horizon=window.horizon,
         )  # fmt: skip
 
     def prepare(
@@ -323,17 +338,20 @@ class SyncEngine:
         any released from quarantine) and what goes to quarantine. A batch with too many
         bad rows raises before any write. ``polars_validation``: the same suite evaluated
         in Polars (:mod:`billing_sync.validate.polars_suite`) instead of GX."""
-        # While a new run still imports GX, the same suite in Polars (identical failures).
-        use_polars = polars_validation or self.validator.warming(mapping.entity)
+        # The suites in Polars (identical failures: test_polars_suite), GX re-checking in
+        # the background (validate.shadow); or GX here, except while a run imports it.
+        shadowed = not polars_validation and self.settings.validation.hot_path == "polars"
+        use_polars = polars_validation or shadowed or self.validator.warming(mapping.entity)
         validator = self.polars_validator if use_polars else self.validator
         normalized = normalize_batch(
             raw, mapping, system=catalog.system, synced_at=datetime.now(UTC),
             protector=self.protector, timezone=catalog.timezone,
         )  # fmt: skip
         frame = normalized.frame
-        report = with_conversion_failures(
-            validator.validate(mapping.entity, frame), normalized.failures
-        )
+        suite_report = validator.validate(mapping.entity, frame)
+        if shadowed:
+            self.shadow.submit(mapping.entity, frame, suite_report)
+        report = with_conversion_failures(suite_report, normalized.failures)
         screened = quarantine.screen(
             self.warehouse.conn, system=catalog.system, mapping=mapping, frame=frame,
             report=report, suite=validator.suite(mapping.entity),
@@ -389,6 +407,10 @@ class SyncEngine:
     def apply_cache(
         self, mapping: TableMapping, rows: pa.Table, result: CommitResult
     ) -> tuple[CacheApplied | None, str | None]:
+        if self._trailing is not None:  # a tier loop: the cache trails, off the path
+            cache_trail.trail(self.snapshot_io.feed, mapping, rows, result,
+                              now=self._trailing <= 0)  # fmt: skip
+            return None, None
         if result.batch_id is None:
             return None, None
         self.snapshot_io.feed.flush()  # snapshot chunks gathered for the cache go first
@@ -420,31 +442,32 @@ class SyncEngine:
         tier: Tier | None,
         batches: int,
         poll_interval: float,
+        probe_interval: float = 0.0,
         on_batch: Callable[[list[TableBatch]], None] = lambda _: None,
         on_failure: Callable[[TablesFailed], None] = lambda _: None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> int:
-        """Up to ``batches`` micro-batches, ``poll_interval`` apart unless rows are waiting.
+        """Up to ``batches`` micro-batches, ``poll_interval`` apart unless rows are waiting:
+        sooner when a probe every ``probe_interval`` (0: none) finds rows to read
+        (:mod:`billing_sync.engine.poll`).
 
         Returns the number of micro-batches run. A table that fails is retried in the
         next micro-batch while the others go on; ``on_failure`` hears of it at once, and
         the run raises :class:`TablesFailed` naming every failed table at its end.
         """
-        done = 0
         failures: dict[str, Exception] = {}
-        while done < batches and not should_stop():
-            started = time.monotonic()
-            try:
-                results = self.sync_once(tier)
-            except TablesFailed as failed:
-                results = failed.results
-                failures.update(failed.failures)
-                on_failure(failed)
-            done += 1
-            on_batch(results)
-            if any(result.more_waiting for result in results):
-                continue
-            time.sleep(max(0.0, poll_interval - (time.monotonic() - started)))
+        self._trailing = (
+            0.0 if tier is None else self.settings.tier(tier).cache_apply_interval_seconds
+        )
+        try:
+            done = poll.loop(
+                self, lambda: self.sync_once(tier), tier=tier, batches=batches,
+                poll_interval=poll_interval, probe_interval=probe_interval, on_batch=on_batch,
+                on_failure=on_failure, should_stop=should_stop, failures=failures,
+            )  # fmt: skip
+        finally:
+            self._trailing = None
+            self.snapshot_io.feed.flush()
         if failures:
             raise TablesFailed(failures)
         return done

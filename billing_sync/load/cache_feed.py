@@ -15,15 +15,24 @@ not lost: the cache is behind, and catches up from the warehouse.
 
 Applies run one at a time, in order. The engine waits for them (:meth:`CacheFeed.wait`)
 before it touches the cache itself, so the file has one writer in this process.
+
+A tier's long-lived loop feeds its tail batches here too (``dedupe``), so that the cache
+trails the warehouse instead of standing in the way of its next commit: applied at once
+(in the background) for the priority tier, gathered for a few seconds for the others
+(fewer, larger applies: :meth:`submit_older_than`). Gathered tail batches may hold a key
+more than once: only its last version is applied. :meth:`lag` says how far the cache
+trails: the batches not applied yet and the age of the oldest.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from billing_sync.entities import EntityColumns
 from billing_sync.load.cache import Cache, CacheApplied, CacheBusy, CatchUpSource
@@ -40,6 +49,32 @@ class _Gathered:
     last_batch_id: int
     parts: list[pa.Table] = field(default_factory=list)
     rows: int = 0
+    since: float = field(default_factory=time.monotonic)
+    dedupe: bool = False
+
+
+def last_versions(rows: pa.Table) -> pa.Table:
+    """Each ``(_source_system, _source_key)``'s last row, in the order they last came.
+
+    >>> t = pa.table({"_source_system": ["s", "s", "s"], "_source_key": ["a", "b", "a"],
+    ...               "v": [1, 2, 3]})
+    >>> last_versions(t).to_pydict()["v"]
+    [2, 3]
+    """
+    numbered = rows.append_column("__row", pa.array(range(rows.num_rows), pa.int64()))
+    last = numbered.group_by(["_source_system", "_source_key"], use_threads=False).aggregate(
+        [("__row", "max")]
+    )["__row_max"]
+    return rows.take(pc.take(last, pc.sort_indices(last)))
+
+
+@dataclass
+class TrailLag:
+    """How far the cache trails the warehouse for one entity in this process's feed."""
+
+    batches: int
+    seconds: float
+    last_batch_id: int
 
 
 @dataclass(frozen=True)
@@ -58,6 +93,9 @@ class CacheFeed:
         self._gathered: dict[str, _Gathered] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._running: list[Future[CacheApplied | str]] = []
+        # Tail batches added and not applied yet: entity -> [(batch id, added at)].
+        self._pending: dict[str, list[tuple[int, float]]] = {}
+        self.applied_to: dict[str, int] = {}  # entity -> last batch the cache holds, seen here
 
     def add(
         self,
@@ -67,17 +105,21 @@ class CacheFeed:
         batch_id: int,
         previous_batch_id: int,
         last: bool,
+        dedupe: bool = False,
     ) -> None:
         """Gather warehouse batch ``batch_id`` (``rows`` carry ``_batch_id``); apply what
-        is gathered for the entity once it is big enough, or when ``last``."""
+        is gathered for the entity once it is big enough, or when ``last``. ``dedupe``:
+        the batches may repeat keys (tail batches); their last versions are applied."""
         gathered = self._gathered.get(columns.entity)
         if gathered is not None and gathered.last_batch_id != previous_batch_id:
             self._submit(self._gathered.pop(columns.entity))
             gathered = None
         if gathered is None:
             gathered = self._gathered[columns.entity] = _Gathered(
-                columns, previous_batch_id, batch_id
+                columns, previous_batch_id, batch_id, dedupe=dedupe
             )
+        if dedupe:
+            self._pending.setdefault(columns.entity, []).append((batch_id, time.monotonic()))
         gathered.parts.append(rows)
         gathered.rows += rows.num_rows
         gathered.last_batch_id = batch_id
@@ -89,8 +131,23 @@ class CacheFeed:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-feed")
         self._running.append(self._executor.submit(self._apply, gathered))
 
+    def submit_older_than(self, seconds: float) -> None:
+        """Apply what was gathered at least ``seconds`` ago (in the background)."""
+        now = time.monotonic()
+        for entity in [e for e, g in self._gathered.items() if now - g.since >= seconds]:
+            self._submit(self._gathered.pop(entity))
+
+    def lag(self, entity: str) -> TrailLag | None:
+        """What of ``entity``'s tail batches the cache still lacks here; None: nothing."""
+        pending = self._pending.get(entity)
+        if not pending:
+            return None
+        return TrailLag(len(pending), time.monotonic() - pending[0][1], pending[-1][0])
+
     def _apply(self, gathered: _Gathered) -> CacheApplied | str:
         rows = pa.concat_tables(gathered.parts)
+        if gathered.dedupe and len(gathered.parts) > 1:
+            rows = last_versions(rows)
         gathered.parts.clear()
         try:
             return self.cache.apply(
@@ -118,8 +175,16 @@ class CacheFeed:
                 busy = outcome
             else:
                 applied.append(outcome)
+                self.applied(outcome.entity, outcome.last_batch_id)
         self._running = still
         return FeedResult(applied, busy)
+
+    def applied(self, entity: str, batch_id: int) -> None:
+        """The cache holds ``entity`` up to ``batch_id`` (applied here or caught up)."""
+        self.applied_to[entity] = max(batch_id, self.applied_to.get(entity, 0))
+        pending = self._pending.get(entity)
+        if pending:
+            self._pending[entity] = [p for p in pending if p[0] > batch_id]
 
     def flush(self) -> FeedResult:
         """Apply everything gathered and wait for every apply."""

@@ -1,7 +1,8 @@
 """A transaction that stamps its rows at its start and commits 60 s later.
 
-Engine A has the horizon (and no lookback): it must hold its windows below the open
-transaction, report it, and capture its rows without any late row. Engine B has only
+Engine A has the horizon (and no lookback) and the delay it derives from it (a few
+milliseconds here): it must hold its windows below the open transaction, report it, and
+capture its rows without any late row. Engine B has only
 the fixed delay (smaller than 60 s) and a lookback: it passes the transaction's
 timestamp, then catches its rows as late rows once they commit. Both end in parity.
 """
@@ -40,7 +41,7 @@ def test_a_long_transaction_is_held_back_by_the_horizon_or_caught_as_late_rows(
     urls_b = DatabaseUrls(databases.source, ensure_database(pg_server_url, second))
     with_horizon = settings_for(
         databases, tmp_path / "a",
-        capture={"delay_seconds": 1, "lookback_seconds": 0, "use_transaction_horizon": True},
+        capture={"lookback_seconds": 0, "use_transaction_horizon": True},
     )  # fmt: skip
     delay_only = settings_for(
         urls_b, tmp_path / "b",
@@ -60,6 +61,8 @@ def test_a_long_transaction_is_held_back_by_the_horizon_or_caught_as_late_rows(
             assert held, "the horizon never saw the open transaction"
             assert max(x.hold_seconds for x in held) > OPEN_SECONDS - 15
             assert _late_rows(a) == 0
+            assert not a.delays.distrusted  # the derived delay held: no late row
+            assert a.delays.seconds("icoms", transactions_visible=True, minimum=0.0) < 0.5
 
             passed = [x for x in batches_b if x.table == "PAYMENT" and x.caught_up_to]
             assert passed and max(x.caught_up_to for x in passed) > _stamped_at(b)

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from billing_sync.defs.metadata import materializations
+from billing_sync.engine.batch import TableBatch
 from billing_sync.engine.status import table_status
 from billing_sync.engine.status_report import format_status
 from billing_sync.engine.sync import SyncEngine
@@ -86,4 +87,38 @@ def test_a_held_cache_shows_its_lag_and_catches_up_without_a_new_batch(
         caught = list(materializations(quiet))
         assert [e.asset_key for e in caught] == [dg.AssetKey(["cache", "billing_account"])]
         assert all(not s.cache_lag or not s.cache_lag.behind for s in table_status(engine))
+        assert_parity(engine)
+
+
+def test_a_tier_loop_applies_the_cache_behind_the_warehouse_and_reports_how_far(
+    databases: DatabaseUrls, tmp_path: Path
+) -> None:
+    """In ``run`` the cache is applied in the background (engine.cache_trail): the standard
+    tier gathers batches for its interval, so the cache trails by a reported lag; the
+    gathered batches (the same rows changed in several of them) apply as one, and when
+    the loop ends the cache equals the warehouse."""
+    seeded_source(databases, accounts=30)
+    settings = settings_for(
+        databases, tmp_path,
+        tiers={"standard": {"freshness_sla_seconds": 60, "cache_apply_interval_seconds": 30}},
+    )  # fmt: skip
+    seen: list[list[TableBatch]] = []
+    with SyncEngine.from_settings(settings) as engine:
+        engine.setup()
+        engine.drain(until=source_now(databases.source))
+
+        def touch(results: list[TableBatch]) -> None:
+            seen.append(results)
+            with psycopg.connect(databases.source, autocommit=True) as conn:
+                conn.execute(
+                    'UPDATE "icoms"."STATEMENT" SET "AMOUNT_DUE" = "AMOUNT_DUE" + 1,'
+                    f" {ICOMS_STAMP_SET}"
+                )
+            next_second()  # second-resolution stamps: the next batch reads this change
+
+        engine.run(tier="standard", batches=3, poll_interval=0.1, on_batch=touch)
+        engine.drain(until=source_now(databases.source), tier="standard")
+        lags = [b.cache_lag for results in seen for b in results if b.entity == "customer_bill"]
+        assert lags[-1] is not None and lags[-1].batches_behind >= 1, lags
+        assert lags[-1].seconds > 0
         assert_parity(engine)
