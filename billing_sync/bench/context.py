@@ -24,6 +24,8 @@ class BenchOptions:
     scale_tail_seconds: float = 60.0
     scale_rate: float = 3_500.0
     marker_interval: float = 0.5
+    capacity_rate: float = 10_000.0
+    capacity_seconds: float = 180.0
     profile_seconds: float = 30.0
     tail_first_load: bool = True  # False: the first Dagster run does the first load
     peers: bool = True
@@ -42,6 +44,7 @@ class BenchOptions:
                 scale_factors=(1, 4), scale_tail_seconds=6.0, scale_rate=300.0,
                 profile_seconds=3.0, tail_first_load=False, hot_seconds=6.0,
                 hot_accounts=200, hot_rate=100.0,
+                capacity_rate=600.0, capacity_seconds=5.0,
             )  # fmt: skip
         elif quick:
             # A few minutes for ``bench all --quick`` on 2 cores: one rate, short windows,
@@ -51,6 +54,7 @@ class BenchOptions:
                 tail_accounts=3_000, shapes_seconds=20.0, scale_base_accounts=500,
                 scale_factors=(1, 4), scale_tail_seconds=10.0, profile_seconds=10.0,
                 hot_seconds=30.0, hot_accounts=2_000,
+                capacity_seconds=30.0,
             )  # fmt: skip
         else:
             base = cls(repeat=3)

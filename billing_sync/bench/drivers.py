@@ -181,7 +181,7 @@ class EngineDriver:
             "warehouse": self.pipeline.warehouse,
             "cache": str(self.pipeline.cache),
             "capture": self.pipeline.settings.get("capture", {}),
-            "poll_interval": 1.0 if poll is None else poll,
+            **({} if poll is None else {"poll_interval": poll}),
             "stop_file": str(self.pipeline.pause_file),
             "ready_file": str(self.workdir / f"ready-{tier}"),
             "profile": self.profile,

@@ -51,6 +51,7 @@ class StageTimer:
     """
 
     BACKGROUND = " (background)"
+    WAIT = "wait: "  # a fixed wait before the batch reads (capture delay, floor, poll): not work
 
     def __init__(self) -> None:
         self.current: dict[str, float] = defaultdict(float)
@@ -85,30 +86,52 @@ class StageTimer:
 
         return timed
 
-    def batch(self, total_seconds: float, rows: int) -> None:
+    def batch(self, total_seconds: float, rows: int, waits: dict[str, float] | None = None) -> None:
+        """Close one micro-batch; ``waits``: what a change waited for before it (named
+        without the :attr:`WAIT` prefix), reported beside the stages, not in their sum."""
         stages = dict(self.current)
         foreground = sum(v for k, v in stages.items() if not k.endswith(self.BACKGROUND))
         stages["other (engine, Python)"] = max(0.0, total_seconds - foreground)
+        for name, seconds in (waits or {}).items():
+            stages[self.WAIT + name] = max(0.0, seconds)
         stages["_total"] = total_seconds
         stages["_rows"] = float(rows)
         self.batches.append(stages)
         self.current = defaultdict(float)
 
     def summary(self, *, only_with_rows: bool = True) -> dict[str, Any]:
-        """Median seconds per stage over the batches (those that read rows, by default)."""
+        """Median (``stages``) and 99th-percentile (``p99_stages``) seconds per stage over
+        the batches (those that read rows, by default).
+
+        >>> timer = StageTimer()
+        >>> timer.current["merge"] = 0.2
+        >>> timer.batch(0.5, 10, {"poll": 0.3})
+        >>> s = timer.summary()
+        >>> s["stages"]["merge"], s["stages"]["wait: poll"], s["p99_stages"]["merge"]
+        (0.2, 0.3, 0.2)
+        """
         batches = [b for b in self.batches if b["_rows"] > 0] if only_with_rows else self.batches
         if not batches:
-            return {"batches": 0, "stages": {}}
+            return {"batches": 0, "stages": {}, "p99_stages": {}}
         names = sorted({name for b in batches for name in b if not name.startswith("_")})
         stages = {
             name: round(statistics.median(b.get(name, 0.0) for b in batches), 4) for name in names
         }
+        p99 = {name: round(_p99([b.get(name, 0.0) for b in batches]), 4) for name in names}
         return {
             "batches": len(batches),
             "median_rows": statistics.median(b["_rows"] for b in batches),
             "median_total_seconds": round(statistics.median(b["_total"] for b in batches), 4),
+            "p99_total_seconds": round(_p99([b["_total"] for b in batches]), 4),
             "stages": dict(sorted(stages.items(), key=lambda item: -item[1])),
+            "p99_stages": p99,
         }
+
+
+def _p99(values: list[float]) -> float:
+    """Nearest-rank 99th percentile of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered), max(1, -(-99 * len(ordered) // 100))) - 1]
 
 
 def install(timer: StageTimer) -> list[str]:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from billing_sync.bench.capacity import run_capacity
 from billing_sync.bench.context import BenchContext, BenchOptions
 from billing_sync.bench.hot import run_hot
 from billing_sync.bench.machine import describe, machine_info
@@ -48,6 +49,11 @@ def _hot(ctx: BenchContext) -> list[Report]:
     return [run_hot(ctx)]
 
 
+def _capacity(ctx: BenchContext) -> list[Report]:
+
+    return [run_capacity(ctx)]
+
+
 SCENARIOS: dict[str, Callable[[BenchContext], list[Report]]] = {
     "snapshot": _snapshot,
     "paths": _paths,
@@ -55,6 +61,7 @@ SCENARIOS: dict[str, Callable[[BenchContext], list[Report]]] = {
     "shapes": _shapes,
     "scale": _scale,
     "hot": _hot,
+    "capacity": _capacity,
 }
 
 

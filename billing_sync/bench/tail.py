@@ -460,26 +460,30 @@ def run_profile(ctx: BenchContext, data: TailData, *, rate: float) -> Report:
     for tier in TIERS:
         summary = driver.results.get(tier, {}).get("profile", {})
         stages = summary.get("stages", {})
+        p99 = summary.get("p99_stages", {})
         total = summary.get("median_total_seconds") or 0.0
         for stage, seconds in stages.items():
+            waits = stage.startswith("wait: ")
             rows.append({
-                "tier": tier, "stage": stage, "seconds": seconds,
-                "share": seconds / total if total else None,
+                "tier": tier, "stage": stage, "seconds": seconds, "p99": p99.get(stage),
+                "share": seconds / total if total and not waits else None,
             })  # fmt: skip
         rows.append({
             "tier": tier, "stage": "micro-batch (median)", "seconds": total,
-            "share": 1.0 if total else None,
+            "p99": summary.get("p99_total_seconds"), "share": 1.0 if total else None,
             "rows": summary.get("median_rows"), "batches": summary.get("batches"),
         })  # fmt: skip
     report = Report(
         "profile",
         f"Profile of one micro-batch (engine loop per tier, {rate:,.0f} rows/s workload; "
-        "median exclusive seconds per stage over the batches that read rows)",
+        "exclusive seconds per stage at p50 and p99 over the batches that read rows; "
+        "wait: rows are what a change waits for before a batch reads it)",
         [
             Column("tier", "tier", align="<"),
             Column("stage", "stage", align="<"),
-            Column("seconds", "seconds", "{:.4f}"),
-            Column("share", "share", "{:.0%}"),
+            Column("seconds", "p50 s", "{:.4f}"),
+            Column("p99", "p99 s", "{:.4f}"),
+            Column("share", "share of p50", "{:.0%}"),
             Column("rows", "rows/batch", "{:,.0f}"),
             Column("batches", "batches", "{:,}"),
         ],

@@ -216,6 +216,7 @@ def engine_loop(args: Args) -> Args:
     timer = StageTimer() if args.get("profile") else None
     wrapped = install(timer) if timer else []
     settings = _settings(args)
+    tier = settings.tier(args["tier"])
     stop_file = Path(args["stop_file"])
     deadline = time.monotonic() + float(args.get("max_seconds", 600))
     batches = rows = 0
@@ -224,18 +225,31 @@ def engine_loop(args: Args) -> Args:
         engine.validator.warm_up()
         Path(args["ready_file"]).touch()
 
+        last_end = time.perf_counter()
+
         def on_batch(results: list[Any]) -> None:
-            nonlocal batches, rows
+            nonlocal batches, rows, last_end
             batches += 1
             read = sum(result.rows_read for result in results)
             rows += read
+            now = time.perf_counter()
+            seconds = sum(result.seconds for result in results)
             if timer is not None:
-                timer.batch(sum(result.seconds for result in results), read)
+                # What a change waited before this batch read it: the capture delay and
+                # the floor of its horizon, and the loop's idle time before the batch.
+                reading = [result for result in results if result.rows_read] or results
+                timer.batch(seconds, read, {
+                    "capture delay": max((r.delay_seconds for r in reading), default=0.0),
+                    "horizon floor": max((r.floor_seconds for r in reading), default=0.0),
+                    "poll (idle before the batch)": now - last_end - seconds,
+                })  # fmt: skip
+            last_end = now
 
         engine.run(
             tier=args["tier"],
             batches=10**9,
-            poll_interval=float(args.get("poll_interval", 1.0)),
+            poll_interval=float(args.get("poll_interval", tier.poll_interval_seconds)),
+            probe_interval=float(args.get("probe_interval", tier.probe_interval_seconds)),
             on_batch=on_batch,
             should_stop=lambda: stop_file.exists() or time.monotonic() > deadline,
         )

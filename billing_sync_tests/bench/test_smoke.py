@@ -82,3 +82,18 @@ def test_hot_rows_at_a_tiny_size(bench_env: None, tmp_path: Path) -> None:
     (row,) = report.rows
     assert row["samples"] > 0 and row["read_ahead_rows"] > 0, report.text()
     assert _report(tmp_path, "hot")["rows"][0]["worst"] >= 0
+
+
+def test_capacity_at_a_tiny_size(bench_env: None, tmp_path: Path) -> None:
+    """The capacity scenario through Dagster: every tier and place judged against its
+    target, with the CPU per 1,000 captured rows."""
+    options = BenchOptions.for_run(quick=True, tiny=True)
+    (capacity,) = run_bench(["capacity"], options, state_dir=tmp_path)
+    rows = capacity.rows
+    assert {(r["tier"], r["place"]) for r in rows} == {
+        (tier, place) for tier in ("priority", "standard") for place in ("warehouse", "cache")
+    }
+    for row in rows:
+        assert row["markers"] > 0 and row["verdict"] in ("met", "missed"), row
+    assert rows[0]["target"] == 5.0 and rows[0]["cpu_per_1000"] is not None, rows[0]
+    assert _report(tmp_path, "capacity")["details"]["targets"]["standard"] == 60

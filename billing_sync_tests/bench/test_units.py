@@ -62,3 +62,14 @@ def test_quick_and_tiny_options() -> None:
     assert BenchOptions.for_run(quick=False).snapshot_rows == 1_000_000
     assert BenchOptions.for_run(quick=True, snapshot_rows=10).snapshot_rows == 10
     assert BenchOptions.for_run(quick=True, tiny=True).tail_seconds < 10
+
+
+def test_capacity_verdicts_judge_each_tier_against_its_own_target() -> None:
+    from billing_sync.bench.capacity import verdicts
+
+    rows = verdicts([
+        {"tier": "priority", "p99": 4.9}, {"tier": "priority", "p99": 5.0},
+        {"tier": "standard", "p99": 59.0}, {"tier": "standard", "p99": None},
+    ])  # fmt: skip
+    assert [(r["target"], r["verdict"]) for r in rows] == [
+        (5.0, "met"), (5.0, "missed"), (60.0, "met"), (60.0, "missed")]  # fmt: skip
