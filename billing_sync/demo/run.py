@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from billing_sync.config import TIERS, Settings, Tier, load_catalogs
 from billing_sync.demo.console import TierLag, demo_commands
-from billing_sync.engine.sync import SyncEngine
+from billing_sync.engine.sync import SyncEngine, caught_up
 from billing_sync.entities import STATE_SCHEMA
 from billing_sync.postgres import (
     DatabaseUrls,
@@ -167,7 +167,9 @@ def wait_caught_up(
                 f"SELECT system, min(caught_up_to), bool_or(caught_up_to IS NULL)"
                 f" FROM {STATE_SCHEMA}.watermark GROUP BY system"
             ).fetchall()
-            reached = {system: not empty and low >= local[system] for system, low, empty in rows}
+            # caught_up_to is exclusive: strictly past `until` (engine.sync.caught_up).
+            reached = {system: caught_up(None if empty else low, local[system])
+                       for system, low, empty in rows}  # fmt: skip
             if rows and all(reached.get(system, False) for system in local):
                 return time.monotonic() - started
             time.sleep(0.5)
