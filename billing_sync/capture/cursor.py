@@ -27,6 +27,7 @@ the version-guarded merge makes harmless. Converters in
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -34,13 +35,14 @@ import polars as pl
 import pyarrow as pa
 
 from billing_sync.config import TableMapping
+from billing_sync.source.reflect import TEXT_FORM_FAMILIES, type_family
 from billing_sync.source.schema import (
     CURSOR_ALIAS,
     CURSOR_DATE_ALIAS,
     CURSOR_TIME_ALIAS,
     is_composite,
 )
-from billing_sync.sql import quote_ident
+from billing_sync.sql import QueryStyle, quote_ident
 
 FIRST_YEAR = 1900  # CYYMMDD with C = 0
 LAST_YEAR = 2899  # CYYMMDD with C = 9, the largest a 7-digit value holds
@@ -73,13 +75,49 @@ def cursor_sql_columns(mapping: TableMapping) -> list[str]:
 
 
 def cursor_select(mapping: TableMapping) -> str:
-    """The select-list item(s) that carry the cursor out of a query."""
+    """The select-list item(s) that carry the cursor out of a query.
+
+    A ``timestamptz`` stamp comes out as the session's wall time (``CAST(... AS
+    timestamp)``: the session runs in the catalog's zone), like a biller-local stamp;
+    the comparisons keep the bare column, so the index still serves them.
+    """
     columns = cursor_sql_columns(mapping)
     if is_composite(mapping):
         date, time = columns
         date_alias, time_alias = quote_ident(CURSOR_DATE_ALIAS), quote_ident(CURSOR_TIME_ALIAS)
         return f"{date} AS {date_alias}, {time} AS {time_alias}"
-    return f"{columns[0]} AS {quote_ident(CURSOR_ALIAS)}"
+    stamp = columns[0]
+    if _is_timestamptz(mapping, mapping.cursor_columns[0]):
+        stamp = f"CAST({stamp} AS timestamp)"
+    return f"{stamp} AS {quote_ident(CURSOR_ALIAS)}"
+
+
+def _is_timestamptz(mapping: TableMapping, name: str) -> bool:
+    return type_family(mapping.source_types.get(name, "")) == "timestamptz"
+
+
+def select_items(mapping: TableMapping, names: Iterable[str], style: QueryStyle) -> list[str]:
+    """The select-list items of source columns ``names``: the bare column, or its text
+    (uuid, json, enum, interval: see ``TEXT_FORM_FAMILIES``), or a ``timestamptz`` as
+    the session's wall time, always under the column's own name.
+
+    >>> m = TableMapping.model_validate({"table": "T", "entity": "e", "key": ["K"],
+    ...     "cursor": "TS", "source_types": {"K": "uuid", "TS": "timestamp with time zone"},
+    ...     "columns": [{"source": "K", "target": "k", "type": "text"},
+    ...                 {"source": "TS", "target": "ts", "type": "timestamp"}]})
+    >>> select_items(m, ["K", "TS"], QueryStyle())
+    ['CAST("K" AS text) AS "K"', 'CAST("TS" AS timestamp) AS "TS"']
+    """
+    items = []
+    for name in names:
+        column = quote_ident(name)
+        family = type_family(mapping.source_types.get(name, ""))
+        if family in TEXT_FORM_FAMILIES:
+            column = f"CAST({column} AS {style.text_type}) AS {column}"
+        elif family == "timestamptz":
+            column = f"CAST({column} AS timestamp) AS {column}"
+        items.append(column)
+    return items
 
 
 def cursor_values(mapping: TableMapping, change_ts: datetime) -> tuple[Any, ...]:

@@ -18,9 +18,11 @@ from billing_sync.capture.cursor import (
     cursor_sql_columns,
     cursor_values,
     decode_packed,
+    select_items,
 )
 from billing_sync.capture.window import Window
 from billing_sync.config import TableMapping
+from billing_sync.source.reflect import type_family
 from billing_sync.source.schema import is_composite
 from billing_sync.sql import POSTGRES_STYLE, BoundQuery, QueryStyle, qualified, quote_ident
 
@@ -57,7 +59,7 @@ def build_change_query(
     """
     cursor = cursor_sql_columns(mapping)
     key = [quote_ident(name) for name in mapping.key]
-    selected = [quote_ident(name) for name in mapping.source_columns]
+    selected = select_items(mapping, mapping.source_columns, style)
     horizon = _cursor_params("horizon", mapping, window.horizon)
     params: dict[str, Any] = {**horizon}
     conditions = []
@@ -98,7 +100,8 @@ def build_region_keys_query(
     params: dict[str, Any] = {**low, **high}
     return BoundQuery(
         text=(
-            f"SELECT {', '.join(key)}, {cursor_select(mapping)}"
+            f"SELECT {', '.join(select_items(mapping, mapping.key, style))},"
+            f" {cursor_select(mapping)}"
             f" FROM {qualified(schema, mapping.table)}"
             f" WHERE {style.compare(cursor, '>=', list(low))}"
             f" AND {style.compare(cursor, '<', list(high))}"
@@ -142,7 +145,7 @@ def build_rows_by_key_query(
     style: QueryStyle = POSTGRES_STYLE,
 ) -> BoundQuery:
     """Full rows (as the change query selects them) for the given source keys."""
-    selected = [quote_ident(name) for name in mapping.source_columns]
+    selected = select_items(mapping, mapping.source_columns, style)
     params: dict[str, Any] = {}
     tuples = []
     for row, values in enumerate(keys):
@@ -171,7 +174,10 @@ def build_high_watermark_query(
     """
     if not is_composite(mapping):
         table = qualified(schema, mapping.table)
-        return f"SELECT max({change_ts_expression(mapping)}) FROM {table}"
+        newest = f"max({change_ts_expression(mapping)})"
+        if type_family(mapping.source_types.get(mapping.cursor_columns[0], "")) == "timestamptz":
+            newest = f"CAST({newest} AS timestamp)"  # the session's wall time, like the cursor
+        return f"SELECT {newest} FROM {table}"
     date, time = cursor_sql_columns(mapping)
     limit = " FETCH FIRST 1 ROWS ONLY" if style.fetch_first else " LIMIT 1"  # a constant
     # decimal(18,0): every engine spells it so (MariaDB has no CAST(... AS bigint)), and

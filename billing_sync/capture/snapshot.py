@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from billing_sync.capture.cursor import cursor_select
+from billing_sync.capture.cursor import cursor_select, select_items
 from billing_sync.capture.filter_ast import Expr, render
 from billing_sync.capture.filter_expr import BadFilter, parse_filter
 from billing_sync.config import SourceCatalog, TableMapping
@@ -69,7 +69,7 @@ def build_snapshot_query(
 ) -> BoundQuery:
     """The next chunk of a snapshot: keys after ``after_key``, in key order."""
     key = [quote_ident(name) for name in mapping.key]
-    selected = [quote_ident(name) for name in mapping.source_columns]
+    selected = select_items(mapping, mapping.source_columns, style)
     params: dict[str, Any] = {}
     conditions = []
     if after_key is not None:

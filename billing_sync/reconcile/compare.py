@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import duckdb
 import polars as pl
 
-from billing_sync.capture.cursor import cursor_select
+from billing_sync.capture.cursor import cursor_select, select_items
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.entities import entity_columns, rows_to_arrow
 from billing_sync.load.locking import open_duckdb
@@ -20,7 +20,7 @@ from billing_sync.load.warehouse import Warehouse
 from billing_sync.reconcile.engine_port import EnginePort
 from billing_sync.source.schema import source_schema
 from billing_sync.source.session import SourceSession
-from billing_sync.sql import BoundQuery, qualified, quote_ident
+from billing_sync.sql import BoundQuery, qualified
 from billing_sync.transform.normalize import normalize
 from billing_sync.transform.protect import Protector
 
@@ -53,7 +53,7 @@ def source_frame(
     """Every source row, normalized by the same code as the sync (converters and
     protection included), so it compares with the warehouse column by column. A value
     that does not convert is NULL here; its row is in quarantine, not the warehouse."""
-    columns = ", ".join(quote_ident(name) for name in mapping.source_columns)
+    columns = ", ".join(select_items(mapping, mapping.source_columns, session.style))
     text = (
         f"SELECT {columns}, {cursor_select(mapping)}"
         f" FROM {qualified(catalog.schema_name, mapping.table)}"

@@ -34,6 +34,10 @@ _INTEGER_NAMES = {"tinyint": "smallint", "smallint": "smallint", "mediumint": "i
                   "int": "integer", "integer": "integer", "bigint": "bigint"}  # fmt: skip
 
 
+_UNSIGNED_NAMES = {"tinyint": "smallint", "smallint": "integer", "mediumint": "integer",
+                   "int": "bigint", "integer": "bigint", "bigint": "numeric(20,0)"}  # fmt: skip
+
+
 def normalized_type(column: ReflectedColumn) -> str:
     """A reflected column's type as :mod:`~billing_sync.source.reflect` reads types
     (PostgreSQL's spelling), whatever the engine: ``DECIMAL(11, 2)`` ->
@@ -43,12 +47,17 @@ def normalized_type(column: ReflectedColumn) -> str:
     'numeric(11,2)'
     >>> normalized_type(ReflectedColumn("B", "NUMBER(7, 0)", "int", True))
     'numeric(7,0)'
+    >>> normalized_type(ReflectedColumn("C", "BIGINT UNSIGNED", "int", True))
+    'numeric(20,0)'
     """
     spelled = column.sql_type.lower()
     head = spelled.split("(")[0].split()[0] if spelled else ""
     sized = _SIZED.search(spelled)
     family = column.family
     if family == "int":
+        if "unsigned" in spelled and head in _UNSIGNED_NAMES:
+            # MySQL's unsigned integers reach twice as far: the next wider type holds them.
+            return _UNSIGNED_NAMES[head]
         if head in _INTEGER_NAMES:
             return _INTEGER_NAMES[head]
         precision = sized.group(1) if sized else "38"

@@ -53,6 +53,8 @@ def guarded_array(values: Sequence[Any], kind: pa.DataType) -> tuple[pa.Array, p
     A value that is :class:`Unreadable` or that Arrow refuses (a NaN decimal, too many
     digits) becomes NULL, its text in the marker.
     """
+    if pa.types.is_boolean(kind):
+        values = [_as_bool(value) for value in values]
     if not any(isinstance(value, Unreadable) for value in values):
         try:
             return pa.array(values, type=kind), None
@@ -65,6 +67,18 @@ def guarded_array(values: Sequence[Any], kind: pa.DataType) -> tuple[pa.Array, p
         good.append(None if text is not None else value)
         texts.append(text)
     return pa.array(good, type=kind), pa.array(texts, pa.string())
+
+
+def _as_bool(value: Any) -> Any:
+    """A MySQL/MariaDB ``BOOLEAN`` is ``TINYINT(1)``: its driver returns 0 or 1. Those two
+    read as false and true; any other number stays as it is (refused: not a boolean).
+
+    >>> [_as_bool(v) for v in (0, 1, True, None, 2)]
+    [False, True, True, None, 2]
+    """
+    if type(value) is int and value in (0, 1):
+        return bool(value)
+    return value
 
 
 def _refused(value: Any, kind: pa.DataType) -> str | None:

@@ -31,8 +31,10 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
@@ -43,16 +45,29 @@ log = logging.getLogger(__name__)
 
 DUPLICATE_CHECK_ROWS = 100_000
 
-# Source type families, from PostgreSQL's format_type() names (lower case).
+# Source type families, from PostgreSQL's format_type() names (lower case), first match
+# wins ("interval" before "int", "timestamp with time zone" before "timestamp"). "enum" is
+# what the reflection query reports for a PostgreSQL enum type (whatever its name), and
+# engines' reflections normalize to these names (billing_sync.source.drafts).
 _FAMILIES: list[tuple[str, tuple[str, ...]]] = [
+    ("interval", ("interval",)),
     ("int", ("smallint", "integer", "bigint", "int")),
     ("float", ("real", "double precision", "float")),
     ("binary", ("bytea", "blob", "raw")),
     ("date", ("date",)),
+    ("timestamptz", ("timestamp with time zone", "timestamptz")),
     ("timestamp", ("timestamp",)),
     ("boolean", ("boolean",)),
+    ("uuid", ("uuid",)),
+    ("json", ("json", "jsonb")),
+    ("enum", ("enum",)),
     ("text", ("character", "char", "varchar", "text", "clob", "nvarchar", "nchar")),
 ]
+TEXT_FORM_FAMILIES = ("uuid", "json", "enum", "interval")
+"""Families read as their text (``CAST(... AS text)`` in the select list, so the COPY
+and the cursor paths agree: a driver would otherwise hand back a UUID object, a parsed
+JSON document or a timedelta that loses months). Intervals print as ISO 8601, since the
+capture session sets ``IntervalStyle=iso_8601``."""
 
 # What each converter reads.
 _CONVERTER_READS: dict[str, tuple[str, ...]] = {
@@ -69,12 +84,12 @@ _CONVERTER_READS: dict[str, tuple[str, ...]] = {
 
 # A plain column (no converter): source families that cast exactly to the target type.
 _PLAIN_READS: dict[str, tuple[str, ...]] = {
-    "text": ("text", "int", "numeric", "date", "timestamp", "boolean"),
+    "text": ("text", "int", "numeric", "date", "timestamp", "boolean", *TEXT_FORM_FAMILIES),
     "integer": ("int",),
     "bigint": ("int",),
     "decimal": ("int", "numeric"),
     "date": ("date", "timestamp"),
-    "timestamp": ("timestamp", "date"),
+    "timestamp": ("timestamp", "timestamptz", "date"),
     "boolean": ("boolean",),
 }
 
@@ -84,8 +99,12 @@ def type_family(sql_type: str) -> str:
 
     >>> type_family("numeric(7,0)"), type_family("numeric(12,2)"), type_family("character(3)")
     ('int', 'numeric', 'text')
+    >>> type_family("timestamp(6) with time zone"), type_family("interval"), type_family("enum")
+    ('timestamptz', 'interval', 'enum')
     """
     name = sql_type.lower()
+    if name.startswith("timestamp") and name.endswith("with time zone"):
+        return "timestamptz"  # "timestamp(6) with time zone": the precision sits inside
     if name.startswith(("numeric", "decimal", "number")):
         return "int" if name.endswith(",0)") else "numeric"
     for family, prefixes in _FAMILIES:
@@ -207,10 +226,15 @@ def _example(places: int) -> str:
 
 
 def mapping_problems(
-    mapping: TableMapping, table: SourceTable | None, *, system: str | None = None
+    mapping: TableMapping,
+    table: SourceTable | None,
+    *,
+    system: str | None = None,
+    timezone: str = "UTC",
 ) -> list[str]:
     """What is wrong with ``mapping`` against the source ``table`` (``None``: absent);
-    ``system`` names the columns of a type problem ``system.TABLE.COLUMN``."""
+    ``system`` names the columns of a type problem ``system.TABLE.COLUMN``; ``timezone``
+    is the catalog's (a ``timestamptz`` cursor needs one without daylight saving)."""
     if table is None:
         return [f"table {mapping.table}: not in the source schema"]
     problems: list[str] = []
@@ -225,8 +249,12 @@ def mapping_problems(
     }  # fmt: skip
     for name in sorted(named - set(table.columns)):
         problems.append(f"{where(name)}: not in the source table")
+
+    def qualified(name: str) -> str:
+        return "column " + ".".join(filter(None, (system, mapping.table, name)))
+
     for column in mapping.columns:
-        problems.extend(_type_problems(column, table, where))
+        problems.extend(_type_problems(column, table, where, qualified))
         for name in column.source_names:
             if name not in table.columns or len(column.source_names) != 1:
                 continue
@@ -238,7 +266,8 @@ def mapping_problems(
                     f" target {column.target} {column.type}: {why}"
                 )
     cursor_families = ("int",) if mapping.cursor_format == "cyymmdd_hhmmss" else (
-        "timestamp", "date")  # fmt: skip
+        "timestamp", "timestamptz", "date")  # fmt: skip
+    problems.extend(_zone_problems(mapping, table, timezone, qualified))
     for name in mapping.cursor_columns:
         if name in table.columns and type_family(table.columns[name]) not in cursor_families:
             problems.append(
@@ -248,8 +277,39 @@ def mapping_problems(
     return problems
 
 
+def observes_dst(zone: str) -> bool:
+    """Whether ``zone``'s offset changes in the year (daylight saving).
+
+    >>> observes_dst("UTC"), observes_dst("America/Chicago"), observes_dst("Asia/Kolkata")
+    (False, True, False)
+    """
+    tz = ZoneInfo(zone)
+    offsets = {datetime(2026, month, 1, tzinfo=tz).utcoffset() for month in (1, 4, 7, 10)}
+    return len(offsets) > 1
+
+
+def _zone_problems(
+    mapping: TableMapping, table: SourceTable, zone: str, qualified: Callable[[str], str]
+) -> list[str]:
+    """A ``timestamptz`` cursor is read as wall time in the catalog's zone (the session's
+    TimeZone), and the watermark keeps that wall time: in a zone with daylight saving the
+    autumn hour repeats, and a watermark inside it could skip the second pass of that
+    hour. So such a cursor needs a zone without daylight saving (UTC, or a fixed one)."""
+    if not observes_dst(zone):
+        return []
+    return [
+        f"{qualified(name)}: a timestamptz cursor needs a catalog timezone without"
+        f" daylight saving (UTC), not {zone}: its wall clock repeats an hour each autumn"
+        for name in mapping.cursor_columns
+        if name in table.columns and type_family(table.columns[name]) == "timestamptz"
+    ]
+
+
 def _type_problems(
-    column: ColumnSpec, table: SourceTable, where: Callable[[str], str]
+    column: ColumnSpec,
+    table: SourceTable,
+    where: Callable[[str], str],
+    qualified: Callable[[str], str],
 ) -> list[str]:
     problems = []
     for name in column.source_names:
@@ -265,7 +325,15 @@ def _type_problems(
         else:
             wanted = _PLAIN_READS[column.type.split("(")[0]]
             what = f"target type {column.type}"
-        if family not in wanted:
+        if family in ("binary", "other") and family not in wanted:
+            # Nothing in the model holds it: say which system, table, column and type.
+            carry = "converter ebcdic or latin1 (text in that encoding)" if (
+                family == "binary") else "nothing: leave the column out of the mapping"  # fmt: skip
+            problems.append(
+                f"{qualified(name)}: source type {sql_type} cannot be carried as"
+                f" {column.type}; what reads it: {carry}"
+            )
+        elif family not in wanted:
             hint = " (use float_money)" if family == "float" and column.type.startswith(
                 "decimal") else ""  # fmt: skip
             problems.append(f"{where(name)}: {what} cannot read a {sql_type} column{hint}")
@@ -274,9 +342,15 @@ def _type_problems(
 
 # -- I/O: reflecting PostgreSQL --------------------------------------------------------------
 
+# pg_type.typtype: 'e' an enum (reported as "enum": its labels are text), 'd' a domain
+# (reported as its base type, typbasetype with typtypmod).
+# https://www.postgresql.org/docs/current/catalog-pg-type.html
 _COLUMNS_SQL = (
-    "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod)"
+    "SELECT c.relname, a.attname, CASE t.typtype WHEN 'e' THEN 'enum'"
+    " WHEN 'd' THEN format_type(t.typbasetype, t.typtypmod)"
+    " ELSE format_type(a.atttypid, a.atttypmod) END"
     " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+    " JOIN pg_type t ON t.oid = a.atttypid"
     " JOIN pg_namespace n ON n.oid = c.relnamespace"
     " WHERE n.nspname = %(schema)s AND c.relname = ANY(%(tables)s)"
     " AND a.attnum > 0 AND NOT a.attisdropped"
@@ -341,7 +415,7 @@ def check_catalog(session: Any, catalog: SourceCatalog) -> SourceCatalog:
     checked: list[TableMapping] = []
     for mapping in catalog.tables:
         table = tables.get(mapping.table)
-        found = mapping_problems(mapping, table, system=catalog.system)
+        found = mapping_problems(mapping, table, system=catalog.system, timezone=catalog.timezone)
         if table is not None and not found and not table.key_is_unique(mapping.key):
             duplicate = duplicate_key(session, catalog.schema_name, mapping)
             if duplicate is not None:

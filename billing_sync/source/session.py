@@ -107,7 +107,12 @@ class SourceSession:
                 autocommit=True,
                 application_name=CAPTURE_APPLICATION_NAME,
                 # ISO dates: what COPY ... (FORMAT csv) writes must parse (copy_reader).
-                options=f"-c default_transaction_read_only=on -c DateStyle=ISO{zone}",
+                # IntervalStyle: intervals read as text are ISO 8601 (P1DT2H), one form
+                # whether COPY or a cursor reads them (source.reflect.TEXT_FORM_FAMILIES).
+                options=(
+                    "-c default_transaction_read_only=on -c DateStyle=ISO"
+                    f" -c IntervalStyle=iso_8601{zone}"
+                ),
                 connect_timeout=10,
             )
         except psycopg.Error as error:

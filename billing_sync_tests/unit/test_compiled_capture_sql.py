@@ -6,7 +6,7 @@ The builders (change, lookback region, rows by key, high watermark, snapshot chu
 an operator filter, count, the unreadable-stamp sample) write the text in the adapter's
 style; ``queries.statement`` hands it to the dialect, which turns ``:name`` binds into
 its driver's style. Oracle is pinned in full; Db2 LUW and Db2 for i must be the same
-text with ``?`` markers (in the order the compiled statement lists) and ``VARCHAR``.
+text with ``?`` markers (in the order the compiled statement lists) and ``VARCHAR(32672)``.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ ORACLE = {
     "high": 'SELECT CAST("CHG_DATE" AS decimal(18,0)) * 1000000 + "CHG_TIME" FROM "ICOMS"."ACCOUNT" WHERE "CHG_DATE" IS NOT NULL AND "CHG_TIME" IS NOT NULL ORDER BY "CHG_DATE" DESC, "CHG_TIME" DESC FETCH FIRST 1 ROWS ONLY',
     "snapshot": 'SELECT "SITE_ID", "ACCOUNT_NO", "BALANCE", "CHG_DATE" AS "_cursor_date", "CHG_TIME" AS "_cursor_time" FROM "ICOMS"."ACCOUNT" WHERE "SITE_ID" >= :after_k0 AND ("SITE_ID" > :after_k0 OR ("SITE_ID" = :after_k0 AND ("ACCOUNT_NO" > :after_k1))) AND ("SITE_ID" = :filter_0) ORDER BY "SITE_ID", "ACCOUNT_NO" FETCH FIRST 1000 ROWS ONLY',
     "count": 'SELECT count(*) FROM "ICOMS"."ACCOUNT" WHERE ("SITE_ID" IN (:filter_0, :filter_1))',
-    "unreadable": 'SELECT "SITE_ID", "ACCOUNT_NO", COALESCE(CAST("CHG_DATE" AS VARCHAR2(64)), \'NULL\') || \' \' || COALESCE(CAST("CHG_TIME" AS VARCHAR2(64)), \'NULL\') AS "_stamp" FROM "ICOMS"."ACCOUNT" WHERE ("CHG_DATE" IS NULL OR "CHG_TIME" IS NULL OR "CHG_DATE" <= 0 OR mod(TRUNC("CHG_DATE" / 100, 0), 100) NOT BETWEEN 1 AND 12 OR mod("CHG_DATE", 100) < 1 OR mod("CHG_DATE", 100) > CASE WHEN mod(TRUNC("CHG_DATE" / 100, 0), 100) IN (4, 6, 9, 11) THEN 30 WHEN mod(TRUNC("CHG_DATE" / 100, 0), 100) = 2 THEN CASE WHEN (mod((TRUNC("CHG_DATE" / 10000, 0) + 1900), 4) = 0 AND (mod((TRUNC("CHG_DATE" / 10000, 0) + 1900), 100) <> 0 OR mod((TRUNC("CHG_DATE" / 10000, 0) + 1900), 400) = 0)) THEN 29 ELSE 28 END ELSE 31 END OR "CHG_TIME" < 0 OR TRUNC("CHG_TIME" / 10000, 0) > 23 OR mod(TRUNC("CHG_TIME" / 100, 0), 100) > 59 OR mod("CHG_TIME", 100) > 59 OR "CHG_DATE" >= :ceiling_d AND ("CHG_DATE" > :ceiling_d OR ("CHG_DATE" = :ceiling_d AND ("CHG_TIME" > :ceiling_t)))) ORDER BY "SITE_ID", "ACCOUNT_NO" FETCH FIRST 1000 ROWS ONLY',
+    "unreadable": 'SELECT "SITE_ID", "ACCOUNT_NO", COALESCE(CAST("CHG_DATE" AS VARCHAR2(4000)), \'NULL\') || \' \' || COALESCE(CAST("CHG_TIME" AS VARCHAR2(4000)), \'NULL\') AS "_stamp" FROM "ICOMS"."ACCOUNT" WHERE ("CHG_DATE" IS NULL OR "CHG_TIME" IS NULL OR "CHG_DATE" <= 0 OR mod(TRUNC("CHG_DATE" / 100, 0), 100) NOT BETWEEN 1 AND 12 OR mod("CHG_DATE", 100) < 1 OR mod("CHG_DATE", 100) > CASE WHEN mod(TRUNC("CHG_DATE" / 100, 0), 100) IN (4, 6, 9, 11) THEN 30 WHEN mod(TRUNC("CHG_DATE" / 100, 0), 100) = 2 THEN CASE WHEN (mod((TRUNC("CHG_DATE" / 10000, 0) + 1900), 4) = 0 AND (mod((TRUNC("CHG_DATE" / 10000, 0) + 1900), 100) <> 0 OR mod((TRUNC("CHG_DATE" / 10000, 0) + 1900), 400) = 0)) THEN 29 ELSE 28 END ELSE 31 END OR "CHG_TIME" < 0 OR TRUNC("CHG_TIME" / 10000, 0) > 23 OR mod(TRUNC("CHG_TIME" / 100, 0), 100) > 59 OR mod("CHG_TIME", 100) > 59 OR "CHG_DATE" >= :ceiling_d AND ("CHG_DATE" > :ceiling_d OR ("CHG_DATE" = :ceiling_d AND ("CHG_TIME" > :ceiling_t)))) ORDER BY "SITE_ID", "ACCOUNT_NO" FETCH FIRST 1000 ROWS ONLY',
 }
 
 
@@ -117,7 +117,7 @@ def test_db2_text_is_oracles_with_question_marks_in_order(url: str, name: str) -
     adapter = adapter_for(url)
     text, order = _compiled(adapter, _queries(adapter)[name])
     expected_order = re.findall(r":(\w+)", ORACLE[name])
-    expected = re.sub(r":\w+", "?", ORACLE[name]).replace("VARCHAR2(", "VARCHAR(")
+    expected = re.sub(r":\w+", "?", ORACLE[name]).replace("VARCHAR2(4000)", "VARCHAR(32672)")
     assert text == expected
     assert order == expected_order
 

@@ -27,7 +27,7 @@ from billing_sync.source.reflect import type_family
         ("INTEGER", "int", "integer"),
         ("INTEGER(11)", "int", "integer"),
         ("TINYINT", "int", "smallint"),
-        ("BIGINT(20) UNSIGNED", "int", "bigint"),
+        ("BIGINT(20) UNSIGNED", "int", "numeric(20,0)"),
         ("NUMBER(7, 0)", "int", "numeric(7,0)"),
         ("DECIMAL(11, 2)", "numeric", "numeric(11,2)"),
         ("NUMERIC", "numeric", "numeric"),

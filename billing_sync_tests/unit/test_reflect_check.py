@@ -101,7 +101,9 @@ def test_a_missing_table() -> None:
     ("sql_type", "family"),
     [("integer", "int"), ("numeric(7,0)", "int"), ("numeric(12,2)", "numeric"),
      ("character varying(30)", "text"), ("timestamp(6) without time zone", "timestamp"),
-     ("bytea", "binary"), ("real", "float"), ("date", "date"), ("uuid", "other")],
+     ("bytea", "binary"), ("real", "float"), ("date", "date"), ("uuid", "uuid"),
+     ("timestamp(6) with time zone", "timestamptz"), ("interval", "interval"), ("jsonb", "json"),
+     ("enum", "enum"), ("point", "other")],
 )  # fmt: skip
 def test_type_families(sql_type: str, family: str) -> None:
     assert type_family(sql_type) == family

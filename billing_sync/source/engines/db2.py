@@ -40,7 +40,7 @@ class Db2Adapter(EngineAdapter):
     row_values = False
     named_params = True  # compiled by the dialect into ibm_db's (and pyodbc's) qmark binds
     fetch_first = True
-    text_type = "VARCHAR(64)"
+    text_type = "VARCHAR(32672)"  # the largest VARCHAR
     integer_division = "trunc"  # NUMBER / DECIMAL division keeps the fraction
     # SQL0952N / SQLSTATE 57014: processing was cancelled due to an interrupt (what the
     # query timeout raises); HYT00: the ODBC timeout-expired state (pyodbc, IBM i).

@@ -52,7 +52,7 @@ class OracleAdapter(EngineAdapter):
     row_values = False
     named_params = True  # compiled by the dialect: python-oracledb binds by name
     fetch_first = True  # the row limiting clause, Oracle 12c and later
-    text_type = "VARCHAR2(64)"  # Oracle has no TEXT type
+    text_type = "VARCHAR2(4000)"  # Oracle has no TEXT type; 4000: the standard maximum
     integer_division = "trunc"  # NUMBER / DECIMAL division keeps the fraction
     # DPY-4024: python-oracledb's call timeout expired (thin mode); ORA-03156: the same
     # in thick mode (OCI's call timeout).

@@ -46,6 +46,9 @@ def type_family(column_type: sat.TypeEngine[Any]) -> str:
         return "timestamp"
     if isinstance(column_type, sat.Boolean):
         return "boolean"
+    if isinstance(column_type, sat.Numeric) and (column_type.scale or 0) > 0:
+        # Before Integer: Oracle's NUMBER is both a Numeric and an Integer class.
+        return "numeric"
     if isinstance(column_type, sat.Integer):
         return "int"
     if isinstance(column_type, sat.Float) or name in ("DOUBLE", "REAL", "BINARY_DOUBLE"):
@@ -59,7 +62,7 @@ def type_family(column_type: sat.TypeEngine[Any]) -> str:
         return "date"
     if isinstance(column_type, sat.Time):
         return "time"
-    if isinstance(column_type, sat.Interval):
+    if isinstance(column_type, sat.Interval) or name == "INTERVAL":  # PostgreSQL's INTERVAL
         return "interval"
     if isinstance(column_type, sat.Uuid) or name == "UUID":
         return "uuid"
