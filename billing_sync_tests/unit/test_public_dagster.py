@@ -44,11 +44,20 @@ def test_private_dagster_imports_finds_them(source: str, expected: list[str]) ->
     assert private_dagster_imports(source) == expected
 
 
+# Files allowed private paths, each with why. Only Dagster's own schema can say whether an
+# instance file, a workspace file or a run launcher's config loads (Dagster has no public
+# validator for them); a Dagster upgrade that moves them fails that test loudly, never the
+# product.
+CHECKS_FILES_WITH_DAGSTERS_SCHEMA = {"billing_sync_tests/unit/test_deploy.py"}
+
+
 def test_no_private_dagster_import_in_the_repository() -> None:
     offenders = {
         str(path.relative_to(REPO)): found
         for folder in ("billing_sync", "billing_sync_tests")
         for path in sorted((REPO / folder).rglob("*.py"))
-        if "dagster" in (text := path.read_text()) and (found := private_dagster_imports(text))
+        if "dagster" in (text := path.read_text())
+        and (found := private_dagster_imports(text))
+        and str(path.relative_to(REPO)) not in CHECKS_FILES_WITH_DAGSTERS_SCHEMA
     }
     assert offenders == {}
