@@ -250,6 +250,8 @@ class SyncEngine:
         )
         if self._trailing is not None:
             results = cache_trail.report(results, feed)
+        if self._trailing is not None and self.read_copy.due():
+            feed.wait()  # the copy opens the cache: not while the feed's thread writes it
         self.read_copy.publish_if_due()  # analysts' copy; converted in the background
         if failed:
             raise TablesFailed(failed, results)

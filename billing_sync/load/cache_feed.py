@@ -31,6 +31,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -157,7 +158,9 @@ class CacheFeed:
                 previous_batch_id=gathered.previous_batch_id,
                 catch_up=self.catch_up,
             )
-        except CacheBusy as busy:
+        except (CacheBusy, duckdb.ConnectionException) as busy:
+            # ConnectionException: this process holds the file open another way (a reader
+            # in another thread); the entity catches up from the warehouse next time.
             log.warning("%s; it will catch up from the warehouse", busy)
             return str(busy)
 
