@@ -27,7 +27,6 @@ the version-guarded merge makes harmless. Converters in
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -35,14 +34,14 @@ import polars as pl
 import pyarrow as pa
 
 from billing_sync.config import TableMapping
-from billing_sync.source.reflect import TEXT_FORM_FAMILIES, type_family
+from billing_sync.source.families import type_family
 from billing_sync.source.schema import (
     CURSOR_ALIAS,
     CURSOR_DATE_ALIAS,
     CURSOR_TIME_ALIAS,
     is_composite,
 )
-from billing_sync.sql import QueryStyle, quote_ident
+from billing_sync.sql import quote_ident
 
 FIRST_YEAR = 1900  # CYYMMDD with C = 0
 LAST_YEAR = 2899  # CYYMMDD with C = 9, the largest a 7-digit value holds
@@ -94,30 +93,6 @@ def cursor_select(mapping: TableMapping) -> str:
 
 def _is_timestamptz(mapping: TableMapping, name: str) -> bool:
     return type_family(mapping.source_types.get(name, "")) == "timestamptz"
-
-
-def select_items(mapping: TableMapping, names: Iterable[str], style: QueryStyle) -> list[str]:
-    """The select-list items of source columns ``names``: the bare column, or its text
-    (uuid, json, enum, interval: see ``TEXT_FORM_FAMILIES``), or a ``timestamptz`` as
-    the session's wall time, always under the column's own name.
-
-    >>> m = TableMapping.model_validate({"table": "T", "entity": "e", "key": ["K"],
-    ...     "cursor": "TS", "source_types": {"K": "uuid", "TS": "timestamp with time zone"},
-    ...     "columns": [{"source": "K", "target": "k", "type": "text"},
-    ...                 {"source": "TS", "target": "ts", "type": "timestamp"}]})
-    >>> select_items(m, ["K", "TS"], QueryStyle())
-    ['CAST("K" AS text) AS "K"', 'CAST("TS" AS timestamp) AS "TS"']
-    """
-    items = []
-    for name in names:
-        column = quote_ident(name)
-        family = type_family(mapping.source_types.get(name, ""))
-        if family in TEXT_FORM_FAMILIES:
-            column = f"CAST({column} AS {style.text_type}) AS {column}"
-        elif family == "timestamptz":
-            column = f"CAST({column} AS timestamp) AS {column}"
-        items.append(column)
-    return items
 
 
 def cursor_values(mapping: TableMapping, change_ts: datetime) -> tuple[Any, ...]:

@@ -18,8 +18,8 @@ from billing_sync.capture.cursor import (
     cursor_sql_columns,
     cursor_values,
     decode_packed,
-    select_items,
 )
+from billing_sync.capture.select import select_items
 from billing_sync.capture.window import Window
 from billing_sync.config import TableMapping
 from billing_sync.source.reflect import type_family

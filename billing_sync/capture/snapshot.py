@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from billing_sync.capture.cursor import cursor_select, select_items
+from billing_sync.capture.cursor import cursor_select
 from billing_sync.capture.filter_ast import Expr, render
 from billing_sync.capture.filter_expr import BadFilter, parse_filter
+from billing_sync.capture.select import select_items
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.source.reflect import type_family
 from billing_sync.sql import POSTGRES_STYLE, BoundQuery, QueryStyle, qualified, quote_ident

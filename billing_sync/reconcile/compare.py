@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 import duckdb
 import polars as pl
 
-from billing_sync.capture.cursor import cursor_select, select_items
+from billing_sync.capture.cursor import cursor_select
+from billing_sync.capture.select import select_items
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.entities import entity_columns, rows_to_arrow
 from billing_sync.load.locking import open_duckdb
