@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -171,7 +172,16 @@ class BatchInfo:
 
 
 def encode_key(values: tuple[Any, ...]) -> str:
-    return json.dumps([v.isoformat() if isinstance(v, date) else v for v in values])
+    """Key values as JSON: dates in ISO form, decimals as their exact text (a
+    ``decimal(20,0)`` key from a MySQL ``BIGINT UNSIGNED`` does not fit a JSON double).
+
+    >>> encode_key(("001", Decimal("18446744073709551615"), date(2026, 1, 2)))
+    '["001", "18446744073709551615", "2026-01-02"]'
+    """
+    return json.dumps(
+        [v.isoformat() if isinstance(v, date) else str(v) if isinstance(v, Decimal) else v
+         for v in values]
+    )  # fmt: skip
 
 
 def decode_key(mapping: TableMapping, raw: list[Any]) -> tuple[Any, ...]:
@@ -187,6 +197,8 @@ def decode_key(mapping: TableMapping, raw: list[Any]) -> tuple[Any, ...]:
             decoded.append(date.fromisoformat(value))
         elif kind == "timestamp":
             decoded.append(datetime.fromisoformat(value))
+        elif kind.startswith("decimal"):
+            decoded.append(Decimal(str(value)))
         else:
             decoded.append(value)
     return tuple(decoded)
