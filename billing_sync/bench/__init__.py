@@ -11,6 +11,8 @@ Scenarios (``billing-sync bench SCENARIO``):
 ``hot``       per-row staleness of rows rewritten every 0.3 s, under the workload
 ``capacity``  10,000 changed rows/s through Dagster: p99 per tier against its target,
               CPU per 1,000 captured rows, the backlog at the end
+``tail-peers`` the tail against dlt and Sling on the peers' plain table, same run:
+              freshness, cost, and rows each loses under adversity
 ``all``       all of them, in that order
 
 Each prints a table and writes ``<state_dir>/bench/reports/<scenario>.json`` with the
@@ -19,7 +21,9 @@ machine, the versions and every figure.
 
 import os
 
-SCENARIO_NAMES = ("snapshot", "paths", "tail", "shapes", "scale", "hot", "capacity", "all")
+SCENARIO_NAMES = (
+    "snapshot", "paths", "tail", "shapes", "scale", "hot", "capacity", "tail-peers", "all",
+)  # fmt: skip
 
 
 def bench_hmac_key() -> str:

@@ -28,6 +28,12 @@ class BenchOptions:
     capacity_seconds: float = 180.0
     profile_seconds: float = 30.0
     tail_first_load: bool = True  # False: the first Dagster run does the first load
+    # tail-peers: the peers' table's rows, the window per contender, the long transaction's
+    # hold (issue 19 asks 45 s), and which contenders run (empty: all of them)
+    peers_tail_rows: int = 200_000
+    peers_tail_window: float = 60.0
+    peers_tail_hold: float = 45.0
+    peers_tail_contenders: tuple[str, ...] = ()
     peers: bool = True
     hot_seconds: float = 60.0  # scenario hot: how long the hot rows are rewritten and sampled
     hot_accounts: int = 5_000
@@ -45,6 +51,7 @@ class BenchOptions:
                 profile_seconds=3.0, tail_first_load=False, hot_seconds=6.0,
                 hot_accounts=200, hot_rate=100.0,
                 capacity_rate=600.0, capacity_seconds=5.0,
+                peers_tail_rows=3_000, peers_tail_window=4.0, peers_tail_hold=3.0,
             )  # fmt: skip
         elif quick:
             # A few minutes for ``bench all --quick`` on 2 cores: one rate, short windows,
@@ -55,6 +62,7 @@ class BenchOptions:
                 scale_factors=(1, 4), scale_tail_seconds=10.0, profile_seconds=10.0,
                 hot_seconds=30.0, hot_accounts=2_000,
                 capacity_seconds=30.0,
+                peers_tail_rows=50_000, peers_tail_window=20.0, peers_tail_hold=15.0,
             )  # fmt: skip
         else:
             base = cls(repeat=3)

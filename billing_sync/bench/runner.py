@@ -17,6 +17,7 @@ from billing_sync.bench.scale import run_scale
 from billing_sync.bench.server import start_server
 from billing_sync.bench.snapshot import run_snapshot
 from billing_sync.bench.tail import run_shapes, run_tail
+from billing_sync.bench.tail_peers import run_tail_peers
 
 
 def _snapshot(ctx: BenchContext) -> list[Report]:
@@ -62,6 +63,7 @@ SCENARIOS: dict[str, Callable[[BenchContext], list[Report]]] = {
     "scale": _scale,
     "hot": _hot,
     "capacity": _capacity,
+    "tail-peers": lambda ctx: [run_tail_peers(ctx)],
 }
 
 

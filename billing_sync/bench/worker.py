@@ -344,7 +344,17 @@ TASKS: dict[str, Callable[[Args], Args]] = {
     "engine-loop": engine_loop,
     "extract": extract,
     "validate-paths": lambda args: _validate_paths(args),
+    "dlt-incremental": lambda args: _dlt_tail("run_once", args),
+    "dlt-incremental-loop": lambda args: _dlt_tail("run_loop", args),
 }
+
+
+def _dlt_tail(function: str, args: Args) -> Args:
+    # why: a worker imports only its task's stack: the parent measures its CPU
+    from billing_sync.bench import dlt_tail
+
+    result: Args = getattr(dlt_tail, function)(args)
+    return result
 
 
 def _validate_paths(args: Args) -> Args:

@@ -97,3 +97,22 @@ def test_capacity_at_a_tiny_size(bench_env: None, tmp_path: Path) -> None:
         assert row["markers"] > 0 and row["verdict"] in ("met", "missed"), row
     assert rows[0]["target"] == 5.0 and rows[0]["cpu_per_1000"] is not None, rows[0]
     assert _report(tmp_path, "capacity")["details"]["targets"]["standard"] == 60
+
+
+def test_tail_against_the_peers_at_a_tiny_size(bench_env: None, tmp_path: Path) -> None:
+    """Sling and dlt (one long-lived process) follow the peers' table, then the adversity:
+    both lose the long transaction's rows, and the comparison finds them. (billing-sync's
+    leg is the Dagster daemon of the tail test above, on the table of test_peers_table.)"""
+    options = BenchOptions.for_run(
+        quick=True, tiny=True, peers_tail_window=3.0, peers_tail_contenders=("sling", "dlt")
+    )
+    (report,) = run_bench(["tail-peers"], options, state_dir=tmp_path)
+    rows = {row["contender"].split(" ")[0]: row for row in report.rows}
+    assert set(rows) == {"Sling", "dlt"}, report.text()
+    for row in rows.values():
+        assert row["status"] == "ok" and row["markers"] > 0 and math.isfinite(row["p50"]), row
+        assert row["cpu_per_1000"] > 0 and row["duplicated"] == 0, row
+        # The long transaction commits stamps older than what the cursor passed meanwhile
+        # (a 3 s hold is enough at this size), and no cursor sees a hard delete.
+        assert row["long_transaction_lost"] > 0 and row["deleted_kept"] > 0, row
+    assert "tail-peers" in _report(tmp_path, "tail-peers")["scenario"]
