@@ -41,6 +41,7 @@ def _pipeline(args: Args) -> Any:
 
 
 def _resource(args: Args, credentials: Any) -> Any:
+    # why: a worker imports only its task's stack: the parent measures its CPU
     import dlt
     from dlt.sources.sql_database import sql_table
 
@@ -77,6 +78,7 @@ def run_once(args: Args) -> Args:
 
 def run_loop(args: Args) -> Args:
     _quiet()
+    # why: a worker imports only its task's stack: the parent measures its CPU
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(args["source"])

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -298,10 +299,8 @@ def dlt_settings(lag: float | None) -> str:
 
 def dlt_version() -> str:
     try:
-        from importlib.metadata import version
-
-        return version("dlt")
-    except Exception:  # the name only decorates the report
+        return metadata.version("dlt")
+    except metadata.PackageNotFoundError:  # the version only decorates the report
         return "?"
 
 
