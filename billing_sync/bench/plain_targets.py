@@ -188,11 +188,13 @@ def _one(url: str, query: sql.SQL, params: Any = None) -> float:
 
 
 def source_reads(server_url: str, database: str) -> float:
-    """Rows returned so far by the read statements run in ``database`` (SELECT, COPY TO),
-    from ``pg_stat_statements``: the workload and the markers only write."""
+    """Rows returned so far by the read statements run in ``database`` (SELECT, COPY TO,
+    and FETCH: SQLAlchemy's server-side cursors, which dlt reads through), from
+    ``pg_stat_statements``: the workload and the markers only write."""
     return _one(server_url, sql.SQL(
         "SELECT sum(rows) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
-        " WHERE d.datname = %s AND (s.query ILIKE 'select%%' OR s.query ILIKE 'copy%%')"
+        " WHERE d.datname = %s AND (s.query ILIKE 'select%%' OR s.query ILIKE 'copy%%'"
+        " OR s.query ILIKE 'fetch%%')"
     ), (database,))  # fmt: skip
 
 
