@@ -54,7 +54,8 @@ class Gone(NamedTuple):
     warehouse_rows: int
 
 
-FindGone = Callable[[SourceCatalog, TableMapping], Gone]
+FindGone = Callable[[SourceCatalog, TableMapping], Gone | None]
+"""The key comparison; ``None`` where it cannot run (the count alone then decides)."""
 
 
 class _Refusal(Protocol):
@@ -164,11 +165,8 @@ class RegressionGuard:
         if in_source >= in_warehouse * (1 - fraction):
             return
         # The count is a trigger; what was deleted decides (inserts would hide deletes).
-        gone = (
-            Gone(in_warehouse - in_source, in_warehouse)
-            if self.find_gone is None
-            else self.find_gone(catalog, mapping)
-        )
+        compared = None if self.find_gone is None else self.find_gone(catalog, mapping)
+        gone = compared or Gone(in_warehouse - in_source, in_warehouse)
         if gone.rows <= math.floor(fraction * gone.warehouse_rows):
             return  # deletes within the cap: the parity schedule flags them
         reason = (
