@@ -435,6 +435,11 @@ class TierSettings(_Strict):
     # this long (0: each batch at once): fewer, larger applies (engine.cache_trail).
     cache_apply_interval_seconds: float = Field(default=0.0, ge=0)
     freshness_sla_seconds: float = Field(gt=0)
+    # Scale-out (billing_sync.shards): the tier's entities in this many groups, each its own
+    # sensor, run and concurrency key; or the groups named (entity names), which must not
+    # overlap.
+    shards: int = Field(default=1, gt=0)
+    shard_entities: list[list[str]] | None = None
 
 
 def default_tiers() -> dict[Tier, TierSettings]:

@@ -14,8 +14,7 @@ from billing_sync.alerts import AlertState, Condition, notify
 from billing_sync.alerts import conditions as c
 from billing_sync.alerts.conditions import Freshness
 from billing_sync.alerts.operations import markdown
-from billing_sync.config import TIERS
-from billing_sync.defs.jobs import sync_job_name
+from billing_sync.defs.jobs import tier_of_sync_job
 from billing_sync.defs.keys import OPERATIONS_KEY
 from billing_sync.defs.resources import BillingSyncResource
 from billing_sync.engine import pipeline_record
@@ -165,8 +164,8 @@ def alerts_sensor(check_keys: list[dg.AssetCheckKey], jobs: list[str]) -> dg.Sen
         try:
             with billing_sync.engine() as engine:
                 committed = tier_last_commit(engine)
-                for tier in TIERS:
-                    job = sync_job_name(tier)
+                for job in jobs:  # each shard's job too: its tier committed a batch
+                    tier = tier_of_sync_job(job)
                     if tier in committed:
                         healthy[job] = max(healthy.get(job, committed[tier]), committed[tier])
                 tables = table_freshness(engine)

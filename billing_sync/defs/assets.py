@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import dagster as dg
 from pydantic import Field
 
-from billing_sync.config import TIERS, SourceCatalog, Tier
+from billing_sync.config import SourceCatalog
 from billing_sync.defs.keys import SYNC_RUN_BUDGET_SECONDS, cache_key, source_key, warehouse_key
 from billing_sync.defs.metadata import materializations
 from billing_sync.defs.observe import freshness_evaluation
@@ -27,6 +27,7 @@ from billing_sync.dictionary import EntityDoc, describe
 from billing_sync.engine.batch import TableBatch
 from billing_sync.engine.handover import TierLock
 from billing_sync.engine.monitor import entity_freshness
+from billing_sync.shards import Shard
 from billing_sync.tier_failures import TablesFailed
 from billing_sync.validate.report import BatchValidationError
 
@@ -63,11 +64,14 @@ def column_schema(doc: EntityDoc) -> dg.TableSchema:
 
 
 def _entity_specs(
-    catalogs: list[SourceCatalog], tier: Tier, dictionary: dict[str, EntityDoc]
+    catalogs: list[SourceCatalog], shard: Shard, dictionary: dict[str, EntityDoc]
 ) -> list[dg.AssetSpec]:
+    tier = shard.tier
     sources: dict[str, list[dg.AssetKey]] = {}
     for catalog in catalogs:
         for mapping in catalog.for_tier(tier):
+            if mapping.entity not in shard.entities:
+                continue
             sources.setdefault(mapping.entity, []).append(source_key(catalog.system, mapping.table))
     specs = []
     for entity, deps in sources.items():
@@ -102,23 +106,26 @@ def _entity_specs(
 
 
 def sync_assets(
-    catalogs: list[SourceCatalog], dictionary: dict[str, EntityDoc] | None = None
-) -> dict[Tier, dg.AssetsDefinition]:
-    """One multi-asset per tier that has tables; ``dictionary`` describes their columns
-    (the catalogs' own descriptions when not given)."""
+    catalogs: list[SourceCatalog],
+    shards: list[Shard],
+    dictionary: dict[str, EntityDoc] | None = None,
+) -> dict[Shard, dg.AssetsDefinition]:
+    """One multi-asset per tier shard (billing_sync.shards); ``dictionary`` describes their
+    columns (the catalogs' own descriptions when not given)."""
     docs = dictionary or describe(catalogs)
     return {
-        tier: _sync_tier_asset(tier, specs)
-        for tier in TIERS
-        if (specs := _entity_specs(catalogs, tier, docs))
+        shard: _sync_tier_asset(shard, specs)
+        for shard in shards
+        if (specs := _entity_specs(catalogs, shard, docs))
     }
 
 
-def _sync_tier_asset(tier: Tier, specs: list[dg.AssetSpec]) -> dg.AssetsDefinition:
+def _sync_tier_asset(shard: Shard, specs: list[dg.AssetSpec]) -> dg.AssetsDefinition:
+    tier = shard.tier
     entities = [spec.key.path[-1] for spec in specs if spec.key.path[0] == "warehouse"]
 
     @dg.multi_asset(
-        name=f"sync_{tier}",
+        name=f"sync_{shard.name}",
         specs=specs,
         check_specs=[validation_spec(entity) for entity in entities],
         can_subset=False,
@@ -154,13 +161,16 @@ def _sync_tier_asset(tier: Tier, specs: list[dg.AssetSpec]) -> dg.AssetsDefiniti
                         context.log_event(freshness_evaluation(figures))
 
         started = time.monotonic()
-        with billing_sync.engine(run_id=context.run_id) as engine, failed_batches(context):
+        # A tier of one shard keeps the whole engine (every catalog), as before shards.
+        only = shard.entities if shard.count > 1 else None
+        shard_engine = billing_sync.engine(run_id=context.run_id, entities=only)
+        with shard_engine as engine, failed_batches(context):
             engine.setup()
             # The 3-4 s GX import and this tier's suites, off the freshness path: batches
             # validate with the same suites in Polars until it is done.
             engine.validator.warm_up_in_background(entities)
             # Started while the tier's previous run still syncs: wait warm, take over at once.
-            lock = TierLock(engine.urls.warehouse, tier)
+            lock = TierLock(engine.urls.warehouse, shard.name)  # per shard: shards run side by side
             try:
                 if lock.acquire(should_stop=engine.settings.pause_file.exists):
                     context.log.info(

@@ -15,6 +15,7 @@ from billing_sync.defs.retention import retention_job, retention_schedule
 from billing_sync.defs.sensors import sync_sensor
 from billing_sync.defs.serve import view_specs
 from billing_sync.dictionary import describe
+from billing_sync.shards import tier_shards
 from billing_sync.validate.suites import suites_for
 
 
@@ -23,7 +24,8 @@ def build_definitions() -> dg.Definitions:
     catalogs = load_catalogs(settings)
     entities = sorted({mapping.entity for catalog in catalogs for mapping in catalog.tables})
     dictionary = describe(catalogs, suites_for(entities, settings.suites_dir))
-    tier_assets = sync_assets(catalogs, dictionary)
+    # Overlapping shards are refused here, before any sensor runs (ConfigError).
+    tier_assets = sync_assets(catalogs, tier_shards(settings, catalogs), dictionary)
     checks = freshness_checks(catalogs)
     parity = parity_checks(catalogs)
     jobs = asset_jobs(tier_assets, checks, parity)
@@ -47,7 +49,7 @@ def build_definitions() -> dg.Definitions:
         asset_checks=[checks, parity],
         jobs=op_jobs,
         sensors=[
-            *(sync_sensor(tier) for tier in tier_assets),
+            *(sync_sensor(shard) for shard in tier_assets),
             # Freshness is evaluated continuously by a sensor (freshness_checks_job on demand).
             freshness_sensor(),
             source_observation_sensor(),

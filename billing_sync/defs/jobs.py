@@ -10,29 +10,45 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from billing_sync.config import Tier
+from billing_sync.config import TIERS, Tier
 from billing_sync.defs.keys import SYNC_MAX_RUNTIME_SECONDS, TIER_TAG
+from billing_sync.shards import Shard
 
 FRESHNESS_CHECKS_JOB = "freshness_checks_job"
 PARITY_CHECKS_JOB = "parity_checks_job"
 
 
-def sync_job_name(tier: Tier) -> str:
-    """
+def sync_job_name(tier: Tier | str) -> str:
+    """The sync job of a tier, or of a shard by its name (``priority_1``).
+
     >>> sync_job_name("priority")
     'sync_priority_job'
     """
     return f"sync_{tier}_job"
 
 
+def tier_of_sync_job(job: str) -> str | None:
+    """The tier a sync job (a tier's or a shard's) belongs to.
+
+    >>> tier_of_sync_job("sync_priority_1_job"), tier_of_sync_job("parity_checks_job")
+    ('priority', None)
+    """
+    for tier in TIERS:
+        if job == sync_job_name(tier) or (
+            job.startswith(f"sync_{tier}_") and job.removesuffix("_job")[len(tier) + 6 :].isdigit()
+        ):
+            return tier
+    return None
+
+
 def asset_jobs(
-    tier_assets: Mapping[Tier, dg.AssetsDefinition],
+    tier_assets: Mapping[Shard, dg.AssetsDefinition],
     freshness: dg.AssetChecksDefinition,
     parity: dg.AssetChecksDefinition,
 ) -> dg.Definitions:
     sync_jobs = [
         dg.define_asset_job(
-            name=sync_job_name(tier),
+            name=sync_job_name(shard.name),
             # With its validation checks: a run reports them per batch and at its end.
             selection=dg.AssetSelection.assets(asset).without_checks()
             | dg.AssetSelection.checks(*asset.check_keys),
@@ -42,13 +58,15 @@ def asset_jobs(
             # one owner of restarting a tier. With both, a dead run worker got a retry run
             # and a sensor run for the same tier (dagster.yaml's run_retries stay for others).
             tags={
-                TIER_TAG: tier,
+                TIER_TAG: shard.tag,
                 "dagster/max_runtime": str(SYNC_MAX_RUNTIME_SECONDS),
                 "dagster/max_retries": "0",
             },
-            description=f"Micro-batches of the {tier} tier's tables, looped inside one run.",
+            description=f"Micro-batches of the {shard.tier} tier's tables"
+            + (f" of {', '.join(shard.entities)}" if shard.count > 1 else "")
+            + ", looped inside one run.",
         )
-        for tier, asset in tier_assets.items()
+        for shard, asset in tier_assets.items()
     ]
     return dg.Definitions(
         jobs=[

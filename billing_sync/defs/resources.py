@@ -1,7 +1,7 @@
 """The resource that hands assets, sensors and checks a sync engine."""
 
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,8 +32,11 @@ class BillingSyncResource(dg.ConfigurableResource["BillingSyncResource"]):
         return load_settings(path=path, env=env)
 
     @contextmanager
-    def engine(self, *, run_id: str | None = None) -> Iterator[SyncEngine]:
-        engine = SyncEngine.from_settings(self.settings(), run_id=run_id)
+    def engine(
+        self, *, run_id: str | None = None, entities: Collection[str] | None = None
+    ) -> Iterator[SyncEngine]:
+        """``entities``: one shard's (its tables only)."""
+        engine = SyncEngine.from_settings(self.settings(), run_id=run_id, entities=entities)
         try:
             yield engine
         finally:

@@ -29,9 +29,9 @@ LOCK_SPACE = "billing_sync.tier"
 
 
 class TierLock:
-    """The warehouse-wide lock of one tier's tables (module docstring)."""
+    """The warehouse-wide lock of one tier's (or one tier shard's) tables (module docstring)."""
 
-    def __init__(self, warehouse_url: str, tier: Tier, *, poll: float = 0.05) -> None:
+    def __init__(self, warehouse_url: str, tier: Tier | str, *, poll: float = 0.05) -> None:
         self.tier = tier
         self.poll = poll
         self.waited_seconds = 0.0

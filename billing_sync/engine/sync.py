@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -128,9 +128,21 @@ class SyncEngine:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, run_id: str | None = None, reading: bool = False
+        cls,
+        settings: Settings,
+        *,
+        run_id: str | None = None,
+        reading: bool = False,
+        entities: Collection[str] | None = None,
     ) -> SyncEngine:
+        """``entities``: only their tables (one shard's run, billing_sync.shards)."""
         catalogs = load_catalogs(settings)
+        if entities is not None:
+            catalogs = [
+                c.model_copy(update={"tables": [m for m in c.tables if m.entity in entities]})
+                for c in catalogs
+            ]
+            catalogs = [c for c in catalogs if c.tables]
         urls = resolve_database_urls(settings)
         if settings.suites_dir is None:
             return cls(settings, catalogs, urls, run_id=run_id, reading=reading)

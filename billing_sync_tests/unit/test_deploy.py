@@ -1,7 +1,9 @@
 """deploy/ and the instance files, loaded through Dagster's own config schema (issue 18).
 
-Nothing here runs a container or a cluster: the instance files load as the daemon loads
-them; the Helm values become the instance the chart renders from them (its instance
+Nothing here runs a container or a cluster; only Dagster's public API is used: the
+instance files open as a DagsterInstance (their storage and run launcher sections checked
+against their classes' own config schema, which would otherwise need the servers); the
+Helm values become the instance the chart renders from them (its instance
 ConfigMap: run launcher, run coordinator, PostgreSQL storage, run monitoring and
 retries) and that instance, the K8sRunLauncher's and the QueuedRunCoordinator's config
 are checked by dagster, dagster-k8s and dagster-postgres; the workspace files by
@@ -13,13 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 import yaml
-from dagster._config import validate_config
-from dagster._core.instance.config import dagster_instance_config
-from dagster._core.run_coordinator import QueuedRunCoordinator
-from dagster._core.workspace.config_schema import process_workspace_config
 from dagster_k8s import K8sRunLauncher
+from dagster_postgres import DagsterPostgresStorage
 
 from billing_sync.topology.layout import Layout
 
@@ -28,17 +28,41 @@ DEPLOY = REPO / "deploy"
 
 
 def _class_config_ok(cls: Any, config: dict[str, Any]) -> None:
-    result = validate_config(cls.config_type(), config)
-    assert result.success, [error.message for error in result.errors]
+    """``config`` against ``cls``'s config schema, through a job's run config (public API);
+    raises DagsterInvalidConfigError."""
+
+    @dg.op(name="probe", config_schema=cls.config_type())
+    def probe() -> None:
+        pass
+
+    @dg.job(name="config_probe")
+    def config_probe() -> None:
+        probe()
+
+    dg.validate_run_config(config_probe, {"ops": {"probe": {"config": config}}})
 
 
-def _instance_ok(instance: dict[str, Any], tmp_path: Path, name: str = "dagster.yaml") -> None:
-    (tmp_path / name).write_text(yaml.safe_dump(instance))
-    dagster_instance_config(str(tmp_path), name)  # raises DagsterInvalidConfigError
-    coordinator = instance.get("run_coordinator")
-    if coordinator:
-        assert coordinator["class"] == "QueuedRunCoordinator"
-        _class_config_ok(QueuedRunCoordinator, coordinator.get("config") or {})
+@pytest.fixture(autouse=True)
+def _instance_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the instance files read from the environment (never connected to here)."""
+    monkeypatch.setenv("DAGSTER_PG_URL", "postgresql+psycopg2://dagster:x@db.invalid/dagster")
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", "x")
+
+
+def _instance_ok(instance: dict[str, Any], tmp_path: Path) -> None:
+    """Storage and run launcher by their classes' schema (they would connect to PostgreSQL
+    and Kubernetes); the rest by opening the instance (SQLite storage in ``tmp_path``)."""
+    instance = dict(instance)
+    storage = instance.pop("storage", None)
+    if storage is not None:
+        _class_config_ok(DagsterPostgresStorage, storage["postgres"])
+    launcher = instance.pop("run_launcher", None)
+    if launcher is not None:
+        assert launcher["class"] == "K8sRunLauncher"
+        _class_config_ok(K8sRunLauncher, launcher["config"])
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(instance))
+    with dg.DagsterInstance.from_config(str(tmp_path)) as opened:
+        assert type(opened.run_coordinator).__name__ == "QueuedRunCoordinator"
 
 
 @pytest.mark.parametrize("name", ["dagster.yaml", "dagster.postgres.yaml"])
@@ -110,7 +134,6 @@ def test_the_helm_values_make_an_instance_dagster_accepts(tmp_path: Path) -> Non
     values = yaml.safe_load((DEPLOY / "k8s" / "values.yaml").read_text())
     instance = chart_instance(values)
     _instance_ok(instance, tmp_path)
-    _class_config_ok(K8sRunLauncher, instance["run_launcher"]["config"])
     # The same queue rules as the single-machine instance: one run per tier shard.
     local = yaml.safe_load((REPO / "dagster.postgres.yaml").read_text())
     assert (
@@ -122,11 +145,20 @@ def test_the_helm_values_make_an_instance_dagster_accepts(tmp_path: Path) -> Non
     assert code["dagsterApiGrpcArgs"] == ["-m", "billing_sync.definitions"]
 
 
-def test_the_workspace_files_load_through_dagsters_schema(tmp_path: Path) -> None:
+def test_the_workspace_files_point_at_the_code_server(tmp_path: Path) -> None:
     layout = Layout(tmp_path, 4266, "127.0.0.1", 3000, "127.0.0.1", 9464)
     for text in (layout.workspace_yaml(), (DEPLOY / "systemd" / "workspace.yaml").read_text()):
-        result = process_workspace_config(yaml.safe_load(text))
-        assert result.success, [error.message for error in result.errors]
+        assert yaml.safe_load(text) == {
+            "load_from": [
+                {
+                    "grpc_server": {
+                        "host": "127.0.0.1",
+                        "port": 4266,
+                        "location_name": "billing_sync",
+                    }
+                }
+            ]
+        }
 
 
 def test_the_dockerfile_copies_what_exists_and_runs_the_code_server() -> None:

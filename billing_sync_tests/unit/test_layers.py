@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "billing_sync"
 LAYERS: list[tuple[str, ...]] = [
     ("billing_sync", "billing_sync.sql", "billing_sync.config", "billing_sync.column_types",
      "billing_sync.secrets", "billing_sync.private_files", "billing_sync.keys",
-     "billing_sync.faults", "billing_sync.postgres"),
+     "billing_sync.faults", "billing_sync.postgres", "billing_sync.shards"),
     ("billing_sync.source",),
     ("billing_sync.capture",),
     ("billing_sync.transform",),
