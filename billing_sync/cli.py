@@ -30,6 +30,7 @@ from billing_sync.engine.batch import TableBatch
 from billing_sync.engine.progress import Progress
 from billing_sync.engine.status_report import format_status, status_report
 from billing_sync.engine.sync import SyncEngine
+from billing_sync.feed_cli import add_parser as add_feed_parser
 from billing_sync.load.zone_upgrade import (
     cache_has_local_timestamps,
     set_cache_aside,
@@ -308,6 +309,7 @@ def parser() -> argparse.ArgumentParser:
     add_sources_parser(sub, _settings)
     add_ops_parsers(sub, _settings)
     add_api_parser(sub, _settings)
+    add_feed_parser(sub, _settings)
 
     pause = sub.add_parser("pause", help="sensors start no run; runs stop after their batch")
     pause.set_defaults(func=lambda a: cmd_pause(a, pause=True))

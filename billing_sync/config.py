@@ -497,6 +497,52 @@ class RetentionSettings(_Strict):
     max_age_hours: float = Field(default=72.0, gt=0)
 
 
+class SinkSettings(_Strict):
+    """One message bus the change events go to (docs/change-events.md).
+
+    ``url``: ``nats://host:4222`` or ``redis://host:6379/0``; one with a password belongs in
+    ``BILLING_SYNC_FEED_URL_<SINK>`` (the sink's name in capitals), never in a file.
+    """
+
+    kind: Literal["nats", "redis"]
+    url: str | None = None
+    # Redis streams are ``<prefix>:<entity>``; NATS subjects ``<prefix>.<entity>`` in the
+    # stream ``<prefix>_<entity>``.
+    prefix: str = Field(default="billing", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    # Ask the outbox for ``r`` events of rows a snapshot or backfill loads (a first load of
+    # millions of rows then goes on the bus too).
+    snapshot_events: bool = False
+    # Redis: each entity's stream is trimmed to about this many entries (XADD MAXLEN ~).
+    max_len: int = Field(default=1_000_000, gt=0)
+    # NATS: the stream's duplicate window, in which a re-published id is dropped.
+    duplicate_window_seconds: float = Field(default=600.0, gt=0)
+
+
+class FeedSettings(_Strict):
+    """The change-event relays (billing_sync.feed)."""
+
+    sinks: dict[str, SinkSettings] = Field(default_factory=dict)
+    # Events every sink published are deleted; older ones are deleted anyway (an alert
+    # names the sinks that had not published them).
+    retention_hours: float = Field(default=72.0, gt=0)
+    # A sink further behind than this (oldest unpublished event's age) raises feed_lag.
+    lag_sla_seconds: float = Field(default=10.0, gt=0)
+    batch_events: int = Field(default=1000, gt=0)
+    poll_interval_seconds: float = Field(default=0.2, ge=0)
+    # A sink that does not answer is retried after 1, 2, 4, ... seconds, at most this.
+    max_backoff_seconds: float = Field(default=10.0, gt=0)
+    # How long one relay run lasts before the sensor starts the next (a deploy then
+    # takes over within this).
+    run_seconds: float = Field(default=3600.0, gt=0)
+
+    @field_validator("sinks")
+    @classmethod
+    def _sink_names(cls, value: dict[str, SinkSettings]) -> dict[str, SinkSettings]:
+        for name in value:
+            _check_identifier(name)
+        return value
+
+
 class Settings(_Strict):
     """Everything a sync needs to know, resolved once.
 
@@ -518,6 +564,7 @@ class Settings(_Strict):
     alerts: AlertSettings = AlertSettings()
     retention: RetentionSettings = RetentionSettings()
     serve: ServeSettings = ServeSettings()
+    feed: FeedSettings = FeedSettings()
     # Analysts' read copy of the cache (billing_sync.load.read_copy): republished at most
     # this often while the sync writes the cache; 0: never (a benchmark, no analysts).
     read_copy_interval_seconds: float = Field(default=2.0, ge=0)
@@ -599,6 +646,7 @@ def load_settings(
             alerts = raw.get("alerts")
             raw["alerts"] = {**(alerts if isinstance(alerts, dict) else {}), name: env[variable]}
     raw.update(overrides)
+    _feed_urls(raw, env)  # also for sinks the overrides name: the URL is the secret part
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as error:
@@ -607,6 +655,23 @@ def load_settings(
         where = f" in {path}" if path else ""
         raise ConfigError(f"invalid settings{where}:\n{validation_lines(error)}") from None
     return _with_key_file(settings)
+
+
+FEED_URL_ENV_PREFIX = "BILLING_SYNC_FEED_URL_"
+
+
+def _feed_urls(raw: dict[str, object], env: Mapping[str, str]) -> None:
+    """``BILLING_SYNC_FEED_URL_<SINK>`` sets that sink's URL (it may carry a password)."""
+    feed = raw.get("feed")
+    feed = dict(feed) if isinstance(feed, dict) else {}
+    sinks = feed.get("sinks")
+    sinks = dict(sinks) if isinstance(sinks, dict) else {}
+    for name, sink in list(sinks.items()):
+        url = env.get(f"{FEED_URL_ENV_PREFIX}{str(name).upper()}")
+        if url and isinstance(sink, dict):
+            sinks[name] = {**sink, "url": url}
+    if sinks:
+        raw["feed"] = {**feed, "sinks": sinks}
 
 
 def _with_key_file(settings: Settings) -> Settings:

@@ -12,6 +12,7 @@ POINTS = (
     "during_cache_apply",
     "after_cache_apply",
     "after_snapshot_chunk",
+    "feed_after_publish",  # the sink acknowledged, the offset is not stored yet
 )
 
 

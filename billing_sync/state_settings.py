@@ -35,7 +35,9 @@ def default_settings_file(
     return candidate if candidate.is_file() else None
 
 
-def write_state_settings(settings: Settings, *, hmac_key_file: Path | None) -> Path:
+def write_state_settings(
+    settings: Settings, *, hmac_key_file: Path | None, feed: dict[str, object] | None = None
+) -> Path:
     """Write the demo's settings into its state folder; returns the file."""
     state = private_dir(settings.state_dir).resolve()
     content: dict[str, object] = {
@@ -46,6 +48,8 @@ def write_state_settings(settings: Settings, *, hmac_key_file: Path | None) -> P
         content["cache_path"] = str(settings.cache_path.resolve())
     if hmac_key_file is not None:
         content["hmac_key_file"] = str(hmac_key_file.resolve())
+    if feed is not None:
+        content["feed"] = feed
     path = touch_private(state / STATE_SETTINGS_NAME)
     path.write_text(
         "# Written by `billing-sync demo`; read by later commands in this state folder.\n"

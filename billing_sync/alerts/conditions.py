@@ -24,9 +24,10 @@ PARITY_REPAIRED = "parity_repaired"
 SHRINK_REFUSED = "shrink_refused"
 CACHE_SET_ASIDE = "cache_set_aside"
 SENSOR_ERROR = "sensor_error"
+FEED_LAG = "feed_lag"  # billing_sync.alerts.feed
 KINDS = (
     RUN_FAILED, CHECK_ERROR, FRESHNESS, LATE_ROWS, QUARANTINE_SPIKE, HORIZON_HELD,
-    PARITY_REPAIRED, SHRINK_REFUSED, CACHE_SET_ASIDE, SENSOR_ERROR,
+    PARITY_REPAIRED, SHRINK_REFUSED, CACHE_SET_ASIDE, SENSOR_ERROR, FEED_LAG,
 )  # fmt: skip
 
 #: What on-call does about each kind: the README's Operations runbook, in one line.
@@ -51,6 +52,8 @@ ACTIONS: dict[str, str] = {
     "`billing-sync verify SYSTEM.TABLE --repair --max-delete-fraction F` confirms them",
     CACHE_SET_ASIDE: "the DuckDB cache file was unreadable and was set aside; the cache is "
     "rebuilt from the warehouse. Look at the disk (full? failing?), then remove the file",
+    FEED_LAG: "`billing-sync feed status`; is the sink's server up (the relay's log says why it "
+    "retries)? Events wait in the outbox until feed.retention_hours",
     SENSOR_ERROR: "the sensor's error is on its page in the Dagster UI (Automation); while it "
     "fails, what it does (start sync runs, evaluate freshness, alert) does not happen",
 }

@@ -13,6 +13,7 @@ import dagster as dg
 from billing_sync.alerts import AlertState, Condition, notify
 from billing_sync.alerts import conditions as c
 from billing_sync.alerts.conditions import Freshness
+from billing_sync.alerts.feed import feed_lags
 from billing_sync.alerts.operations import markdown
 from billing_sync.defs.jobs import tier_of_sync_job
 from billing_sync.defs.keys import OPERATIONS_KEY
@@ -25,6 +26,7 @@ from billing_sync.engine.monitor import (
     table_freshness,
     tier_last_commit,
 )
+from billing_sync.feed import store as feed_store
 from billing_sync.load.cache import set_aside_files
 from billing_sync.reconcile import events
 from billing_sync.validate import quarantine_ops
@@ -146,8 +148,8 @@ def alerts_sensor(check_keys: list[dg.AssetCheckKey], jobs: list[str]) -> dg.Sen
         description="POSTs alerts to $BILLING_SYNC_ALERT_WEBHOOK_URL: failed runs (per job "
         "and cause, until the job is healthy again), checks at ERROR, freshness breaches, "
         "late rows, quarantine spikes, a held horizon, parity repairs, a refused source "
-        "shrink, a damaged cache set aside, failing sensors; once while each lasts, and a "
-        "resolved message when it clears. Refreshes operations/status.",
+        "shrink, a damaged cache set aside, failing sensors, change-event sinks behind; once "
+        "while each lasts, and a resolved message when it clears. Refreshes operations/status.",
     )
     def alert(
         context: dg.SensorEvaluationContext, billing_sync: BillingSyncResource
@@ -190,6 +192,11 @@ def alerts_sensor(check_keys: list[dg.AssetCheckKey], jobs: list[str]) -> dg.Sen
                     for r in events.open_refusals(conn)
                 )
                 active += c.cache_set_aside(p.name for p in set_aside_files(engine.cache.path))
+                active += feed_lags(
+                    feed_store.lags(conn),
+                    sla_seconds=settings.feed.lag_sla_seconds,
+                    window_seconds=window,
+                )
                 system, pid, held = horizon_hold(engine)
                 active += c.horizon_held(
                     pid, held, limit_seconds=limits.horizon_hold_limit_seconds, system=system

@@ -7,6 +7,7 @@ from billing_sync.defs.alerts import alerts_sensor, operations_spec
 from billing_sync.defs.assets import source_specs, sync_assets
 from billing_sync.defs.backfill import backfill_jobs
 from billing_sync.defs.checks import freshness_checks
+from billing_sync.defs.feed import feed_definitions
 from billing_sync.defs.jobs import asset_jobs
 from billing_sync.defs.observe import freshness_sensor, source_observation_sensor
 from billing_sync.defs.parity import parity_checks, parity_schedule
@@ -58,4 +59,4 @@ def build_definitions() -> dg.Definitions:
         schedules=[parity_schedule(), retention_schedule],
         resources={"billing_sync": BillingSyncResource(hmac_key=dg.EnvVar(HMAC_KEY_ENV))},
     )
-    return dg.Definitions.merge(jobs, rest)
+    return dg.Definitions.merge(jobs, rest, feed_definitions(settings))

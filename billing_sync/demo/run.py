@@ -25,6 +25,7 @@ from pydantic import SecretStr
 
 from billing_sync.config import TIERS, Settings, Tier, load_catalogs
 from billing_sync.demo.console import TierLag, demo_commands
+from billing_sync.demo.feed import feed_settings_yaml, with_demo_feed
 from billing_sync.engine.sync import SyncEngine, caught_up
 from billing_sync.entities import STATE_SCHEMA
 from billing_sync.postgres import (
@@ -37,7 +38,7 @@ from billing_sync.private_files import private_dir, touch_private
 from billing_sync.reconcile.compare import TableParity, compare_all
 from billing_sync.reconcile.deletes import apply_hard_deletes
 from billing_sync.simulator import Workload, create_schema, seed_if_empty
-from billing_sync.state_settings import write_state_settings
+from billing_sync.state_settings import STATE_SETTINGS_NAME, write_state_settings
 from billing_sync.topology.layout import REPO_ROOT, Layout
 from billing_sync.topology.supervise import Supervised
 
@@ -132,6 +133,9 @@ def dagster_environment(settings: Settings, urls: DatabaseUrls) -> dict[str, str
             for system, url in urls.system_sources.items()
         },
         "BILLING_SYNC_WAREHOUSE_URL": urls.warehouse,
+        # The demo's settings file: the Dagster code location finds the feed sinks there.
+        "BILLING_SYNC_CONFIG": os.environ.get("BILLING_SYNC_CONFIG")
+        or str((settings.state_dir / STATE_SETTINGS_NAME).resolve()),
         "BILLING_SYNC_CACHE_PATH": str(settings.resolved_cache_path.resolve()),
         **(
             {"BILLING_SYNC_HMAC_KEY": settings.hmac_key.get_secret_value()}
@@ -280,8 +284,20 @@ def demo_layout(settings: Settings, options: DemoOptions, *, headless: bool) -> 
 def run_demo(settings: Settings, options: DemoOptions) -> int:
     """Run the demo; headless for ``options.seconds`` when given. Returns the exit code."""
     settings = with_demo_hmac_key(settings).model_copy(update={"systems": list(options.systems)})
+    # Change events go to NATS unless the settings name sinks (docs/change-events.md).
+    settings, nats_server = with_demo_feed(settings)
+    try:
+        return _run_demo(settings, options)
+    finally:
+        if nats_server is not None:
+            nats_server.stop()
+
+
+def _run_demo(settings: Settings, options: DemoOptions) -> int:
     # Later commands in this state folder (status, sql, stop) find the systems and the key.
-    write_state_settings(settings, hmac_key_file=settings.hmac_key_file)
+    write_state_settings(
+        settings, hmac_key_file=settings.hmac_key_file, feed=feed_settings_yaml(settings)
+    )
     settings.pause_file.unlink(missing_ok=True)
     _interrupt_on_termination()
     urls = prepare(settings, accounts=options.accounts)
@@ -318,6 +334,8 @@ def announce(
     say(f"workload: {options.rate:.0f} changed rows/s into {' and '.join(options.systems)}")
     programs = ", ".join(program.name for program in layout.programs())
     say(f"Dagster: {programs} under supervisord (logs: {layout.logs})")
+    sinks = ", ".join(f"{n} ({s.kind})" for n, s in sorted(settings.feed.sinks.items()))
+    say(f"change events: {sinks}; try `billing-sync feed status`, `feed tail account`")
     if not headless:
         say(f"Dagster UI:   http://127.0.0.1:{options.port}")
     if layout.metrics_port:

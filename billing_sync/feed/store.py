@@ -35,6 +35,8 @@ class SinkLag:
     events: int  # committed events not yet published
     seconds: float  # age of the oldest of them; 0.0 when caught up
     last_published_at: datetime | None
+    expired_events: int = 0  # events retention removed before this sink published them
+    expired_seconds_ago: float | None = None  # when it last did
 
 
 def register_sink(conn: psycopg.Connection, sink: str, kind: str, *, snapshot_events: bool) -> None:
@@ -91,21 +93,34 @@ def store_offsets(conn: psycopg.Connection, sink: str, published: list[PendingEv
 
 
 def lags(conn: psycopg.Connection) -> list[SinkLag]:
-    """Every registered sink's lag against the outbox, in events and seconds."""
+    """Every registered sink's lag against the outbox, in events and seconds (none before
+    the warehouse was set up)."""
     with conn.transaction():
+        if conn.execute("SELECT to_regclass(%s)", (SINK_TABLE,)).fetchone() == (None,):
+            return []
         rows: list[tuple[Any, ...]] = conn.execute(
             f"SELECT s.sink, s.kind,"
             f" coalesce((SELECT max(published_id) FROM {OFFSET_TABLE} o WHERE o.sink = s.sink),"
             "  s.start_event_id),"
             " count(e.event_id),"
             " coalesce(extract(epoch FROM clock_timestamp() - min(e.created_at)), 0),"
-            f" (SELECT max(published_at) FROM {OFFSET_TABLE} o WHERE o.sink = s.sink)"
+            f" (SELECT max(published_at) FROM {OFFSET_TABLE} o WHERE o.sink = s.sink),"
+            " s.expired_events, extract(epoch FROM clock_timestamp() - s.expired_at)"
             f" FROM {SINK_TABLE} s LEFT JOIN {EVENT_TABLE} e ON e.event_id > coalesce("
             f"  (SELECT published_id FROM {OFFSET_TABLE} o"
             "   WHERE o.sink = s.sink AND o.entity = e.entity), s.start_event_id)"
-            " GROUP BY s.sink, s.kind, s.start_event_id ORDER BY s.sink"
+            " GROUP BY s.sink ORDER BY s.sink"
         ).fetchall()
     return [
-        SinkLag(sink, kind, int(published), int(events), float(seconds), at)
-        for sink, kind, published, events, seconds, at in rows
+        SinkLag(
+            sink,
+            kind,
+            int(published),
+            int(events),
+            float(seconds),
+            at,
+            int(expired),
+            None if expired_ago is None else float(expired_ago),
+        )
+        for sink, kind, published, events, seconds, at, expired, expired_ago in rows
     ]
