@@ -13,6 +13,7 @@ Scenarios (``billing-sync bench SCENARIO``):
               CPU per 1,000 captured rows, the backlog at the end
 ``tail-peers`` the tail against dlt and Sling on the peers' plain table, same run:
               freshness, cost, and rows each loses under adversity
+``feed``      source commit to the change event on NATS JetStream; the outbox's cost
 ``all``       all of them, in that order
 
 Each prints a table and writes ``<state_dir>/bench/reports/<scenario>.json`` with the
@@ -22,7 +23,8 @@ machine, the versions and every figure.
 import os
 
 SCENARIO_NAMES = (
-    "snapshot", "paths", "tail", "shapes", "scale", "hot", "capacity", "tail-peers", "all",
+    "snapshot", "paths", "tail", "shapes", "scale", "hot", "capacity", "tail-peers", "feed",
+    "all",
 )  # fmt: skip
 
 

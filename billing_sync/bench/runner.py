@@ -9,6 +9,7 @@ from pathlib import Path
 
 from billing_sync.bench.capacity import run_capacity
 from billing_sync.bench.context import BenchContext, BenchOptions
+from billing_sync.bench.feed import run_feed
 from billing_sync.bench.hot import run_hot
 from billing_sync.bench.machine import describe, machine_info
 from billing_sync.bench.paths import run_paths
@@ -55,6 +56,11 @@ def _capacity(ctx: BenchContext) -> list[Report]:
     return [run_capacity(ctx)]
 
 
+def _feed(ctx: BenchContext) -> list[Report]:
+
+    return run_feed(ctx)
+
+
 SCENARIOS: dict[str, Callable[[BenchContext], list[Report]]] = {
     "snapshot": _snapshot,
     "paths": _paths,
@@ -64,6 +70,7 @@ SCENARIOS: dict[str, Callable[[BenchContext], list[Report]]] = {
     "hot": _hot,
     "capacity": _capacity,
     "tail-peers": lambda ctx: [run_tail_peers(ctx)],
+    "feed": _feed,
 }
 
 

@@ -4,8 +4,12 @@ settings configure it."""
 
 from __future__ import annotations
 
+import threading
+
 from billing_sync.config import FeedSettings, Settings, SinkSettings
 from billing_sync.feed.nats_server import NatsServer, machine_or_embedded
+from billing_sync.feed.relay import run_relay
+from billing_sync.secrets import mask_error
 
 DEMO_SINK = "bus"
 
@@ -33,3 +37,30 @@ def feed_settings_yaml(settings: Settings) -> dict[str, object]:
         if sink.get("url") and "@" in sink["url"]:
             sink.pop("url")
     return dumped
+
+
+class DemoRelays:
+    """The demo's relays, one thread per sink in the demo's process (production runs them
+    as Dagster runs, ``feed/<sink>``; the demo keeps its Dagster to the sync tiers)."""
+
+    def __init__(self, settings: Settings, warehouse_url: str) -> None:
+        self.settings, self.url = settings, warehouse_url
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def _run(self, name: str) -> None:
+        try:
+            run_relay(self.url, name, self.settings.feed, stop=self.stopping.is_set)
+        except Exception as error:  # a sink that cannot start: the sync goes on without it
+            print(f"change events: {mask_error(error)}", flush=True)
+
+    def start(self) -> None:
+        for name in sorted(self.settings.feed.sinks):
+            thread = threading.Thread(target=self._run, args=(name,), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(15)

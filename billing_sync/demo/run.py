@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from billing_sync.config import TIERS, Settings, Tier, load_catalogs
 from billing_sync.demo.console import TierLag, demo_commands
-from billing_sync.demo.feed import feed_settings_yaml, with_demo_feed
+from billing_sync.demo.feed import DemoRelays, feed_settings_yaml, with_demo_feed
 from billing_sync.engine.sync import SyncEngine, caught_up
 from billing_sync.entities import STATE_SCHEMA
 from billing_sync.postgres import (
@@ -38,7 +38,7 @@ from billing_sync.private_files import private_dir, touch_private
 from billing_sync.reconcile.compare import TableParity, compare_all
 from billing_sync.reconcile.deletes import apply_hard_deletes
 from billing_sync.simulator import Workload, create_schema, seed_if_empty
-from billing_sync.state_settings import STATE_SETTINGS_NAME, write_state_settings
+from billing_sync.state_settings import write_state_settings
 from billing_sync.topology.layout import REPO_ROOT, Layout
 from billing_sync.topology.supervise import Supervised
 
@@ -133,9 +133,6 @@ def dagster_environment(settings: Settings, urls: DatabaseUrls) -> dict[str, str
             for system, url in urls.system_sources.items()
         },
         "BILLING_SYNC_WAREHOUSE_URL": urls.warehouse,
-        # The demo's settings file: the Dagster code location finds the feed sinks there.
-        "BILLING_SYNC_CONFIG": os.environ.get("BILLING_SYNC_CONFIG")
-        or str((settings.state_dir / STATE_SETTINGS_NAME).resolve()),
         "BILLING_SYNC_CACHE_PATH": str(settings.resolved_cache_path.resolve()),
         **(
             {"BILLING_SYNC_HMAC_KEY": settings.hmac_key.get_secret_value()}
@@ -311,7 +308,9 @@ def _run_demo(settings: Settings, options: DemoOptions) -> int:
         urls={system: urls.source_for(system) for system in options.systems},
     )
     dagster.start()
+    relays = DemoRelays(settings, urls.warehouse)
     try:
+        relays.start()
         workload.start()
         announce(settings, urls, options, layout, headless=headless)
         lag = TierLag(settings, urls)
@@ -322,6 +321,7 @@ def _run_demo(settings: Settings, options: DemoOptions) -> int:
     finally:
         workload.stop()
         touch_private(settings.pause_file)
+        relays.stop()
         dagster.stop()
         settings.pause_file.unlink(missing_ok=True)
         if uses_embedded_server(settings):
