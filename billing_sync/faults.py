@@ -6,14 +6,16 @@ from __future__ import annotations
 import os
 import signal
 
-POINTS = (
+# Points a sync process reaches; a change-event relay reaches only RELAY_POINTS.
+SYNC_POINTS = (
     "after_read",
     "after_warehouse_commit",
     "during_cache_apply",
     "after_cache_apply",
     "after_snapshot_chunk",
-    "feed_after_publish",  # the sink acknowledged, the offset is not stored yet
 )
+RELAY_POINTS = ("feed_after_publish",)  # the sink acknowledged, the offset is not stored yet
+POINTS = SYNC_POINTS + RELAY_POINTS
 
 
 def crash_point(point: str) -> None:

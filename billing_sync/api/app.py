@@ -32,7 +32,7 @@ from billing_sync.api.models import (
     SearchResult,
     TableFreshness,
 )
-from billing_sync.api.problems import ApiProblem, install_handlers
+from billing_sync.api.problems import ApiProblem, install_handlers, no_unknown_query_parameters
 from billing_sync.api.queries import Search
 from billing_sync.api.schema import install_openapi, problem_responses
 from billing_sync.api.shaping import account_body, national_id_tokens
@@ -85,6 +85,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        dependencies=[Depends(no_unknown_query_parameters)],
     )
     app.state.keys = config.keys
     app.add_middleware(ApiMiddleware)

@@ -110,3 +110,25 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiProblem, _api_problem)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(Exception, _unexpected)
+
+
+def no_unknown_query_parameters(request: Request) -> None:
+    """A query parameter the route does not declare is a 400, not silently ignored: a
+    misspelt filter (``?postcode=``) must not answer as if no filter had been given."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    declared = set(_query_names(dependant))
+    unknown = sorted(set(request.query_params.keys()) - declared)
+    if unknown:
+        names = ", ".join(repr(name[:40]) for name in unknown[:5])
+        raise ApiProblem(400, "unknown-parameter", f"unknown query parameter(s): {names}")
+
+
+def _query_names(dependant: Any) -> list[str]:
+    """The query parameters a route reads, its dependencies' included."""
+    names = [param.alias for param in dependant.query_params]
+    for sub in dependant.dependencies:
+        names += _query_names(sub)
+    return names

@@ -42,9 +42,8 @@ def trail(
 def report(results: list[TableBatch], feed: CacheFeed) -> list[TableBatch]:
     """``results`` with the applies that finished and each entity's lag behind the
     warehouse, on the first batch of each entity."""
-    applied: dict[str, CacheApplied] = {}
-    for done in feed.results().applied:
-        applied[done.entity] = done
+    ended = feed.results()
+    applied: dict[str, CacheApplied] = {done.entity: done for done in ended.applied}
     seen: set[str] = set()
     reported = []
     for batch in results:
@@ -52,9 +51,14 @@ def report(results: list[TableBatch], feed: CacheFeed) -> list[TableBatch]:
             reported.append(batch)
             continue
         seen.add(batch.entity)
-        reported.append(
-            replace(batch, cache=applied.get(batch.entity), cache_lag=lag(feed, batch.entity))
-        )
+        done = applied.get(batch.entity)
+        # An apply that found the file held says so on the batches it could not follow,
+        # as an inline apply does (the operator's "held by another process").
+        trailing = lag(feed, batch.entity)
+        held = batch.cache_error
+        if held is None and done is None and trailing.batches_behind:
+            held = ended.busy
+        reported.append(replace(batch, cache=done, cache_lag=trailing, cache_error=held))
     return reported
 
 

@@ -16,7 +16,7 @@ import yaml
 
 from billing_sync.config import Settings
 from billing_sync.engine.sync import SyncEngine
-from billing_sync.faults import POINTS
+from billing_sync.faults import SYNC_POINTS
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.simulator.clock import ICOMS_STAMP_SET
 from billing_sync_tests.integration.helpers import (
@@ -45,7 +45,7 @@ def _sync_process(config: Path, *args: str, crash_at: str | None = None) -> subp
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("point", [p for p in POINTS if p != "after_snapshot_chunk"])
+@pytest.mark.parametrize("point", [p for p in SYNC_POINTS if p != "after_snapshot_chunk"])
 def test_sigkill_at_each_step_boundary_then_parity(
     point: str, databases: DatabaseUrls, tmp_path: Path
 ) -> None:

@@ -111,6 +111,12 @@ def test_a_failed_table_does_not_hold_back_the_other_biller(
             engine.run(tier=tier, batches=2, poll_interval=0)
         assert list(failed.value.failures) == ["icoms.PAYMENT"]
         assert "icoms.PAYMENT" in str(failed.value) and "payment" in str(failed.value)
-        assert engine.warehouse.watermark("icoms", icoms.by_table["PAYMENT"]) == before
+        held = engine.warehouse.watermark("icoms", icoms.by_table["PAYMENT"])
+        # entity_batch_id is the payment entity's, which Amdocs' batches move on.
+        assert (held.cursor, held.caught_up_to, held.last_batch_id) == (
+            before.cursor,
+            before.caught_up_to,
+            before.last_batch_id,
+        )
         after = engine.warehouse.watermark("amdocs", amdocs.by_table["PAYMENT"])
         assert after.cursor is not None and after.cursor.change_ts >= stamp

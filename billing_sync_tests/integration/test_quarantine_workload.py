@@ -21,6 +21,7 @@ from billing_sync.reconcile.compare import (
 )
 from billing_sync.simulator import Workload
 from billing_sync.validate import Validator, quarantine, quarantine_ops
+from billing_sync.validate.polars_suite import PolarsValidator
 from billing_sync.validate.suites import SUITES_DIR
 from billing_sync_tests.integration.helpers import seeded_source, settings_for, source_now
 
@@ -42,6 +43,7 @@ def test_injected_bad_rows_are_quarantined_while_good_rows_flow(
         (suites / path.name).write_text(text)
     with SyncEngine.from_settings(settings) as engine:
         engine.validator = Validator(suites_dir=suites)
+        engine.polars_validator = PolarsValidator(suites_dir=suites)  # the hot path's form
         engine.setup()
         engine.validator.warm_up()
         engine.drain(until=source_now(databases.source))  # the first load
