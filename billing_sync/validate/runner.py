@@ -24,6 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+# Great Expectations imports sqlalchemy.orm, and its warm-up runs in a thread while Dagster's
+# thread uses SQLAlchemy: a module imported from two threads at once can be seen partly
+# initialized (seen: "partially initialized module 'sqlalchemy.orm.exc'", a failed run).
+# Importing it here, before any thread starts, takes that race away.
+import sqlalchemy.orm  # noqa: F401
+
 from billing_sync.transform.failures import ExpectationFailure
 from billing_sync.validate.report import ValidationReport, failing_samples
 from billing_sync.validate.suites import (
