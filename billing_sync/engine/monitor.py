@@ -102,7 +102,7 @@ def source_figures(engine: SyncEngine) -> list[SourceFigures]:
         rows = source.scalar(
             f"SELECT count(*) FROM {qualified(catalog.schema_name, mapping.table)}"
         )
-        mark = engine.warehouse.watermark(catalog.system, mapping)
+        mark = engine.warehouse.watermark(catalog.system, mapping, missing_ok=True)
         figures.append(
             SourceFigures(
                 catalog.system, mapping.table, mapping.entity, newest, int(rows), mark.caught_up_to

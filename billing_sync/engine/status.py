@@ -209,22 +209,20 @@ def table_status(engine: EngineParts) -> list[TableStatus]:
     for catalog, mapping in engine.tables():
         source = engine.source(catalog.system)
         horizon = horizons[catalog.system]
-        watermark = warehouse.watermark(catalog.system, mapping)
+        watermark = warehouse.watermark(catalog.system, mapping, missing_ok=True)
         table = entity_columns(mapping).table
         with warehouse.conn.transaction():
-            warehouse_rows = warehouse.conn.execute(
+            entity_batch = warehouse.entity_batch(mapping.entity)
+            # An entity no engine set up here (another shard's) may have no table yet.
+            warehouse_rows = None if entity_batch is None else warehouse.conn.execute(
                 f"SELECT count(*), count(*) FILTER (WHERE _is_deleted IS NOT TRUE) FROM {table}"
                 " WHERE _source_system = %s",
                 (catalog.system,),
-            ).fetchone()
+            ).fetchone()  # fmt: skip
             late = warehouse.conn.execute(
                 f"SELECT late_rows FROM {STATE_SCHEMA}.watermark"
                 " WHERE system = %s AND source_table = %s",
                 (catalog.system, mapping.table),
-            ).fetchone()
-            entity_batch = warehouse.conn.execute(
-                f"SELECT last_batch_id FROM {STATE_SCHEMA}.entity_state WHERE entity = %s",
-                (mapping.entity,),
             ).fetchone()
         lag = (
             (horizon.source_now - watermark.caught_up_to).total_seconds()
@@ -255,7 +253,7 @@ def table_status(engine: EngineParts) -> list[TableStatus]:
                 else cache_counts.get((catalog.system, mapping.entity), (0, 0))[1],
                 zone=catalog.timezone,
                 sla_seconds=engine.settings.tier(mapping.tier).freshness_sla_seconds,
-                warehouse_batch=int(entity_batch[0]) if entity_batch else 0,
+                warehouse_batch=entity_batch or 0,
                 cache_batch=None if cache_batches is None else cache_batches.get(mapping.entity, 0),
                 cache_lag=lags.get(mapping.entity),
                 held_back_by=horizon.held_back_by,

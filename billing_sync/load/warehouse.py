@@ -306,7 +306,12 @@ class Warehouse:
             (columns.entity,),
         )
 
-    def watermark(self, system: str, mapping: TableMapping) -> Watermark:
+    def watermark(
+        self, system: str, mapping: TableMapping, *, missing_ok: bool = False
+    ) -> Watermark:
+        """The table's watermark. A sync refuses a table without one (setup first);
+        readers over every table (``missing_ok``) read one that no engine set up here yet
+        (another shard's, a tier not synced yet) as never synced."""
         with self.conn.transaction():
             row = self.conn.execute(
                 f"SELECT w.cursor_ts, w.cursor_key, w.caught_up_to, w.last_batch_id,"
@@ -315,6 +320,8 @@ class Warehouse:
                 " WHERE w.system = %s AND w.source_table = %s",
                 (system, mapping.table),
             ).fetchone()
+        if row is None and missing_ok:
+            return Watermark(cursor=None, caught_up_to=None, last_batch_id=None)
         if row is None:
             raise LookupError(f"no watermark row for {system}.{mapping.table}: run setup first")
         cursor = None if row[0] is None else Cursor(row[0], decode_key(mapping, row[1]))
@@ -553,13 +560,26 @@ class Warehouse:
     def _lock_entity(self, entity: str) -> int:
         # Serializes writers of one entity, so batch ids of an entity commit in order and
         # the cache can catch up with "every row whose _batch_id is above mine".
-        return int(
-            self._scalar(
-                f"SELECT last_batch_id FROM {STATE_SCHEMA}.entity_state"
-                " WHERE entity = %s FOR UPDATE",
-                (entity,),
+        last = self.entity_batch(entity, lock=True)
+        if last is None:
+            raise LookupError(
+                f"warehouse: entity {entity!r} has no row in {STATE_SCHEMA}.entity_state:"
+                " no engine owning it ran setup here; run `billing-sync setup`"
             )
-        )
+        return last
+
+    def entity_batch(self, entity: str, *, lock: bool = False) -> int | None:
+        """The entity's last committed batch id; ``None`` when no engine that owns the
+        entity has set it up in this warehouse yet. One warehouse holds every shard's and
+        every tier's entities, but each engine sets up only its own (a shard's run, a tier
+        not synced yet): a reader over all entities (status, metrics, a cache catch-up)
+        meets entities with no state row and must read them as "no batch yet"."""
+        row = self.conn.execute(
+            f"SELECT last_batch_id FROM {STATE_SCHEMA}.entity_state WHERE entity = %s"
+            + (" FOR UPDATE" if lock else ""),
+            (entity,),
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     def _merge(
         self,
@@ -706,15 +726,13 @@ class Warehouse:
         return [key for (key,) in rows]
 
     def rows_since(self, columns: EntityColumns, batch_id: int) -> tuple[pa.Table, int]:
-        """Every row of the entity written by a batch after ``batch_id``, and the newest id."""
+        """Every row of the entity written by a batch after ``batch_id``, and the newest id
+        (0, and no rows, for an entity not set up here: see :meth:`entity_batch`)."""
         names = ", ".join(f'"{name}"' for name in columns.all)
         with self.conn.transaction():
-            last = int(
-                self._scalar(
-                    f"SELECT last_batch_id FROM {STATE_SCHEMA}.entity_state WHERE entity = %s",
-                    (columns.entity,),
-                )
-            )
+            last = self.entity_batch(columns.entity)
+            if last is None:  # its table may not exist either: nothing to read
+                return rows_to_arrow([], columns), 0
             with self.conn.cursor() as cur:
                 cur.execute(
                     f"SELECT {names} FROM {columns.table} WHERE _batch_id > %s AND _batch_id <= %s",
