@@ -25,6 +25,7 @@ from billing_sync.config import (
     TableMapping,
     load_settings,
 )
+from billing_sync.demo.mariadb import NoMariaDB
 from billing_sync.demo.run import DemoOptions, run_demo
 from billing_sync.engine.batch import TableBatch
 from billing_sync.engine.progress import Progress
@@ -64,8 +65,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         port=args.port,
         systems=tuple(name.strip() for name in args.systems.split(",") if name.strip()),
+        source_engine=args.source_engine,
+        mariadb_url=args.mariadb_url,
     )
-    return run_demo(_settings(args), options)
+    try:
+        return run_demo(_settings(args), options)
+    except NoMariaDB as error:
+        print(error, file=sys.stderr)
+        return 2
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -259,6 +266,17 @@ def parser() -> argparse.ArgumentParser:
         "--rate", type=float, default=200.0, help="workload changed rows per second (default 200)"
     )
     demo.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
+    demo.add_argument(
+        "--source-engine",
+        choices=("postgresql", "mariadb"),
+        default="postgresql",
+        help="where the ICOMS biller runs: the embedded PostgreSQL (default) or a MariaDB server",
+    )
+    demo.add_argument(
+        "--mariadb-url",
+        help="with --source-engine mariadb: the server (default $BILLING_SYNC_DEMO_MARIADB_URL,"
+        " else mysql+pymysql://root@127.0.0.1:3306/billing_sync_demo)",
+    )
     demo.set_defaults(func=cmd_demo)
 
     sync = sub.add_parser("sync", help="micro-batches without Dagster (for debugging)")

@@ -3,9 +3,10 @@
 ``billing-sync demo`` syncs two billers with a generated HMAC key; a later
 ``billing-sync status`` or ``sql`` in the same state folder must see the same systems
 without being told. The demo writes ``<state>/settings.yaml`` (0600) with the systems,
-the state folder and the key file's path (never the key, never a URL: URLs may carry
-passwords); the CLI reads it when neither ``--config`` nor ``$BILLING_SYNC_CONFIG``
-names a settings file. The environment and the command line still win over it.
+the state folder, the key file's path (never the key), the catalog folder when the demo
+wrote one and a source URL only when it carries no password; the CLI reads it when
+neither ``--config`` nor ``$BILLING_SYNC_CONFIG`` names a settings file. The environment
+and the command line still win over it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
+from sqlalchemy.engine import make_url
 
 from billing_sync.config import Settings
 from billing_sync.private_files import private_dir, touch_private
@@ -46,6 +48,14 @@ def write_state_settings(
     }
     if settings.cache_path is not None:
         content["cache_path"] = str(settings.cache_path.resolve())
+    if settings.catalog_dir is not None:
+        content["catalog_dir"] = str(settings.catalog_dir.resolve())
+    # A source URL without a password (the demo's MariaDB biller as root on localhost)
+    # is no secret; one with a password stays in the environment.
+    plain = {system: url for system, url in settings.source_urls.items()
+             if make_url(url).password is None}  # fmt: skip
+    if plain:
+        content["source_urls"] = plain
     if hmac_key_file is not None:
         content["hmac_key_file"] = str(hmac_key_file.resolve())
     if feed is not None:

@@ -1,19 +1,23 @@
 """What the demo prints: the commands to try (each works as printed, from the folder the
-demo ran in, during and after it) and, every few seconds, the sync lag per tier."""
+demo ran in, during and after it), every few seconds the sync lag per tier, and at the
+end of a headless run the parity table and the freshness per tier."""
 
 from __future__ import annotations
 
 import importlib.util
 import shlex
+import statistics
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 
-from billing_sync.config import TIERS, Settings, load_catalogs
+from billing_sync.config import TIERS, Settings, Tier, load_catalogs
 from billing_sync.entities import STATE_SCHEMA
 from billing_sync.postgres import DatabaseUrls, uses_embedded_server
+from billing_sync.reconcile.compare import TableParity
 from billing_sync.secrets import mask_secrets
 
 PAYMENTS_BY_STATUS = "SELECT status, count(*), sum(amount) FROM billing.payment GROUP BY status"
@@ -127,3 +131,55 @@ class TierLag:
                 shown_lag = "loading" if value is None else f"{value:.1f}s"
                 parts.append(f"{tier} {shown_lag}/{sla:.0f}s")
         return "lag (worst table, SLA): " + "  ".join(parts) if parts else ""
+
+
+def freshness(
+    warehouse_url: str, tiers: Mapping[tuple[str, str], Tier]
+) -> dict[Tier, dict[str, float]]:
+    """Lag of the batches Dagster runs committed, per tier (``tiers``: (system, table) to
+    tier): the oldest change in a batch to its commit."""
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        rows = conn.execute(
+            f"SELECT system, source_table, lag_seconds FROM {STATE_SCHEMA}.batch_log"
+            " WHERE run_id IS NOT NULL AND lag_seconds IS NOT NULL"
+        ).fetchall()
+    by_tier: dict[Tier, list[float]] = {}
+    for system, table, lag in rows:
+        tier = tiers.get((system, table))
+        if tier is not None:  # a table no longer in the catalogs
+            by_tier.setdefault(tier, []).append(float(lag))
+    return {tier: _lag_figures(lags) for tier, lags in by_tier.items()}
+
+
+def _lag_figures(lags: list[float]) -> dict[str, float]:
+    lags = sorted(lags)
+
+    def quantile(q: float) -> float:
+        return lags[min(len(lags) - 1, int(q * len(lags)))]
+
+    return {
+        "batches": float(len(lags)),
+        "p50": statistics.median(lags),
+        "p95": quantile(0.95),
+        "p99": quantile(0.99),
+        "max": lags[-1],
+    }
+
+
+def format_parity(results: list[TableParity]) -> str:
+    lines = [f"{'table':<26} {'source':>9} {'warehouse':>10} {'cache':>9} {'deleted':>8}  parity"]
+    for r in results:
+        verdict = (
+            "equal"
+            if r.equal
+            else "; ".join(
+                f"{where}: {', '.join(problems)}"
+                for where, problems in r.differences.items()
+                if problems
+            )
+        )
+        lines.append(
+            f"{r.system + '.' + r.table:<26} {r.source_rows:>9} {r.warehouse_rows:>10}"
+            f" {r.cache_rows:>9} {r.hard_deleted:>8}  {verdict}"
+        )
+    return "\n".join(lines)

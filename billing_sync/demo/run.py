@@ -13,18 +13,19 @@ import os
 import secrets
 import signal
 import socket
-import statistics
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 import psycopg
 from pydantic import SecretStr
+from sqlalchemy.engine import URL, make_url
 
-from billing_sync.config import TIERS, Settings, Tier, load_catalogs
-from billing_sync.demo.console import TierLag, demo_commands
+from billing_sync.config import TIERS, Settings, load_catalogs
+from billing_sync.demo import mariadb
+from billing_sync.demo.console import TierLag, demo_commands, format_parity, freshness
 from billing_sync.demo.feed import DemoRelays, feed_settings_yaml, with_demo_feed
 from billing_sync.engine.sync import SyncEngine, caught_up
 from billing_sync.entities import STATE_SCHEMA
@@ -37,7 +38,7 @@ from billing_sync.postgres import (
 from billing_sync.private_files import private_dir, touch_private
 from billing_sync.reconcile.compare import TableParity, compare_all
 from billing_sync.reconcile.deletes import apply_hard_deletes
-from billing_sync.simulator import Workload, create_schema, seed_if_empty
+from billing_sync.simulator import create_schema, seed_if_empty
 from billing_sync.state_settings import write_state_settings
 from billing_sync.topology.layout import REPO_ROOT, Layout
 from billing_sync.topology.supervise import Supervised
@@ -51,6 +52,14 @@ class DemoOptions:
     systems: tuple[str, ...] = ("icoms", "amdocs")
     port: int = 3000
     drain_timeout: float = 90.0
+    source_engine: str = "postgresql"  # or "mariadb": the ICOMS biller on MariaDB
+    mariadb_url: str | None = None  # --mariadb-url, else $BILLING_SYNC_DEMO_MARIADB_URL
+
+    def mariadb(self) -> URL | None:
+        """The MariaDB server's URL when the ICOMS biller runs there."""
+        if self.source_engine != "mariadb":
+            return None
+        return mariadb.demo_url(self.mariadb_url)
 
 
 def say(message: str) -> None:
@@ -79,9 +88,15 @@ def prepare(settings: Settings, *, accounts: int) -> DatabaseUrls:
     private_dir(settings.state_dir)
     urls = resolve_database_urls(settings)
     for system in settings.systems:
-        with psycopg.connect(urls.source_for(system), autocommit=True) as conn:
-            create_schema(conn, system=system)
-            seeded = seed_if_empty(conn, accounts=accounts, system=system)
+        url = make_url(urls.source_for(system))
+        if url.get_backend_name() in ("mysql", "mariadb"):
+            seeded = mariadb.prepare_biller(url, accounts=accounts)
+            if seeded:
+                say(f"seeded the {system} biller on MariaDB ({url.render_as_string()})")
+        else:
+            with psycopg.connect(urls.source_for(system), autocommit=True) as conn:
+                create_schema(conn, system=system)
+                seeded = seed_if_empty(conn, accounts=accounts, system=system)
         if seeded:
             say(f"seeded the {system} biller: {sum(seeded.values()):,} rows ({_counts(seeded)})")
     with SyncEngine.from_settings(settings) as engine:
@@ -89,12 +104,12 @@ def prepare(settings: Settings, *, accounts: int) -> DatabaseUrls:
         # The first load (a key-range snapshot) before the clock starts: the demo shows
         # the live tail, which is what Dagster's sensors and runs keep up.
         started = time.monotonic()
-        engine.drain(until=_source_clock(urls.source), timeout=600)
+        engine.drain(until=_source_clock(urls.source, _mariadb_url(urls)), timeout=600)
         say(f"initial load done in {time.monotonic() - started:.1f}s")
     return urls
 
 
-def _by_system(workload: Workload) -> str:
+def _by_system(workload: mariadb.DemoWorkload) -> str:
     totals: dict[str, int] = {}
     for table, count in workload.counts().items():
         system = table.split(".")[0]
@@ -106,13 +121,19 @@ def _counts(rows: dict[str, int]) -> str:
     return ", ".join(f"{table} {count:,}" for table, count in rows.items())
 
 
-def _source_clock(url: str) -> datetime:
-    """The source's clock, time-zone aware: each biller compares it in its own zone."""
+def _mariadb_url(urls: DatabaseUrls) -> URL | None:
+    hosted = [make_url(url) for url in urls.system_sources.values()]
+    return next((url for url in hosted if url.get_backend_name() in ("mysql", "mariadb")), None)
+
+
+def _source_clock(url: str, mariadb_url: URL | None = None) -> datetime:
+    """The sources' clock, time-zone aware (each biller compares it in its own zone): the
+    later of PostgreSQL's and the MariaDB server's when a biller runs there."""
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("SELECT clock_timestamp()").fetchone()
     assert row is not None
     value: datetime = row[0]
-    return value
+    return mariadb.latest_clock(value, mariadb_url)
 
 
 def dagster_environment(settings: Settings, urls: DatabaseUrls) -> dict[str, str]:
@@ -134,6 +155,7 @@ def dagster_environment(settings: Settings, urls: DatabaseUrls) -> dict[str, str
         },
         "BILLING_SYNC_WAREHOUSE_URL": urls.warehouse,
         "BILLING_SYNC_CACHE_PATH": str(settings.resolved_cache_path.resolve()),
+        **({"BILLING_SYNC_CATALOG_DIR": str(settings.catalog_dir)} if settings.catalog_dir else {}),
         **(
             {"BILLING_SYNC_HMAC_KEY": settings.hmac_key.get_secret_value()}
             if settings.hmac_key
@@ -192,61 +214,17 @@ def wait_runs_finished(warehouse_url: str, settings: Settings, *, timeout: float
             time.sleep(0.5)
 
 
-def freshness(
-    warehouse_url: str, tiers: Mapping[tuple[str, str], Tier]
-) -> dict[Tier, dict[str, float]]:
-    """Lag of the batches Dagster runs committed, per tier (``tiers``: (system, table) to
-    tier): the oldest change in a batch to its commit."""
-    with psycopg.connect(warehouse_url, autocommit=True) as conn:
-        rows = conn.execute(
-            f"SELECT system, source_table, lag_seconds FROM {STATE_SCHEMA}.batch_log"
-            " WHERE run_id IS NOT NULL AND lag_seconds IS NOT NULL"
-        ).fetchall()
-    by_tier: dict[Tier, list[float]] = {}
-    for system, table, lag in rows:
-        tier = tiers.get((system, table))
-        if tier is not None:  # a table no longer in the catalogs
-            by_tier.setdefault(tier, []).append(float(lag))
-    return {tier: _lag_figures(lags) for tier, lags in by_tier.items()}
-
-
-def _lag_figures(lags: list[float]) -> dict[str, float]:
-    lags = sorted(lags)
-
-    def quantile(q: float) -> float:
-        return lags[min(len(lags) - 1, int(q * len(lags)))]
-
-    return {
-        "batches": float(len(lags)),
-        "p50": statistics.median(lags),
-        "p95": quantile(0.95),
-        "p99": quantile(0.99),
-        "max": lags[-1],
-    }
+def _verifiable(settings: Settings, options: DemoOptions) -> list[str]:
+    """Systems whose hard deletes verify can find: all but a MariaDB-hosted biller while
+    verify runs on PostgreSQL sources only (its workload then deletes nothing)."""
+    if options.source_engine != "mariadb" or mariadb.HARD_DELETES:
+        return list(settings.systems)
+    return [s for s in settings.systems if s not in mariadb.mariadb_systems(options.systems)]
 
 
 def parity(settings: Settings) -> list[TableParity]:
     with SyncEngine.from_settings(settings) as engine:
         return compare_all(engine)
-
-
-def format_parity(results: list[TableParity]) -> str:
-    lines = [f"{'table':<26} {'source':>9} {'warehouse':>10} {'cache':>9} {'deleted':>8}  parity"]
-    for r in results:
-        verdict = (
-            "equal"
-            if r.equal
-            else "; ".join(
-                f"{where}: {', '.join(problems)}"
-                for where, problems in r.differences.items()
-                if problems
-            )
-        )
-        lines.append(
-            f"{r.system + '.' + r.table:<26} {r.source_rows:>9} {r.warehouse_rows:>10}"
-            f" {r.cache_rows:>9} {r.hard_deleted:>8}  {verdict}"
-        )
-    return "\n".join(lines)
 
 
 def _interrupt_on_termination() -> None:
@@ -281,6 +259,15 @@ def demo_layout(settings: Settings, options: DemoOptions, *, headless: bool) -> 
 def run_demo(settings: Settings, options: DemoOptions) -> int:
     """Run the demo; headless for ``options.seconds`` when given. Returns the exit code."""
     settings = with_demo_hmac_key(settings).model_copy(update={"systems": list(options.systems)})
+    server = options.mariadb()
+    if server is not None:
+        mariadb.require_server(server)
+        hosted = mariadb.mariadb_systems(options.systems)
+        if not hosted:
+            say(f"--source-engine mariadb hosts {', '.join(mariadb.MARIADB_SYSTEMS)} only;"
+                f" none of {', '.join(options.systems)} is")  # fmt: skip
+            return 2
+        settings = mariadb.with_mariadb(settings, server, hosted)
     # Change events go to NATS unless the settings name sinks (docs/change-events.md).
     settings, nats_server = with_demo_feed(settings)
     try:
@@ -301,11 +288,13 @@ def _run_demo(settings: Settings, options: DemoOptions) -> int:
     headless = options.seconds is not None
     layout = demo_layout(settings, options, headless=headless)
     dagster = Supervised(layout, dagster_environment(settings, urls), cwd=REPO_ROOT)
-    workload = Workload(
-        urls.source,
-        rate=options.rate,
-        systems=options.systems,
+    workload = mariadb.DemoWorkload(
+        postgres_url=urls.source,
         urls={system: urls.source_for(system) for system in options.systems},
+        systems=options.systems,
+        rate=options.rate,
+        mariadb_url=options.mariadb(),
+        mariadb_hard_deletes=mariadb.HARD_DELETES,
     )
     dagster.start()
     relays = DemoRelays(settings, urls.warehouse)
@@ -332,6 +321,11 @@ def announce(
     settings: Settings, urls: DatabaseUrls, options: DemoOptions, layout: Layout, *, headless: bool
 ) -> None:
     say(f"workload: {options.rate:.0f} changed rows/s into {' and '.join(options.systems)}")
+    server = options.mariadb()
+    if server is not None:
+        hosted = ", ".join(mariadb.mariadb_systems(options.systems))
+        say(f"source engines: {hosted} on MariaDB ({server.render_as_string()}),"
+            " the others on PostgreSQL")  # fmt: skip
     programs = ", ".join(program.name for program in layout.programs())
     say(f"Dagster: {programs} under supervisord (logs: {layout.logs})")
     sinks = ", ".join(f"{n} ({s.kind})" for n, s in sorted(settings.feed.sinks.items()))
@@ -344,7 +338,7 @@ def announce(
 
 
 def run_workload(
-    workload: Workload,
+    workload: mariadb.DemoWorkload,
     dagster: Supervised,
     *,
     seconds: float | None,
@@ -374,7 +368,7 @@ def run_workload(
 def finish_headless(
     settings: Settings, urls: DatabaseUrls, dagster: Supervised, options: DemoOptions
 ) -> int:
-    stopped_at = _source_clock(urls.source)
+    stopped_at = _source_clock(urls.source, options.mariadb())
     say("workload stopped; draining through Dagster")
     drained = wait_caught_up(
         settings, urls.warehouse, until=stopped_at, timeout=options.drain_timeout
@@ -389,7 +383,7 @@ def finish_headless(
     dagster.stop()
     with SyncEngine.from_settings(settings) as engine:
         engine.drain(until=stopped_at, timeout=options.drain_timeout)
-        for deletes in apply_hard_deletes(engine):
+        for deletes in apply_hard_deletes(engine, systems=_verifiable(settings, options)):
             say(
                 f"{deletes.table}: {deletes.found} rows deleted from the source, "
                 + (f"not flagged ({deletes.left_alone})" if deletes.left_alone

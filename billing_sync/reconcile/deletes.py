@@ -9,6 +9,7 @@ capture defect, and hiding it behind a repair would defeat the parity check afte
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from billing_sync.reconcile.engine_port import EnginePort
@@ -24,11 +25,17 @@ class HardDeletes:
 
 
 def apply_hard_deletes(
-    engine: EnginePort, *, max_delete_fraction: float = DEFAULT_MAX_DELETE_FRACTION
+    engine: EnginePort,
+    *,
+    max_delete_fraction: float = DEFAULT_MAX_DELETE_FRACTION,
+    systems: Collection[str] | None = None,
 ) -> list[HardDeletes]:
-    """Flag rows deleted from the source, table by table; one entry per table with any."""
+    """Flag rows deleted from the source, table by table; one entry per table with any.
+    ``systems``: only those systems' tables (default: every one)."""
     found: list[HardDeletes] = []
     for catalog, mapping in engine.tables():
+        if systems is not None and catalog.system not in systems:
+            continue
         checked = verify_table(engine, catalog, mapping, repair=False, check_cache=False)
         extra = len(checked.warehouse.extra)
         if not extra:
