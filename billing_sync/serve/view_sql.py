@@ -88,19 +88,15 @@ bill AS ({{customer_bill}}),
 payment AS ({{payment}}),
 work_order AS ({{work_order}}),
 products AS (
+    -- One CTE reads ``product`` once: a CTE referenced twice is materialized by
+    -- PostgreSQL (a sequential scan of every product whatever the outer WHERE), one
+    -- referenced once is inlined, so a query for one account reads that account's rows.
     SELECT _source_system, site_id, account_number,
            CAST(count(*) AS bigint) AS active_products,
-           CAST(sum(monthly_rate * coalesce(quantity, 1)) AS numeric(14,2)) AS monthly_recurring
+           CAST(sum(monthly_rate * coalesce(quantity, 1)) AS numeric(14,2)) AS monthly_recurring,
+           string_agg(DISTINCT product_code, ',' ORDER BY product_code) AS active_product_codes
       FROM product
      WHERE status = '{ACTIVE_PRODUCT}'
-     GROUP BY _source_system, site_id, account_number
-),
-product_codes AS (
-    SELECT _source_system, site_id, account_number,
-           string_agg(product_code, ',' ORDER BY product_code) AS active_product_codes
-      FROM (SELECT DISTINCT _source_system, site_id, account_number, product_code
-              FROM product
-             WHERE status = '{ACTIVE_PRODUCT}' AND product_code IS NOT NULL) AS codes
      GROUP BY _source_system, site_id, account_number
 ),
 bills AS (
@@ -140,7 +136,7 @@ SELECT a._source_system AS source_system,
            AS customer_name,
        CAST(coalesce(p.active_products, 0) AS bigint) AS active_products,
        CAST(coalesce(p.monthly_recurring, 0) AS numeric(14,2)) AS monthly_recurring,
-       pc.active_product_codes,
+       p.active_product_codes,
        b.bill_number AS last_bill_number,
        b.bill_date AS last_bill_date,
        b.due_date AS last_bill_due_date,
@@ -157,9 +153,6 @@ SELECT a._source_system AS source_system,
   LEFT JOIN products AS p
     ON p._source_system = a._source_system AND p.site_id = a.site_id
    AND p.account_number = a.account_number
-  LEFT JOIN product_codes AS pc
-    ON pc._source_system = a._source_system AND pc.site_id = a.site_id
-   AND pc.account_number = a.account_number
   LEFT JOIN bills AS b
     ON b._source_system = a._source_system AND b.site_id = a.site_id
    AND b.account_number = a.account_number AND b.newest = 1
