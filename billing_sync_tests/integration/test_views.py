@@ -140,6 +140,13 @@ def test_views_answer_the_same_in_both_engines_for_both_billers(
                 con.unregister("incoming")
             create_views(conn, con, entities)
             counts = assert_views_agree(conn, con)
+            # One account's row reads that account's rows only: no CTE is materialized
+            # (a CTE referenced twice is, and then every row of its table is read).
+            plan = conn.execute(
+                "EXPLAIN SELECT * FROM serve.account_360 WHERE source_system = 'icoms'"
+                " AND site_id = '001' AND account_number = '00000001'"
+            ).fetchall()
+            assert not [line for (line,) in plan if "CTE Scan" in line], plan
             accounts = con.execute(
                 "SELECT source_system, count(*) AS n, count(customer_type) AS customers,"
                 " sum(open_work_orders) AS orders, count(last_payment_date) AS paid"
