@@ -14,7 +14,7 @@ psycopg session and binary COPY until they are.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -327,6 +327,19 @@ class EngineAdapter:
         return pa.table(
             {name: pa.array(values) for name, values in zip(names, columns, strict=True)}
         )
+
+    def arrow_batches(
+        self,
+        connection: Connection,
+        query: sa.TextClause,
+        params: Mapping[str, Any],
+        schema: pa.Schema,
+        *,
+        rows: int,
+    ) -> Iterator[pa.RecordBatch] | None:
+        """The driver's own Arrow read of ``query`` in batches of at most ``rows``, typed
+        as ``schema``; None where the engine has none (the session reads the cursor)."""
+        return None
 
     # -- reflection ----------------------------------------------------------------------
 
