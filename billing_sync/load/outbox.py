@@ -15,6 +15,14 @@ The envelope uses Debezium's field names and semantics (``before``, ``after``, `
 are committed in increasing order and a relay can follow each entity by "every id above
 the last one published". docs/change-events.md tells where it differs from Debezium.
 
+The JSON is built once per row, as text: ``before`` and ``after`` by ``row_to_json`` over
+the entity's own columns (no internal lineage), the envelope by ``json_build_object``, kept
+in a ``json`` column and published as stored. ``jsonb`` cost twice as much server CPU per
+event (``to_jsonb`` of the whole row, three key removals, then a nested
+``jsonb_build_object`` that copies both rows again: measured in docs/change-events.md), and
+nothing reads the outbox by key inside the JSON. Whether a write changed the row is a row
+comparison of the same columns, not a JSON comparison.
+
 Events are written only while a sink is registered in ``billing_sync.feed_sink`` (the
 relays register theirs); ``r`` events for the rows a snapshot or backfill loads for the
 first time only when a registered sink asks for them (``snapshot_events``): a first load of
@@ -28,6 +36,7 @@ from dataclasses import dataclass
 import psycopg
 
 from billing_sync.entities import STATE_SCHEMA, EntityColumns
+from billing_sync.sql import quote_ident
 
 EVENT_TABLE = f"{STATE_SCHEMA}.change_event"
 SINK_TABLE = f"{STATE_SCHEMA}.feed_sink"
@@ -50,8 +59,16 @@ CREATE TABLE IF NOT EXISTS {EVENT_TABLE} (
     op char(1) NOT NULL,
     batch_id bigint NOT NULL,
     created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    envelope jsonb NOT NULL
+    envelope json NOT NULL
 );
+-- The envelope was jsonb before it was built as text (billing_sync.load.outbox): an outbox
+-- of that time (short: retention) is converted once.
+DO $$ BEGIN
+    IF (SELECT atttypid FROM pg_attribute WHERE attrelid = '{EVENT_TABLE}'::regclass
+        AND attname = 'envelope') = 'jsonb'::regtype THEN
+        ALTER TABLE {EVENT_TABLE} ALTER COLUMN envelope TYPE json USING envelope::json;
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS change_event_entity_ix ON {EVENT_TABLE} (entity, event_id);
 CREATE TABLE IF NOT EXISTS {SINK_TABLE} (
     sink text PRIMARY KEY,
@@ -92,37 +109,42 @@ def events_wanted(conn: psycopg.Connection) -> EventsWanted | None:
     return EventsWanted(snapshot_events=bool(row[1]))
 
 
-def _row_json(alias: str) -> str:
-    internal = " - ".join(f"'{name}'" for name in INTERNAL_COLUMNS)
-    return f"(to_jsonb({alias}) - {internal})"
+def _event_columns(columns: EntityColumns) -> list[str]:
+    """The columns ``before`` and ``after`` carry, in table order."""
+    return [name for name in columns.all if name not in INTERNAL_COLUMNS]
+
+
+def _row_json(columns: EntityColumns, alias: str) -> str:
+    """The row ``alias`` as JSON text: a sub-select so that the keys are the column names
+    (``json_build_object`` would cap an entity at 50 columns; ``row_to_json(alias)`` would
+    carry the internal lineage, which ``json`` cannot remove)."""
+    names = ", ".join(f"{alias}.{quote_ident(name)}" for name in _event_columns(columns))
+    return f"(SELECT row_to_json(x) FROM (SELECT {names}) x)"
 
 
 def _op(kind: str, wanted: EventsWanted) -> tuple[str, str]:
-    """The ``op`` expression over ``before_row``/``after_row``/``is_deleted``, and the
+    """The ``op`` expression over ``was_missing``/``was_deleted``/``is_deleted``, and the
     condition that keeps an event (a write that changed nothing of the row is no event)."""
-    changed = "before_row IS DISTINCT FROM after_row"
     if kind in SNAPSHOT_KINDS and wanted.snapshot_events:
         # Every row the snapshot wrote, unchanged ones too (a backfill rewrites an equal
         # version): a sink that asks for a snapshot gets all of it.
         return "'r'", "true"
-    op = (
-        "CASE WHEN is_deleted THEN 'd'"
-        " WHEN before_row IS NULL OR (before_row->>'_is_deleted')::boolean THEN 'c' ELSE 'u' END"
-    )
+    op = "CASE WHEN is_deleted THEN 'd' WHEN was_missing OR was_deleted THEN 'c' ELSE 'u' END"
     if kind in SNAPSHOT_KINDS:  # first reads of a key are ``r``, written only when asked
-        return op, f"before_row IS NOT NULL AND {changed}"
-    return op, changed
+        return op, "NOT was_missing AND changed"
+    return op, "changed"
 
 
 def _insert_events(columns: EntityColumns, rows: str, op: str, keep: str) -> str:
-    """``INSERT`` into the outbox from ``rows`` (``before_row``, ``after_row``,
-    ``is_deleted``, ``_source_key``, ``_source_version``), with the system, the source
-    table and the batch id bound as ``%s``."""
+    """``INSERT`` into the outbox from ``rows`` (``before_row``, ``after_row`` as JSON,
+    ``was_missing``, ``was_deleted``, ``changed``, ``is_deleted``, ``_source_key``,
+    ``_source_version``), with the system, the source table and the batch id bound as
+    ``%s``."""
     envelope = (
-        "jsonb_build_object('id', event_id, 'op', op,"
+        "json_build_object('id', event_id, 'op', op,"
         " 'before', before_row,"
         " 'after', CASE WHEN op = 'd' THEN NULL ELSE after_row END,"
-        " 'source', jsonb_build_object('connector', 'billing-sync', 'system', sys,"
+        " 'source', json_build_object('connector', 'billing-sync', 'system', sys,"
         " 'table', source_table, 'entity', entity, 'key', _source_key,"
         " '_source_version', _source_version, 'batch_id', batch_id,"
         " 'snapshot', op = 'r'),"
@@ -162,17 +184,25 @@ def copied_events(columns: EntityColumns, *, kind: str, wanted: EventsWanted) ->
     if kind not in SNAPSHOT_KINDS or not wanted.snapshot_events:
         return None
     rows = (
-        f"(SELECT NULL::jsonb AS before_row, {_row_json('t')} AS after_row,"
+        f"(SELECT NULL::json AS before_row, {_row_json(columns, 't')} AS after_row,"
+        " true AS was_missing, false AS was_deleted, true AS changed,"
         " t._is_deleted AS is_deleted, t._source_key, t._source_version"
         f" FROM {columns.table} t WHERE t._batch_id = %s)"
     )
     return _insert_events(columns, rows, "'r'", "true")
 
 
-def old_new_returning() -> str:
-    """What the merge returns when events are written: the rows before and after."""
+def old_new_returning(columns: EntityColumns) -> str:
+    """What the merge returns when events are written: the rows before and after as JSON,
+    and whether the write changed the row. (For an inserted key ``old`` is all NULL.)"""
+    compared = _event_columns(columns)
+    old = ", ".join(f"old.{quote_ident(name)}" for name in compared)
+    new = ", ".join(f"new.{quote_ident(name)}" for name in compared)
     return (
-        f"(xmax = 0) AS is_new, new._is_deleted AS is_deleted, new._source_key,"
-        f" new._source_version, {_row_json('old')} AS before_row,"
-        f" {_row_json('new')} AS after_row"
+        "(xmax = 0) AS is_new, new._is_deleted AS is_deleted, new._source_key,"
+        " new._source_version, old._source_key IS NULL AS was_missing,"
+        " coalesce(old._is_deleted, false) AS was_deleted,"
+        f" ROW({old}) IS DISTINCT FROM ROW({new}) AS changed,"
+        f" CASE WHEN old._source_key IS NULL THEN NULL ELSE {_row_json(columns, 'old')} END"
+        f" AS before_row, {_row_json(columns, 'new')} AS after_row"
     )
