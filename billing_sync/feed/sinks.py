@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from nats.aio.client import Client as NATS
 from nats.js.api import StreamConfig
+from nats.js.client import JetStreamContext
 
 from billing_sync.config import SinkSettings
 from billing_sync.feed.store import PendingEvent
@@ -145,6 +146,9 @@ class NatsPublisher:
         self.name, self.sink = name, sink
         self.url = check_url(name, sink)
         self.nc: NATS | None = None
+        # One JetStream context per connection: each context subscribes its own reply inbox
+        # for publish_async's acknowledgements on first use, and never unsubscribes it.
+        self.js: JetStreamContext | None = None
         self.streams: set[str] = set()
 
     async def connect(self) -> None:
@@ -165,14 +169,15 @@ class NatsPublisher:
             )
         except (nats.errors.Error, OSError, TimeoutError) as error:
             raise _unavailable(self.name, self.sink, "cannot connect", error) from None
+        self.js = self.nc.jetstream(timeout=ACK_TIMEOUT_SECONDS)
         self.streams.clear()
 
     async def _stream(self, entity: str) -> None:
-        assert self.nc is not None
+        assert self.js is not None
         name = nats_stream(self.sink, entity)
         if name in self.streams:
             return
-        js = self.nc.jetstream()
+        js = self.js
         config = StreamConfig(
             name=name,
             subjects=[nats_subject(self.sink, entity)],
@@ -187,8 +192,8 @@ class NatsPublisher:
     async def publish(self, events: Sequence[PendingEvent]) -> None:
         if self.nc is None or not self.nc.is_connected:
             await self.connect()
-        assert self.nc is not None
-        js = self.nc.jetstream(timeout=ACK_TIMEOUT_SECONDS)
+        js = self.js
+        assert js is not None
         try:
             for entity in {event.entity for event in events}:
                 await self._stream(entity)
@@ -208,7 +213,7 @@ class NatsPublisher:
 
     async def close(self) -> None:
         if self.nc is not None:
-            nc, self.nc = self.nc, None
+            nc, self.nc, self.js = self.nc, None, None
             with contextlib.suppress(nats.errors.Error, OSError):
                 await nc.close()
 
