@@ -31,7 +31,7 @@ def test_one_reply_subscription_however_many_batches() -> None:
         try:
             for batch in range(5):
                 events = [
-                    PendingEvent(batch * 10 + i, "account", f"[{i}]", '{"id": %d}' % i)
+                    PendingEvent(batch * 10 + i, "account", f"[{i}]", f'{{"id": {i}}}')
                     for i in range(3)
                 ]
                 await publisher.publish(events)
