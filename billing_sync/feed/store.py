@@ -14,7 +14,10 @@ from typing import Any
 
 import psycopg
 
+from billing_sync.entities import STATE_SCHEMA
 from billing_sync.load.outbox import EVENT_ID_SEQUENCE, EVENT_TABLE, OFFSET_TABLE, SINK_TABLE
+
+ENTITY_STATE_TABLE = f"{STATE_SCHEMA}.entity_state"  # one row per entity (load.warehouse)
 
 
 @dataclass(frozen=True)
@@ -62,15 +65,26 @@ def registered_sinks(conn: psycopg.Connection) -> dict[str, str]:
 
 
 def pending(conn: psycopg.Connection, sink: str, limit: int) -> list[PendingEvent]:
-    """Up to ``limit`` committed events ``sink`` has not published, in id order."""
+    """Up to ``limit`` committed events ``sink`` has not published, in id order.
+
+    Read per entity from its offset along ``change_event_entity_ix`` (the entities are the
+    warehouse's, ``entity_state``), so a poll costs the events it returns: one scan of the
+    outbox in id order walked every published event retention had not removed yet (at
+    3,500 events/s, up to 100,000 between two purges: 0.8 s a poll). The row comparison
+    is what the entity index can serve and the primary key cannot; the planner otherwise
+    takes the primary key and filters by entity.
+    """
     with conn.transaction():
         rows = conn.execute(
-            f"SELECT e.event_id, e.entity, e.source_key, e.envelope::text FROM {EVENT_TABLE} e"
-            f" JOIN {SINK_TABLE} s ON s.sink = %s"
-            f" LEFT JOIN {OFFSET_TABLE} o ON o.sink = s.sink AND o.entity = e.entity"
-            " WHERE e.event_id > coalesce(o.published_id, s.start_event_id)"
-            " ORDER BY e.event_id LIMIT %s",
-            (sink, limit),
+            f"SELECT p.event_id, p.entity, p.source_key, p.envelope::text"
+            f" FROM {SINK_TABLE} s CROSS JOIN {ENTITY_STATE_TABLE} n CROSS JOIN LATERAL ("
+            f"  SELECT e.event_id, e.entity, e.source_key, e.envelope FROM {EVENT_TABLE} e"
+            "  WHERE e.entity = n.entity AND (e.entity, e.event_id) > (n.entity, coalesce("
+            f"   (SELECT o.published_id FROM {OFFSET_TABLE} o"
+            "     WHERE o.sink = s.sink AND o.entity = n.entity), s.start_event_id))"
+            "  ORDER BY e.entity, e.event_id LIMIT %s) p"
+            " WHERE s.sink = %s ORDER BY p.event_id LIMIT %s",
+            (limit, sink, limit),
         ).fetchall()
     return [PendingEvent(*row) for row in rows]
 
