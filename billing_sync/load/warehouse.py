@@ -602,7 +602,9 @@ class Warehouse:
         else:
             merge = outbox.merge_with_events(
                 columns,
-                build_merge(columns, incoming, guard=guard, returning=outbox.old_new_returning(columns)),
+                build_merge(
+                    columns, incoming, guard=guard, returning=outbox.old_new_returning(columns)
+                ),
                 kind=events.kind,
                 wanted=events.wanted,
             )
