@@ -41,7 +41,7 @@ from billing_sync.source.schema import (
     CURSOR_TIME_ALIAS,
     is_composite,
 )
-from billing_sync.sql import quote_ident
+from billing_sync.sql import QueryStyle, quote_ident
 
 FIRST_YEAR = 1900  # CYYMMDD with C = 0
 LAST_YEAR = 2899  # CYYMMDD with C = 9, the largest a 7-digit value holds
@@ -291,10 +291,18 @@ def decode_stamps(dates: pl.Series, times: pl.Series) -> pl.Series:
     )
 
 
-def packed_stamp_sql(date: str, time: str) -> str:
+def packed_stamp_sql(
+    date: str, time: str, *, style: QueryStyle | None = None, integer: str = "bigint"
+) -> str:
     """``CYYMMDD * 1000000 + HHMMSS`` of the instant the sync decodes ``(date, time)`` to:
     the last real second at or below it (:func:`decode_cyymmdd_hhmmss`), as PostgreSQL
-    integer arithmetic that never fails (verify hashes the stamp with it)."""
+    integer arithmetic that never fails (verify hashes the stamp with it).
+
+    ``style`` writes it for another engine (integer quotients by ``style.div``, the
+    month's length by the calendar rule instead of ``make_date``, casts to ``integer``);
+    ``None`` is PostgreSQL's text, unchanged."""
+    if style is not None:
+        return _packed_stamp_portable(date, time, style, integer)
     d = f"LEAST(GREATEST(coalesce(CAST({date} AS bigint), 0), 0), 9999999)"
     t = f"LEAST(GREATEST(coalesce(CAST({time} AS bigint), 0), 0), 999999)"
     # mod(), not %: the text goes through psycopg, where % starts a placeholder.
@@ -304,6 +312,47 @@ def packed_stamp_sql(date: str, time: str) -> str:
     def days_in(y: str, m: str) -> str:
         first = f"make_date(CAST(1900 + {y} AS integer), CAST({m} AS integer), 1)"
         return f"CAST(extract(day FROM {first} + interval '1 month' - interval '1 day') AS bigint)"
+
+    def packed(y: str, m: str, dd: str, hms: str) -> str:
+        return f"(({y}) * 10000000000 + ({m}) * 100000000 + ({dd}) * 1000000 + {hms})"
+
+    time_floor = (
+        f"CASE WHEN {hour} > 23 THEN 235959 WHEN {minute} > 59 THEN {hour} * 10000 + 5959"
+        f" WHEN {second} > 59 THEN {hour} * 10000 + {minute} * 100 + 59 ELSE {t} END"
+    )
+    end = "235959"
+    return (
+        f"CASE WHEN {month} = 0 THEN {packed(f'{year} - 1', '12', '31', end)}"
+        f" WHEN {month} > 12 THEN {packed(year, '12', '31', end)}"
+        f" WHEN {day} = 0 AND {month} = 1 THEN {packed(f'{year} - 1', '12', '31', end)}"
+        f" WHEN {day} = 0 THEN"
+        f" {packed(year, f'{month} - 1', days_in(year, f'{month} - 1'), end)}"
+        f" WHEN {day} > {days_in(year, month)} THEN"
+        f" {packed(year, month, days_in(year, month), end)}"
+        f" ELSE {packed(year, month, day, time_floor)} END"
+    )
+
+
+def _packed_stamp_portable(date: str, time: str, style: QueryStyle, integer: str) -> str:
+    """:func:`packed_stamp_sql` in SQL every engine runs: ``mod``, ``LEAST``, ``GREATEST``,
+    ``CASE`` and the engine's integer quotient; February's length by the Gregorian rule."""
+    d = f"LEAST(GREATEST(coalesce(CAST({date} AS {integer}), 0), 0), 9999999)"
+    t = f"LEAST(GREATEST(coalesce(CAST({time} AS {integer}), 0), 0), 999999)"
+    year, month, day = (
+        f"({style.div(d, 10000)})",
+        f"mod({style.div(d, 100)}, 100)",
+        f"mod({d}, 100)",
+    )
+    hour, minute = f"({style.div(t, 10000)})", f"mod({style.div(t, 100)}, 100)"
+    second = f"mod({t}, 100)"
+
+    def days_in(y: str, m: str) -> str:
+        full = f"(1900 + {y})"
+        leap = f"mod({full}, 4) = 0 AND (mod({full}, 100) <> 0 OR mod({full}, 400) = 0)"
+        return (
+            f"(CASE WHEN ({m}) = 2 THEN (CASE WHEN {leap} THEN 29 ELSE 28 END)"
+            f" WHEN ({m}) IN (4, 6, 9, 11) THEN 30 ELSE 31 END)"
+        )
 
     def packed(y: str, m: str, dd: str, hms: str) -> str:
         return f"(({y}) * 10000000000 + ({m}) * 100000000 + ({dd}) * 1000000 + {hms})"

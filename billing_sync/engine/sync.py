@@ -529,9 +529,7 @@ def caught_up(caught_up_to: datetime | None, until: datetime) -> bool:
 
 def gone_rows(engine: SyncEngine, catalog: SourceCatalog, mapping: TableMapping) -> Gone | None:
     """The shrink guard's key comparison: verification by key-range hashes, rows read only
-    where a range differs; the warehouse rows the source no longer holds. ``None`` on a
-    source verify cannot read yet (not PostgreSQL): the count alone decides there."""
-    if engine.source(catalog.system).engine != "postgresql":
-        return None
+    where a range differs; the warehouse rows the source no longer holds (any engine:
+    verify hashes a non-PostgreSQL source by the engine-neutral contract)."""
     checked = verify_table(engine, catalog, mapping, repair=False, check_cache=False)
     return Gone(len(checked.warehouse.extra), checked.warehouse_rows)

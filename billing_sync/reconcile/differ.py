@@ -18,7 +18,7 @@ from billing_sync.capture.cursor import decode_packed_many
 from billing_sync.column_types import arrow_type
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.entities import STATE_SCHEMA
-from billing_sync.reconcile import hashing
+from billing_sync.reconcile import hashing, portable
 from billing_sync.reconcile.engine_port import EnginePort
 from billing_sync.reconcile.hashing import EVERYTHING, KeyRange, Side
 from billing_sync.reconcile.results import TableVerification
@@ -101,14 +101,22 @@ class Differ:
         self.pool = pool
         watermark = engine.warehouse.watermark(catalog.system, mapping)
         cursor = watermark.cursor
-        self.source = hashing.source_side(
-            mapping,
-            schema=catalog.schema_name,
-            pending_after=None if cursor is None else (cursor.change_ts, cursor.key),
-        )
-        self.warehouse = hashing.warehouse_side(
-            mapping, system=catalog.system, timezone=catalog.timezone
-        )
+        pending_after = None if cursor is None else (cursor.change_ts, cursor.key)
+        adapter = self.session.adapter
+        if adapter is None:  # PostgreSQL on both sides: its own hash (hashing's sides)
+            self.source = hashing.source_side(
+                mapping, schema=catalog.schema_name, pending_after=pending_after
+            )
+            self.warehouse = hashing.warehouse_side(
+                mapping, system=catalog.system, timezone=catalog.timezone
+            )
+        else:  # another engine: the engine-neutral contract on both sides
+            self.source = portable.source_side(
+                mapping, schema=catalog.schema_name, pending_after=pending_after, adapter=adapter
+            )
+            self.warehouse = portable.warehouse_contract_side(
+                mapping, system=catalog.system, timezone=catalog.timezone
+            )
         # Source keys are fetched with the source's types, then made target values
         # (:func:`_target_key`) so that they compare with the warehouse's.
         keys = [pa.field(f"_k{i}", fetch_type(mapping, name)) for i, name in enumerate(mapping.key)]
@@ -120,7 +128,8 @@ class Differ:
             [
                 *keys,
                 pa.field("_hash", pa.int64()),
-                pa.field("_pending", pa.bool_()),
+                # 1/0 on engines that select no boolean (see portable.source_side)
+                pa.field("_pending", pa.bool_() if adapter is None else pa.int64()),
                 pa.field("_change_ts", pa.int64() if is_composite(mapping) else pa.timestamp("us")),
             ]
         )

@@ -19,7 +19,7 @@ only columns :func:`hashed_columns` names are hashed (plain, ``trim``,
 ``implied_decimal``); the rest are left out on both sides and covered by the change stamp,
 which any change to the row moves. A composite ``(CYYMMDD, HHMMSS)`` stamp is compared as
 one packed integer (:func:`_version_text`). Source keys are made target values in Python
-after the fetch (``verify._target_key``); bounds cross sides as bind values.
+after the fetch (``differ._target_key``); bounds cross sides as bind values.
 
 So a row loaded faithfully hashes equal on both sides, whatever the source column types
 (``char(n)`` padding, ``smallint`` vs ``integer``). Ranges are row-value comparisons on the
@@ -41,7 +41,7 @@ from billing_sync.config import ColumnSpec, TableMapping
 from billing_sync.entities import ENTITY_SCHEMA, STATE_SCHEMA, entity_columns
 from billing_sync.keys import component_sql, encode_key
 from billing_sync.source.schema import is_composite
-from billing_sync.sql import BoundQuery, qualified, quote_ident
+from billing_sync.sql import POSTGRES_STYLE, BoundQuery, QueryStyle, qualified, quote_ident
 
 NULL_TEXT = "\\N"
 SEPARATOR = "|"
@@ -127,7 +127,8 @@ class Side:
     by-key queries also return, ``params`` the bind parameters of all of these.
     ``key_filters`` are those of ``filters`` that boundary queries keep: boundaries only
     have to be spread evenly, and leaving out a condition on heap columns lets an
-    index-only scan serve them.
+    index-only scan serve them. ``style`` is how the side's database spells bind
+    parameters and row comparisons (:mod:`.portable` builds the sides of other engines).
     """
 
     name: str
@@ -138,6 +139,7 @@ class Side:
     key_filters: tuple[str, ...] | None = None  # None: the same as ``filters``
     extra: tuple[str, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
+    style: QueryStyle = POSTGRES_STYLE
 
 
 def hashed_columns(mapping: TableMapping) -> list[ColumnSpec]:
@@ -313,18 +315,15 @@ def _range_conditions(
     shared = _common_prefix(key_range)
     for i in range(shared):
         params[f"lo{i}"] = key_range.lo[i]  # type: ignore[index]
-        conditions.append(f"{side.key[i]} = %(lo{i})s")
-    rest = side.key[shared:]
+        conditions.append(f"{side.key[i]} = {side.style.param(f'lo{i}')}")
+    rest = list(side.key[shared:])
     for bound, values, op in (("lo", key_range.lo, ">="), ("hi", key_range.hi, "<")):
         if values is None:
             continue
         names = [f"{bound}{i}" for i in range(shared, len(side.key))]
         params.update(zip(names, values[shared:], strict=True))
-        placeholders = ", ".join(f"%({name})s" for name in names)
-        if len(rest) == 1:
-            conditions.append(f"{rest[0]} {op} {placeholders}")
-        else:
-            conditions.append(f"({', '.join(rest)}) {op} ({placeholders})")
+        # Row values where the engine's index serves them, else the expanded OR form.
+        conditions.append(side.style.compare(rest, op, names))
     return conditions, params
 
 
@@ -350,11 +349,16 @@ def build_boundaries(side: Side, key_range: KeyRange, *, every: int) -> BoundQue
     params["every"] = every
     aliases = [f"_k{i}" for i in range(len(side.key))]
     inner = ", ".join(f"{expr} AS {alias}" for expr, alias in zip(side.key, aliases, strict=True))
+    if side.style.named_params:
+        # Oracle takes no AS before a table alias; a named-bind text has no %% escape.
+        alias, every_th = " s", f"MOD(s._rn - 1, {side.style.param('every')}) = 0"
+    else:
+        alias, every_th = " AS s", f"(s._rn - 1) %% {side.style.param('every')} = 0"
     text = (
         f"SELECT {', '.join(aliases)} FROM (SELECT {inner},"
         f" row_number() OVER (ORDER BY {', '.join(side.key)}) AS _rn"
-        f" FROM {side.table}{_where(conditions)}) AS s"
-        " WHERE s._rn > 1 AND (s._rn - 1) %% %(every)s = 0 ORDER BY s._rn"
+        f" FROM {side.table}{_where(conditions)}){alias}"
+        f" WHERE s._rn > 1 AND {every_th} ORDER BY s._rn"
     )
     return BoundQuery(text, params)
 
@@ -366,7 +370,9 @@ def build_leaf_query(side: Side, key_range: KeyRange) -> BoundQuery:
     return BoundQuery(f"SELECT {columns} FROM {side.table}{_where(conditions)}", params)
 
 
-def _key_list(key: Sequence[str], keys: Sequence[tuple[Any, ...]]) -> tuple[str, dict[str, Any]]:
+def _key_list(
+    key: Sequence[str], keys: Sequence[tuple[Any, ...]], style: QueryStyle = POSTGRES_STYLE
+) -> tuple[str, dict[str, Any]]:
     if not keys:
         raise ValueError("an empty key list")
     params: dict[str, Any] = {}
@@ -374,13 +380,21 @@ def _key_list(key: Sequence[str], keys: Sequence[tuple[Any, ...]]) -> tuple[str,
     for i, values in enumerate(keys):
         names = [f"r{i}_{j}" for j in range(len(key))]
         params.update(zip(names, values, strict=True))
-        rows.append("(" + ", ".join(f"%({name})s" for name in names) + ")")
+        if style.row_values:
+            rows.append("(" + ", ".join(style.param(name) for name in names) + ")")
+        else:  # an OR of key equalities: the primary key serves each one
+            equal = " AND ".join(
+                f"{column} = {style.param(name)}" for column, name in zip(key, names, strict=True)
+            )
+            rows.append(f"({equal})")
+    if not style.row_values:
+        return f"({' OR '.join(rows)})", params
     return f"({', '.join(key)}) IN ({', '.join(rows)})", params
 
 
 def build_hashes_by_key(side: Side, keys: Sequence[tuple[Any, ...]]) -> BoundQuery:
     """Like :func:`build_leaf_query`, for a list of keys instead of a range."""
-    condition, params = _key_list(side.key, keys)
+    condition, params = _key_list(side.key, keys, side.style)
     columns = ", ".join([*side.key, f"{side.row_hash} AS _hash", *side.extra])
     return BoundQuery(
         f"SELECT {columns} FROM {side.table}{_where([*side.filters, condition])}",

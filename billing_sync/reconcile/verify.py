@@ -56,7 +56,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
-from billing_sync.config import ConfigError, SourceCatalog, TableMapping
+from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.entities import ENTITY_SCHEMA
 from billing_sync.reconcile import events, hashing
 from billing_sync.reconcile.cache_check import verify_cache
@@ -136,15 +136,6 @@ def verify_table(
     if segment_rows < 2 or leaf_rows < 1:
         raise ValueError("segment_rows must be at least 2 and leaf_rows at least 1")
     catalog, mapping = engine.checked(catalog, mapping)  # with the source's column types
-    source_engine = engine.source(catalog.system).engine
-    if source_engine != "postgresql":
-        # The key-range hashes and the unreadable-row probe are PostgreSQL SQL; the
-        # engine-neutral row hash contract is not wired yet (docs/sources.md).
-        raise ConfigError(
-            f"{catalog.system}.{mapping.table}: verify (and the shrink guard's key"
-            f" comparison) cannot read a {source_engine} source yet (docs/sources.md,"
-            " 'The row hash contract'); only PostgreSQL sources are verified"
-        )
     started = time.perf_counter()
     result = TableVerification(catalog.system, mapping.table, mapping.entity)
     ensure_parity_schema(engine, catalog, mapping)

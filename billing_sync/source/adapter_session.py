@@ -29,7 +29,6 @@ from billing_sync.source.engines import (
     adapter_for,
 )
 from billing_sync.source.guarded import guarded_table
-from billing_sync.sql import QueryStyle
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,9 @@ FETCH_ROWS = 20_000
 the caller's ``LIMIT``, this bounds the Python tuples alive at once."""
 
 _TEXT_ENGINES = ("mysql",)
-_ANSI_QUOTES = "SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')"
+# PIPES_AS_CONCAT: ``||`` joins strings, as in the shared SQL text (the unreadable-stamp
+# probe's sample); otherwise MariaDB reads it as OR. https://mariadb.com/kb/en/sql-mode/
+_ANSI_QUOTES = "SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES,PIPES_AS_CONCAT')"
 """Engines whose sessions run the shared SQL text (ANSI quotes, pyformat binds)."""
 
 
@@ -89,7 +90,9 @@ class AdapterConnection:
         if not self.mariadb:
             milliseconds = max(1, round(statement_timeout * 1000))
             self.connection.exec_driver_sql(f"SET SESSION max_execution_time = {milliseconds}")
-        self.style = QueryStyle(row_values=self.adapter.row_values)
+        # The adapter's whole style: CAST(... AS CHAR) and DIV on MySQL/MariaDB, whose
+        # CAST has no TEXT and whose "/" is exact decimal division.
+        self.style = self.adapter.style
 
     @property
     def name(self) -> str:

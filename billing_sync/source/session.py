@@ -22,6 +22,7 @@ from billing_sync.source.compiled_session import COMPILED_ENGINES, CompiledConne
 from billing_sync.source.copy_reader import CopyUnsupported, copy_supported, read_copy
 from billing_sync.source.drafts import source_table
 from billing_sync.source.engines import adapter_class
+from billing_sync.source.engines.base import EngineAdapter
 from billing_sync.source.engines.postgres import (
     CAPTURE_APPLICATION_NAME,
     HORIZON_VISIBLE_SQL,
@@ -126,6 +127,12 @@ class SourceSession:
     def engine(self) -> str:
         """The source's engine: ``postgresql``, ``mysql``."""
         return "postgresql" if self._other is None else self._other.name
+
+    @property
+    def adapter(self) -> EngineAdapter | None:
+        """The engine adapter of a source that is not PostgreSQL (``None``: PostgreSQL,
+        read through psycopg); verify writes its row hash in the adapter's SQL."""
+        return None if self._other is None else self._other.adapter
 
     @property
     def style(self) -> QueryStyle:

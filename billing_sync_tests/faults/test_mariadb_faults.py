@@ -12,11 +12,9 @@ import psycopg
 import pytest
 from sqlalchemy.engine import URL
 
-from billing_sync.config import ConfigError
 from billing_sync.engine.batch import TableBatch
 from billing_sync.engine.sync import SyncEngine
 from billing_sync.postgres import DatabaseUrls
-from billing_sync.reconcile.verify import verify_table
 from billing_sync.simulator import mariadb
 from billing_sync.simulator.clock import from_cyymmdd
 from billing_sync_tests.integration.helpers import assert_parity
@@ -140,15 +138,3 @@ def test_a_replayed_window_changes_nothing_on_mariadb(
         engine.setup()
         engine.drain(until=mariadb_now(url), timeout=120)
         assert_a_replayed_window_changes_nothing(engine)
-
-
-def test_verify_on_a_mariadb_source_is_refused_by_name(
-    databases: DatabaseUrls, mysql_database: URL, tmp_path: Path
-) -> None:
-    # Not wired yet (docs/sources.md): a clear refusal, not a MariaDB syntax error.
-    settings, _ = mariadb_icoms(databases, mysql_database, tmp_path, accounts=1)
-    with SyncEngine.from_settings(settings) as engine:
-        engine.setup()
-        catalog = engine.catalogs[0]
-        with pytest.raises(ConfigError, match=r"icoms\.USAGE_EVENT: verify .* mysql source"):
-            verify_table(engine, catalog, catalog.by_table["USAGE_EVENT"], repair=True)

@@ -8,7 +8,6 @@ to enable them (``.ci/run`` installs and starts Debian's mariadb-server).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 import time
@@ -26,6 +25,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 
 from billing_sync.postgres import DatabaseUrls
+from billing_sync.reconcile.row_hash import row_hash
 from billing_sync.source.engines import adapter_for
 from billing_sync.source.engines.base import EngineAdapter
 from billing_sync.source.engines.mysql import _BUFFER_IDLE_SECONDS
@@ -256,28 +256,16 @@ ROWS: list[tuple[Any, ...]] = [
         -9_223_372_036_854_775_808,
         True,
     ),
+    # The escaping: a separator inside a text, and a text that reads like NULL's marker.
+    (6, "a|b\\N", None, None, None, 1, 1, True),
+    (7, "\\N", None, None, None, 1, 1, True),
 ]
 
 
 def reference_hash(row: tuple[Any, ...]) -> int:
-    """The contract in Python: canonical texts joined by ``|``, MD5, first 15 hex digits."""
-    texts = []
-    for (_, kind), value in zip(HASHED, row[1:], strict=True):
-        if value is None or (kind == "text" and value.rstrip(" ") == ""):
-            texts.append("\\N")
-        elif kind == "text":
-            texts.append(value.rstrip(" "))
-        elif kind == "date":
-            texts.append(str((value - date(2000, 1, 1)).days))
-        elif kind == "timestamp":
-            texts.append(str((value - datetime(1970, 1, 1)) // timedelta(microseconds=1)))
-        elif kind == "boolean":
-            texts.append("true" if value else "false")
-        elif kind.startswith("decimal"):
-            texts.append(f"{value:.2f}")
-        else:
-            texts.append(str(value))
-    return int(hashlib.md5("|".join(texts).encode()).hexdigest()[:15], 16)
+    """The contract in Python (reconcile.row_hash): canonical texts, escaped, joined by
+    ``|``, MD5, first 15 hex digits."""
+    return row_hash(row[1:], [kind for _, kind in HASHED])
 
 
 def _hashes(adapter: EngineAdapter, conn: sa.Connection) -> list[int]:
@@ -312,7 +300,8 @@ def test_row_hash_is_equal_on_mariadb_postgresql_and_the_reference(
             expected = [reference_hash(row) for row in ROWS]
             assert _hashes(adapter, my) == expected
             assert _hashes(postgres, pg) == expected
-            assert _range_sum(adapter, my) == _range_sum(postgres, pg) == (4, sum(expected[1:]))
+            range_sum = (len(ROWS) - 1, sum(expected[1:]))
+            assert _range_sum(adapter, my) == _range_sum(postgres, pg) == range_sum
     finally:
         postgres.dispose()
 
@@ -351,3 +340,35 @@ def test_mariadb_row_hash_matches_the_reference_for_any_values(
         stored = conn.exec_driver_sql("SELECT * FROM h").one()
     with adapter.connect() as conn:
         assert _hashes(adapter, conn) == [reference_hash(tuple(stored))]
+
+
+def test_the_portable_stamp_floor_matches_the_polars_decode_on_mariadb(
+    admin: sa.Engine, adapter: EngineAdapter
+) -> None:
+    """verify hashes a composite stamp in MariaDB's SQL (no make_date, DIV for quotients);
+    it must land where the sync's decode (the warehouse's ``_source_version``) does."""
+    import polars as pl
+
+    from billing_sync.capture.cursor import decode_cyymmdd_hhmmss, packed_stamp_sql
+
+    pairs = [(d, t) for d in (0, 100, 1250001, 1250100, 1250231, 1251300, 1240229, 1230229,
+                              1000229, 1001231, 1251124, 9999999, 99999999, -3)
+             for t in (0, 70509, 235959, 246000, 126000, 125960, 999999, -1)]  # fmt: skip
+    pairs.append((None, None))
+    sql = packed_stamp_sql('"d"', '"t"', style=adapter.style, integer=adapter.integer_type)
+    with admin.connect() as conn:
+        conn.exec_driver_sql("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
+        conn.exec_driver_sql('CREATE TABLE p (n INT PRIMARY KEY, "d" BIGINT, "t" BIGINT)')
+        conn.exec_driver_sql(
+            "INSERT INTO p VALUES (%s, %s, %s)", [(n, d, t) for n, (d, t) in enumerate(pairs)]
+        )
+        packed = [row[0] for row in conn.exec_driver_sql(f"SELECT {sql} FROM p ORDER BY n")]
+    decoded = (
+        pl.DataFrame({"d": [p[0] for p in pairs], "t": [p[1] for p in pairs]},
+                     schema={"d": pl.Int64, "t": pl.Int64})
+        .select(decode_cyymmdd_hhmmss(pl.col("d"), pl.col("t")))
+        .to_series()
+        .to_list()
+    )  # fmt: skip
+    for pair, value, stamp in zip(pairs, packed, decoded, strict=True):
+        assert value == int(stamp.strftime("%Y%m%d%H%M%S")) - 19_000_000_000_000, (pair, value)

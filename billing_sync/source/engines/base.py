@@ -30,6 +30,7 @@ from billing_sync.sql import QueryStyle
 log = logging.getLogger(__name__)
 
 NULL_TEXT = "\\N"
+ESCAPE = "\\"
 SEPARATOR = "|"
 HASH_HEX_DIGITS = 15
 """The row hash is the first 15 hex digits of the MD5 of the row's canonical text: a
@@ -113,6 +114,7 @@ class EngineAdapter:
     named_params: ClassVar[bool] = False
     fetch_first: ClassVar[bool] = False
     text_type: ClassVar[str] = "text"
+    integer_type: ClassVar[str] = "bigint"  # what CAST(... AS <integer_type>) names
     integer_division: ClassVar[str] = "/"
     # What the driver's error says when the statement timeout stopped a statement.
     timeout_markers: ClassVar[tuple[str, ...]] = ()
@@ -262,12 +264,26 @@ class EngineAdapter:
 
     def canonical_text(self, column: ColumnElement[Any], catalog_type: str) -> ColumnElement[Any]:
         r"""``column`` as the text every engine writes for the same value (``\N`` for NULL
-        and for empty text, since Oracle cannot tell them apart)."""
+        and for empty text, since Oracle cannot tell them apart; text escaped by
+        :meth:`escaped`). :mod:`billing_sync.reconcile.row_hash` is the contract in Python."""
         raise NotImplementedError
+
+    def text_literal(self, value: str) -> ColumnElement[Any]:
+        """``value`` as this engine's string literal (standard SQL: quotes doubled)."""
+        return sa.literal_column("'" + value.replace("'", "''") + "'")
 
     def null_text(self) -> ColumnElement[Any]:
         r"""The ``\N`` literal as this engine's string syntax writes it."""
-        return sa.literal_column(f"'{NULL_TEXT}'")
+        return self.text_literal(NULL_TEXT)
+
+    def escaped(self, text: ColumnElement[Any]) -> ColumnElement[Any]:
+        r"""``\`` as ``\\`` and ``|`` as ``\|`` (REPLACE is in every engine's SQL): the
+        texts joined with ``|`` then split back one way only, and a text ``\N`` is not NULL
+        (memo ``a|b`` + name ``c`` and memo ``a`` + name ``b|c`` hash apart)."""
+        backslash = sa.func.replace(text, self.text_literal(ESCAPE), self.text_literal(ESCAPE * 2))
+        return sa.func.replace(
+            backslash, self.text_literal(SEPARATOR), self.text_literal(ESCAPE + SEPARATOR)
+        )
 
     def md5_hex(self, text: ColumnElement[Any]) -> ColumnElement[Any]:
         """The 32 hex digits of ``md5(text)`` (either case)."""

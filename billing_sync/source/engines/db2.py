@@ -92,7 +92,8 @@ class Db2Adapter(EngineAdapter):
     def canonical_text(self, column: ColumnElement[Any], catalog_type: str) -> ColumnElement[Any]:
         text: ColumnElement[Any]
         if catalog_type == "text":
-            text = sa.func.nullif(sa.func.rtrim(sa.func.varchar(column)), sa.literal_column("''"))
+            trimmed = sa.func.rtrim(sa.func.varchar(column))
+            text = self.escaped(sa.func.nullif(trimmed, sa.literal_column("''")))
         elif catalog_type == "date":
             days = sa.func.days(column) - sa.func.days(sa.literal_column("DATE('2000-01-01')"))
             text = sa.func.varchar(days)

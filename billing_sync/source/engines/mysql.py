@@ -23,13 +23,13 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
 from billing_sync.source.engines.base import (
     HASH_HEX_DIGITS,
-    NULL_TEXT,
     EngineAdapter,
     OldestTransaction,
     ReadOnlyRefused,
@@ -64,6 +64,7 @@ class MySQLAdapter(EngineAdapter):
     horizon_grant = "the capture user lacks the PROCESS privilege (GRANT PROCESS ON *.* TO ...)"
     row_values = False
     text_type = "char"  # CAST(... AS CHAR): MySQL and MariaDB have no CAST AS TEXT
+    integer_type = "SIGNED"  # https://mariadb.com/kb/en/cast/ (no CAST AS BIGINT)
     integer_division = "div"  # "/" is exact decimal division
     min_delay_seconds = 1.1  # whole-second TRX_STARTED plus the buffer's 0.1 s
 
@@ -242,7 +243,9 @@ class MySQLAdapter(EngineAdapter):
             # Empty by length, not by = '': under a PAD SPACE or _ci collation other
             # strings compare equal to ''.
             trimmed = sa.func.rtrim(sa.cast(column, sa.String))
-            text = sa.case((sa.func.char_length(trimmed) == lit(0), sa.null()), else_=trimmed)
+            empty = sa.case((sa.func.char_length(trimmed) == lit(0), sa.null()), else_=trimmed)
+            # REPLACE: https://mariadb.com/kb/en/replace-function/
+            text = self.escaped(empty)
         elif catalog_type == "date":
             days = sa.func.datediff(column, sa.literal_column("DATE '2000-01-01'"))
             text = sa.cast(days, sa.String)
@@ -268,13 +271,16 @@ class MySQLAdapter(EngineAdapter):
             raise ValueError(f"no canonical text for catalog type {catalog_type!r}")
         return sa.func.coalesce(text, self.null_text())
 
-    def null_text(self) -> ColumnElement[Any]:
+    def text_literal(self, value: str) -> ColumnElement[Any]:
         # A backslash escapes in MariaDB string literals (unless NO_BACKSLASH_ESCAPES).
-        return sa.literal_column("'" + NULL_TEXT.replace("\\", "\\\\") + "'")
+        # https://mariadb.com/kb/en/string-literals/
+        return super().text_literal(value.replace("\\", "\\\\"))
 
     def md5_hex(self, text: ColumnElement[Any]) -> ColumnElement[Any]:
-        # MD5(str) returns 32 lower-case hex digits. https://mariadb.com/kb/en/md5/
-        return sa.func.md5(text)
+        # MD5(str) returns 32 lower-case hex digits (https://mariadb.com/kb/en/md5/) of
+        # the string's bytes in its own character set: converted to utf8mb4 first, so a
+        # latin1 column hashes like the same text in the warehouse (UTF-8).
+        return sa.func.md5(sa.cast(text, mysql.CHAR(charset="utf8mb4")))
 
     def hex_to_int(self, digits: ColumnElement[Any]) -> ColumnElement[Any]:
         # CONV(n, 16, 10) reads hex digits as a number. https://mariadb.com/kb/en/conv/

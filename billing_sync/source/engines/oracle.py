@@ -55,6 +55,7 @@ class OracleAdapter(EngineAdapter):
     fetch_first = True  # the row limiting clause, Oracle 12c and later
     text_type = "VARCHAR2(4000)"  # Oracle has no TEXT type; 4000: the standard maximum
     integer_division = "trunc"  # NUMBER / DECIMAL division keeps the fraction
+    integer_type = "NUMBER(19)"  # no BIGINT in Oracle SQL; 19 digits hold any int64
     # DPY-4024: python-oracledb's call timeout expired (thin mode); ORA-03156: the same
     # in thick mode (OCI's call timeout).
     timeout_markers = ("DPY-4024", "ORA-03156")
@@ -119,7 +120,8 @@ class OracleAdapter(EngineAdapter):
         text: ColumnElement[Any]
         if catalog_type == "text":
             # Oracle stores '' as NULL: the contract maps empty text to \N everywhere.
-            text = sa.func.rtrim(sa.cast(column, sa.String(4000)))
+            # REPLACE of NULL is NULL: https://docs.oracle.com/en/database/oracle/oracle-database/19/sqlrf/REPLACE.html
+            text = self.escaped(sa.func.rtrim(sa.cast(column, sa.String(4000))))
         elif catalog_type == "date":
             days = sa.func.trunc(column) - sa.literal_column("DATE '2000-01-01'")
             text = sa.func.to_char(days)

@@ -97,7 +97,8 @@ class PostgresAdapter(EngineAdapter):
         finite values, with empty text as ``\\N`` (the cross-engine contract)."""
         text: ColumnElement[Any]
         if catalog_type == "text":
-            text = sa.func.nullif(sa.func.rtrim(sa.cast(column, sa.Text)), sa.literal_column("''"))
+            trimmed = sa.func.rtrim(sa.cast(column, sa.Text))
+            text = self.escaped(sa.func.nullif(trimmed, sa.literal_column("''")))
         elif catalog_type == "date":
             days = sa.cast(column, sa.Date) - sa.literal_column("DATE '2000-01-01'")
             text = sa.cast(days, sa.Text)
