@@ -11,7 +11,7 @@ import pyarrow as pa
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.entities import STATE_SCHEMA, entity_columns, rows_to_arrow
 from billing_sync.load.cache import CacheBusy
-from billing_sync.reconcile import hashing
+from billing_sync.reconcile import hashing, lineage_sql
 from billing_sync.reconcile.differ import chunks
 from billing_sync.reconcile.engine_port import EnginePort
 from billing_sync.reconcile.repair import apply_to_cache
@@ -85,7 +85,8 @@ def _compare_cache(
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             pending = [
-                key for (key,) in conn.execute(hashing.build_pending_keys_postgres(table), params)
+                key
+                for (key,) in conn.execute(lineage_sql.build_pending_keys_postgres(table), params)
             ]
             if pending:
                 result.notes.append(
@@ -93,13 +94,13 @@ def _compare_cache(
                 )
             warehouse = {
                 int(row[0]): tuple(int(v) for v in row[1:])
-                for row in conn.execute(hashing.build_lineage_buckets_postgres(table), params)
+                for row in conn.execute(lineage_sql.build_lineage_buckets_postgres(table), params)
             }
             con.register("pending_keys", pa.table({"_source_key": pa.array(pending, pa.string())}))
             cache = {
                 int(row[0]): tuple(int(v) for v in row[1:])
                 for row in con.execute(
-                    hashing.build_lineage_buckets_duckdb(table, pending="pending_keys"),
+                    lineage_sql.build_lineage_buckets_duckdb(table, pending="pending_keys"),
                     {"system": system, "buckets": buckets},
                 ).fetchall()
             }
@@ -114,14 +115,14 @@ def _compare_cache(
             in_warehouse = {
                 row[0]: _Lineage(*row[1:])
                 for row in conn.execute(
-                    hashing.build_lineage_rows_postgres(table), {**params, "wanted": differing}
+                    lineage_sql.build_lineage_rows_postgres(table), {**params, "wanted": differing}
                 )
             }
             con.register("wanted_buckets", pa.table({"bucket": pa.array(differing, pa.int64())}))
             in_cache = {
                 row[0]: _Lineage(*row[1:])
                 for row in con.execute(
-                    hashing.build_lineage_rows_duckdb(
+                    lineage_sql.build_lineage_rows_duckdb(
                         table, pending="pending_keys", wanted="wanted_buckets"
                     ),
                     {"system": system, "buckets": buckets},

@@ -5,8 +5,9 @@ How a table is verified, step by step (the data-diff method):
 1. **Segments.** The key space is cut into segments of about ``segment_rows`` keys
    (every m-th key in key order of the warehouse's rows, an index read on our side; the
    biller only ever sees range queries bounded by these keys). For each segment both sides
-   compute ``count(*)`` and the sum of per-row hashes (:mod:`.hashing`): rows are hashed
-   inside each database and never leave it.
+   compute ``count(*)`` and the sum of per-row hashes (:mod:`.hashing`; a source on
+   another engine than PostgreSQL by the engine-neutral contract, :mod:`.portable`): rows
+   are hashed inside each database and never leave it.
 2. **Bisection.** A segment whose aggregates differ is cut into about
    :data:`BISECTION_FACTOR` sub-ranges (boundaries from the side holding more rows there)
    and compared again, until a differing range holds at most ``leaf_rows`` rows.
