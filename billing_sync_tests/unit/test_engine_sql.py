@@ -116,7 +116,7 @@ CASES = [
     (
         "mysql+pymysql",
         "key_range_hash",
-        "SELECT count(*) AS n, coalesce(sum(CAST(conv(substring(r._h, 1, 15), 16, 10) AS SIGNED INTEGER)), 0) AS hash_sum FROM (SELECT md5(concat(coalesce(replace(replace(CASE WHEN (char_length(rtrim(CAST(`SVC`.`SITE` AS CHAR))) = 0) THEN NULL ELSE rtrim(CAST(`SVC`.`SITE` AS CHAR)) END, '\\\\', '\\\\\\\\'), '|', '\\\\|'), '\\\\N'), '|', coalesce(CAST(CAST(`SVC`.`RATE` AS DECIMAL(9, 2)) AS CHAR), '\\\\N'), '|', coalesce(CAST(CAST(`SVC`.`CHG_DATE` AS SIGNED INTEGER) AS CHAR), '\\\\N'))) AS _h FROM `SVC` WHERE `SVC`.`SITE` >= %s AND (`SVC`.`SITE` > %s OR `SVC`.`SITE` = %s AND `SVC`.`SVC_NO` >= %s)) AS r",
+        "SELECT count(*) AS n, coalesce(sum(CAST(conv(substring(r._h, 1, 15), 16, 10) AS SIGNED INTEGER)), 0) AS hash_sum FROM (SELECT md5(CAST(concat(coalesce(replace(replace(CASE WHEN (char_length(rtrim(CAST(`SVC`.`SITE` AS CHAR))) = 0) THEN NULL ELSE rtrim(CAST(`SVC`.`SITE` AS CHAR)) END, '\\\\', '\\\\\\\\'), '|', '\\\\|'), '\\\\N'), '|', coalesce(CAST(CAST(`SVC`.`RATE` AS DECIMAL(9, 2)) AS CHAR), '\\\\N'), '|', coalesce(CAST(CAST(`SVC`.`CHG_DATE` AS SIGNED INTEGER) AS CHAR), '\\\\N')) AS CHAR CHARACTER SET utf8mb4)) AS _h FROM `SVC` WHERE `SVC`.`SITE` >= %s AND (`SVC`.`SITE` > %s OR `SVC`.`SITE` = %s AND `SVC`.`SVC_NO` >= %s)) AS r",
     ),
     (
         "oracle+oracledb",
