@@ -15,7 +15,7 @@ from sqlalchemy.engine import URL
 from billing_sync.engine.sync import SyncEngine, gone_rows
 from billing_sync.postgres import DatabaseUrls
 from billing_sync.reconcile.deletes import apply_hard_deletes
-from billing_sync.reconcile.verify import run_verify, verify_table
+from billing_sync.reconcile.verify import DeleteCapExceeded, run_verify, verify_table
 from billing_sync.simulator import mariadb
 from billing_sync_tests.integration.helpers import assert_parity
 from billing_sync_tests.integration.test_mariadb_source import mariadb_icoms, mariadb_now
@@ -117,3 +117,27 @@ def test_hard_deletes_on_mariadb_are_flagged_after_a_drain(
         keys = sorted(f"{site.rstrip()}|{number}" for site, number in gone)
         assert _flags(databases.warehouse, keys) == [(key, True) for key in keys]
         assert not [entry for entry in apply_hard_deletes(engine) if entry.found]
+
+
+def test_a_mass_delete_on_mariadb_above_the_cap_refuses_and_changes_nothing(
+    databases: DatabaseUrls, mysql_database: URL, tmp_path: Path
+) -> None:
+    settings, url = mariadb_icoms(databases, mysql_database, tmp_path, accounts=30)
+    table = f"`{mysql_database.database}`.`PAYMENT`"
+    with SyncEngine.from_settings(settings) as engine:
+        engine.setup()
+        engine.drain(until=mariadb_now(url), timeout=120)
+        catalog = engine.catalogs[0]
+        payment = catalog.by_table["PAYMENT"]
+        ((gone,),) = _source(url, f"SELECT count(*) FROM {table} WHERE `PAYMENT_NO` MOD 5 = 0")
+        _source(url, f"DELETE FROM {table} WHERE `PAYMENT_NO` MOD 5 = 0")
+        assert gone > 0
+        with psycopg.connect(databases.warehouse) as conn:
+            before = conn.execute("SELECT * FROM billing.payment ORDER BY 1, 2").fetchall()
+            with pytest.raises(DeleteCapExceeded) as refused:
+                verify_table(engine, catalog, payment, repair=True)
+            assert f"{gone} warehouse rows are no longer in the source" in str(refused.value)
+            assert "Nothing was changed" in str(refused.value)
+            assert conn.execute("SELECT * FROM billing.payment ORDER BY 1, 2").fetchall() == before
+        allowed = verify_table(engine, catalog, payment, repair=True, max_delete_fraction=0.5)
+        assert allowed.deleted == gone and allowed.remaining == 0
