@@ -335,6 +335,12 @@ def _where(conditions: list[str]) -> str:
     return f" WHERE {' AND '.join(conditions)}" if conditions else ""
 
 
+def _alias(side: Side, name: str) -> str:
+    """A column alias of ours: quoted for Oracle and Db2 (named binds), whose unquoted
+    identifiers must begin with a letter; bare on PostgreSQL and MariaDB, as before."""
+    return quote_ident(name) if side.style.named_params else name
+
+
 def build_range_aggregate(side: Side, key_range: KeyRange) -> BoundQuery:
     """``count(*)`` and the sum of row hashes over ``key_range``."""
     conditions, params = _range_conditions(side, key_range)
@@ -351,18 +357,19 @@ def build_boundaries(side: Side, key_range: KeyRange, *, every: int) -> BoundQue
         raise ValueError("every must be at least 1")
     conditions, params = _range_conditions(side, key_range, keys_only=True)
     params["every"] = every
-    aliases = [f"_k{i}" for i in range(len(side.key))]
+    aliases = [_alias(side, f"_k{i}") for i in range(len(side.key))]
     inner = ", ".join(f"{expr} AS {alias}" for expr, alias in zip(side.key, aliases, strict=True))
+    rn = f"s.{_alias(side, '_rn')}"
     if side.style.named_params:
         # Oracle takes no AS before a table alias; a named-bind text has no %% escape.
-        alias, every_th = " s", f"MOD(s._rn - 1, {side.style.param('every')}) = 0"
+        alias, every_th = " s", f"MOD({rn} - 1, {side.style.param('every')}) = 0"
     else:
-        alias, every_th = " AS s", f"(s._rn - 1) %% {side.style.param('every')} = 0"
+        alias, every_th = " AS s", f"({rn} - 1) %% {side.style.param('every')} = 0"
     text = (
         f"SELECT {', '.join(aliases)} FROM (SELECT {inner},"
-        f" row_number() OVER (ORDER BY {', '.join(side.key)}) AS _rn"
+        f" row_number() OVER (ORDER BY {', '.join(side.key)}) AS {_alias(side, '_rn')}"
         f" FROM {side.table}{_where(conditions)}){alias}"
-        f" WHERE s._rn > 1 AND {every_th} ORDER BY s._rn"
+        f" WHERE {rn} > 1 AND {every_th} ORDER BY {rn}"
     )
     return BoundQuery(text, params)
 
@@ -370,7 +377,7 @@ def build_boundaries(side: Side, key_range: KeyRange, *, every: int) -> BoundQue
 def build_leaf_query(side: Side, key_range: KeyRange) -> BoundQuery:
     """``key..., row hash, extra...`` of every row in ``key_range``."""
     conditions, params = _range_conditions(side, key_range)
-    columns = ", ".join([*side.key, f"{side.row_hash} AS _hash", *side.extra])
+    columns = ", ".join([*side.key, f"{side.row_hash} AS {_alias(side, '_hash')}", *side.extra])
     return BoundQuery(f"SELECT {columns} FROM {side.table}{_where(conditions)}", params)
 
 
@@ -399,7 +406,7 @@ def _key_list(
 def build_hashes_by_key(side: Side, keys: Sequence[tuple[Any, ...]]) -> BoundQuery:
     """Like :func:`build_leaf_query`, for a list of keys instead of a range."""
     condition, params = _key_list(side.key, keys, side.style)
-    columns = ", ".join([*side.key, f"{side.row_hash} AS _hash", *side.extra])
+    columns = ", ".join([*side.key, f"{side.row_hash} AS {_alias(side, '_hash')}", *side.extra])
     return BoundQuery(
         f"SELECT {columns} FROM {side.table}{_where([*side.filters, condition])}",
         {**side.params, **params},

@@ -96,7 +96,8 @@ def source_side(
         table=qualified(schema, mapping.table),
         key=key,
         row_hash=sql_row_hash(adapter, parts),
-        extra=(f"{pending} AS _pending", f"{change_ts} AS _change_ts"),
+        # Quoted: Oracle's and Db2's unquoted identifiers begin with a letter.
+        extra=(f'{pending} AS "_pending"', f'{change_ts} AS "_change_ts"'),
         params=params,
         style=style,
     )
