@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,15 @@ def add_parser(sub: argparse._SubParsersAction, settings_for: SettingsFor) -> No
     )
     api.add_argument("--port", type=int, default=DEFAULT_PORT)
     api.add_argument("--keys-file", type=Path, help="API keys file (lines: id sha256:<hex> scopes)")
-    api.add_argument("--pool-size", type=int, default=10, help="warehouse connections at most")
+    api.add_argument(
+        "--pool-size", type=int, default=10, help="warehouse connections at most, per worker"
+    )
+    api.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="uvicorn worker processes (default 1: one core's worth; see docs/api.md)",
+    )
     api.set_defaults(func=lambda args: cmd_api(args, settings_for))
     actions = api.add_subparsers(dest="api_command")
     key = actions.add_parser("key", help="issue a key: prints it once, stores only its hash")
@@ -34,6 +41,13 @@ def add_parser(sub: argparse._SubParsersAction, settings_for: SettingsFor) -> No
     )
     key.add_argument("--keys-file", type=Path, help="append the hashed entry to this file (0600)")
     key.set_defaults(func=cmd_key)
+
+
+def _workers(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"--workers {value}: between 1 and 64")
+    return value
 
 
 def cmd_key(args: argparse.Namespace) -> int:
@@ -53,11 +67,11 @@ def cmd_key(args: argparse.Namespace) -> int:
 
 def cmd_api(args: argparse.Namespace, settings_for: SettingsFor) -> int:
     # why: uvicorn and the app's stack load only for this command
-    import uvicorn
-
-    from billing_sync.api.app import create_app
+    from billing_sync.api.serve import serve
 
     settings = settings_for(args)
+    # Resolved once here (the cursor key file created if missing) and handed to every
+    # worker: they share the keys and the cursor key.
     config = api_config(
         settings,
         resolve_database_urls(settings).warehouse,
@@ -70,18 +84,7 @@ def cmd_api(args: argparse.Namespace, settings_for: SettingsFor) -> int:
             " (billing-sync api key NAME --keys-file FILE)",
             file=sys.stderr,
         )
-    logging.getLogger("billing_sync.api.access").setLevel(logging.INFO)
-    access = logging.StreamHandler(sys.stdout)
-    access.setFormatter(logging.Formatter("%(message)s"))
-    logging.getLogger("billing_sync.api.access").addHandler(access)
-    logging.getLogger("billing_sync.api.access").propagate = False
-    print(f"billing-sync api: http://{args.host}:{args.port}/docs", file=sys.stderr)
-    uvicorn.run(
-        create_app(config),
-        host=args.host,
-        port=args.port,
-        access_log=False,  # ours is JSON with the key id; uvicorn's shows full paths
-        server_header=False,
-        log_level="warning",
-    )
+    workers = f", {args.workers} workers" if args.workers > 1 else ""
+    print(f"billing-sync api: http://{args.host}:{args.port}/docs{workers}", file=sys.stderr)
+    serve(config, host=args.host, port=args.port, workers=args.workers)
     return 0

@@ -4,13 +4,14 @@
   (the server replaces bad bytes with U+FFFD, which would then reach a query);
 - one JSON line per request on the ``billing_sync.api.access`` logger: method, route
   template (not the path: it holds account numbers), status, duration, the key id that
-  authenticated (never the key).
+  authenticated (never the key), and the pid of the worker process that answered.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -21,6 +22,7 @@ from billing_sync.api.problems import problem_raw
 
 access_log = logging.getLogger("billing_sync.api.access")
 LOG_SLOT = "billing_sync.api.log"  # a dict in the scope that routes fill (key id)
+_PID = os.getpid()  # a worker is a spawned process: its own import, its own pid
 
 
 def _utf8(raw: bytes) -> bool:
@@ -78,6 +80,7 @@ class ApiMiddleware:
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                     "key_id": slot.get("key_id"),
+                    "pid": _PID,
                 }
             )
         )

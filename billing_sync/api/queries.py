@@ -18,7 +18,7 @@ from billing_sync.serve.views import SERVE_SCHEMA
 from billing_sync.sql import quote_ident
 
 WATERMARKS = f"SELECT system, source_table, caught_up_to FROM {STATE_SCHEMA}.watermark"
-
+WATERMARKS_OF = WATERMARKS + " WHERE system = %(system)s"  # an account's answer: its biller
 # One account from the view every figure must agree with; without a site, one row per
 # site holding that account number (the caller asks which one when there are several).
 ACCOUNT = f"""

@@ -26,6 +26,7 @@ from billing_sync.api.queries import (
     ACCOUNT,
     SECTIONS,
     WATERMARKS,
+    WATERMARKS_OF,
     Search,
     activity_sql,
     search_sql,
@@ -70,6 +71,13 @@ class Store:
         self.feeds = feeds
         # No billing entity mapped (a plain table's system): no account view, no accounts.
         self.has_accounts = any(view.name == "account_360" for view in served_views(entities))
+        # Rendered once: the text depends on the catalogs only.
+        self.sections = [(s, section_sql(s, entities)) for s in SECTIONS]
+        self.activity_sql = {
+            (since, after): activity_sql(entities, since=since, after=after)
+            for since in (False, True)
+            for after in (False, True)
+        }
         self.pool = AsyncConnectionPool(
             url,
             min_size=2,
@@ -89,8 +97,12 @@ class Store:
         async with self.pool.connection(timeout=5) as conn:
             await conn.execute("SELECT 1")
 
-    async def _watermarks(self, conn: AsyncConnection[Any]) -> list[Caught]:
-        return self._caught(await _rows(conn, WATERMARKS))
+    async def _watermarks(
+        self, conn: AsyncConnection[Any], system: str | None = None
+    ) -> list[Caught]:
+        if system is None:
+            return self._caught(await _rows(conn, WATERMARKS))
+        return self._caught(await _rows(conn, WATERMARKS_OF, {"system": system}))
 
     def _caught(self, rows: list[dict[str, Any]]) -> list[Caught]:
         caught = []
@@ -109,30 +121,30 @@ class Store:
     ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]], list[Caught]]:
         """The account's ``serve.account_360`` rows (one, or one per site when no site was
         given), its sections (services, equipment, collections) and the watermarks."""
-        async with self.pool.connection() as conn, conn.transaction():
+        # Pipeline mode around the transaction: BEGIN, the statements and COMMIT travel
+        # together (BEGIN and COMMIT were each a round trip of their own).
+        async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
             if not self.has_accounts:
-                return [], {}, await self._watermarks(conn)
+                return [], {}, await self._watermarks(conn, system)
             account = {"system": system, "site": site_id, "account": account_number}
-            # With the site known, every statement is sent at once (pipeline mode: one
-            # round trip instead of five); without it, the sections wait for the site.
-            queued = [section_sql(s, self.entities) for s in SECTIONS] if site_id else []
-            async with conn.pipeline():
-                cursors = [conn.cursor(row_factory=dict_row) for _ in range(2 + len(queued))]
-                await cursors[0].execute(WATERMARKS)
-                await cursors[1].execute(ACCOUNT, account)
-                for cursor, sql in zip(cursors[2:], queued, strict=True):
-                    if sql is not None:
-                        await cursor.execute(sql, account)
-                caught = self._caught(await cursors[0].fetchall())
-                found = await cursors[1].fetchall()
-                sections = {
-                    section.name: (await cursor.fetchall() if sql is not None else [])
-                    for section, cursor, sql in zip(SECTIONS, cursors[2:], queued, strict=True)
-                }
+            # With the site known, every statement is sent at once; without it, the
+            # sections wait for the site.
+            queued = self.sections if site_id else []
+            cursors = [conn.cursor(row_factory=dict_row) for _ in range(2 + len(queued))]
+            await cursors[0].execute(WATERMARKS_OF, account)
+            await cursors[1].execute(ACCOUNT, account)
+            for cursor, (_, sql) in zip(cursors[2:], queued, strict=True):
+                if sql is not None:
+                    await cursor.execute(sql, account)
+            caught = self._caught(await cursors[0].fetchall())
+            found = await cursors[1].fetchall()
+            sections = {
+                section.name: (await cursor.fetchall() if sql is not None else [])
+                for (section, sql), cursor in zip(queued, cursors[2:], strict=True)
+            }
             if len(found) == 1 and not site_id:
                 key = {**account, "site": found[0]["site_id"]}
-                for section in SECTIONS:
-                    sql = section_sql(section, self.entities)
+                for section, sql in self.sections:
                     sections[section.name] = await _rows(conn, sql, key) if sql else []
             if len(found) != 1:
                 sections = {}
@@ -148,7 +160,7 @@ class Store:
         after: Sequence[Any] | None,
         limit: int,
     ) -> tuple[ActivityPage, list[Caught]]:
-        sql = activity_sql(self.entities, since=since is not None, after=after is not None)
+        sql = self.activity_sql[(since is not None, after is not None)]
         params: dict[str, Any] = {
             "system": system,
             "site": site_id,
@@ -160,9 +172,11 @@ class Store:
             params.update(
                 after_day=date.fromisoformat(after[0]), after_kind=after[1], after_id=after[2]
             )
-        async with self.pool.connection() as conn, conn.transaction():
-            caught = await self._watermarks(conn)
+        async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
+            watermarks = conn.cursor(row_factory=dict_row)
+            await watermarks.execute(WATERMARKS_OF, {"system": system})
             rows = await _rows(conn, sql, params)
+            caught = self._caught(await watermarks.fetchall())
         return ActivityPage(rows[:limit], more=len(rows) > limit), caught
 
     async def search(

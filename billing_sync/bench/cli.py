@@ -38,6 +38,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     bench.add_argument("--repeat", type=int, help="snapshot runs per contender (median)")
     bench.add_argument("--no-peers", action="store_true", help="snapshot without dlt and Sling")
     bench.add_argument("--output", type=Path, help="folder for the JSON reports")
+    bench.add_argument(
+        "--workers", type=int, help="api: the API's uvicorn workers (default 2, the cores)"
+    )
     bench.set_defaults(func=cmd_bench)
 
 
@@ -64,6 +67,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         code = main_exit_code(run_bench(scenarios, options, state_dir=settings.state_dir))
     if "api" in args.scenario:
         api_options = ApiBenchOptions.quick() if args.quick else ApiBenchOptions()
+        if args.workers:
+            api_options = replace(api_options, workers=args.workers)
         if args.accounts or args.seconds or args.output or args.rates:
             api_options = replace(
                 api_options,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from decimal import Decimal
 from typing import Any
 
@@ -323,7 +324,7 @@ def test_access_log_has_one_json_line_per_request_with_the_key_id_not_the_key(
         ("/v1/freshness", 403, "reader"),
         ("/v1/freshness", 401, None),
     ]
-    assert all(line["duration_ms"] >= 0 for line in lines)
+    assert all(line["duration_ms"] >= 0 and line["pid"] == os.getpid() for line in lines)
     assert (
         synced.key not in caplog.text and synced.key.removeprefix("bsk_agents_") not in caplog.text
     )
