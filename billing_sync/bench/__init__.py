@@ -11,6 +11,8 @@ Scenarios (``billing-sync bench SCENARIO``):
 ``hot``       per-row staleness of rows rewritten every 0.3 s, under the workload
 ``capacity``  10,000 changed rows/s through Dagster: p99 per tier against its target,
               CPU per 1,000 captured rows, the backlog at the end
+``burst``     a bill run's burst (2M rows in 5 min) into the standard and bulk tables:
+              the priority tier's p99 meanwhile, the drain, parity after
 ``tail-peers`` the tail against dlt and Sling on the peers' plain table, same run:
               freshness, cost, and rows each loses under adversity
 ``feed``      source commit to the change event on NATS JetStream; the outbox's cost
@@ -23,7 +25,8 @@ machine, the versions and every figure.
 import os
 
 SCENARIO_NAMES = (
-    "snapshot", "paths", "tail", "shapes", "scale", "hot", "capacity", "tail-peers", "feed",
+    "snapshot", "paths", "tail", "shapes", "scale", "hot", "capacity", "burst", "tail-peers",
+    "feed",
     "all",
 )  # fmt: skip
 

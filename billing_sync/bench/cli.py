@@ -25,7 +25,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         description="Scenarios: snapshot (one table, all contenders), tail (a change rate "
         "through the Dagster daemon, freshness of marker rows), shapes (a run per micro-batch "
         "vs long-lived runs), scale (1x, 4x, 16x data), hot (per-row staleness of rows "
-        "rewritten every 0.3 s), all. Reports go to "
+        "rewritten every 0.3 s), burst (a bill run's 2M rows in 5 min: the priority tier's "
+        "p99 meanwhile, the drain, parity), all. Reports go to "
         "<state-dir>/bench/reports/<scenario>.json.",
     )
     # ``api``: the account API's load test (bench/api.py), not part of ``all``.

@@ -38,6 +38,11 @@ class BenchOptions:
     hot_seconds: float = 60.0  # scenario hot: how long the hot rows are rewritten and sampled
     hot_accounts: int = 5_000
     hot_rate: float = 1_000.0  # the normal workload's changed rows/s meanwhile
+    # burst: a bill run of burst_rows in burst_seconds over the workload at its rate
+    burst_rows: int = 2_000_000
+    burst_seconds: float = 300.0
+    burst_workload_rate: float = 1_000.0
+    burst_baseline_seconds: float = 60.0
     output: Path | None = None
 
     @classmethod
@@ -51,6 +56,8 @@ class BenchOptions:
                 profile_seconds=3.0, tail_first_load=False, hot_seconds=6.0,
                 hot_accounts=200, hot_rate=100.0,
                 capacity_rate=600.0, capacity_seconds=5.0,
+                burst_rows=4_000, burst_seconds=4.0, burst_workload_rate=100.0,
+                burst_baseline_seconds=3.0,
                 peers_tail_rows=3_000, peers_tail_window=4.0, peers_tail_hold=3.0,
             )  # fmt: skip
         elif quick:
@@ -62,6 +69,7 @@ class BenchOptions:
                 scale_factors=(1, 4), scale_tail_seconds=10.0, profile_seconds=10.0,
                 hot_seconds=30.0, hot_accounts=2_000,
                 capacity_seconds=30.0,
+                burst_rows=100_000, burst_seconds=30.0, burst_baseline_seconds=20.0,
                 peers_tail_rows=50_000, peers_tail_window=20.0, peers_tail_hold=15.0,
             )  # fmt: skip
         else:

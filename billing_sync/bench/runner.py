@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from billing_sync.bench.burst import run_burst
 from billing_sync.bench.capacity import run_capacity
 from billing_sync.bench.context import BenchContext, BenchOptions
 from billing_sync.bench.feed import run_feed
@@ -69,6 +70,7 @@ SCENARIOS: dict[str, Callable[[BenchContext], list[Report]]] = {
     "scale": _scale,
     "hot": _hot,
     "capacity": _capacity,
+    "burst": lambda ctx: [run_burst(ctx)],
     "tail-peers": lambda ctx: [run_tail_peers(ctx)],
     "feed": _feed,
 }

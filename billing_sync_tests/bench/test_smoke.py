@@ -99,6 +99,22 @@ def test_capacity_at_a_tiny_size(bench_env: None, tmp_path: Path) -> None:
     assert _report(tmp_path, "capacity")["details"]["targets"]["standard"] == 60
 
 
+def test_burst_at_a_tiny_size(bench_env: None, tmp_path: Path) -> None:
+    """A bill run through Dagster: every phase measured for both tiers, the bill run's
+    rows drained and all in the warehouse, verify finds nothing missing or stale."""
+    options = BenchOptions.for_run(quick=True, tiny=True)
+    (burst,) = run_bench(["burst"], options, state_dir=tmp_path)
+    phases = {(r["phase"], r["tier"], r["place"]) for r in burst.rows}
+    assert ("bill run", "priority", "warehouse") in phases, burst.text()
+    drain = burst.details["drain"]
+    assert not drain["errors"] and drain["rows_written"] >= options.burst_rows, drain
+    assert drain["drained"] and drain["lost"] == 0, drain
+    assert drain["drain_rows_per_second"] > 0, drain
+    for table in burst.details["verify"]:
+        assert table["missing"] == 0 and table["stale"] == 0, table
+    assert _report(tmp_path, "burst")["details"]["drain"]["rows_in_warehouse"] > 0
+
+
 def test_tail_against_the_peers_at_a_tiny_size(bench_env: None, tmp_path: Path) -> None:
     """Sling and dlt (one long-lived process) follow the peers' table, then the adversity:
     both lose the long transaction's rows, and the comparison finds them. (billing-sync's
