@@ -7,6 +7,7 @@ from billing_sync.defs.alerts import alerts_sensor, operations_spec
 from billing_sync.defs.assets import source_specs, sync_assets
 from billing_sync.defs.backfill import backfill_jobs
 from billing_sync.defs.checks import freshness_checks
+from billing_sync.defs.deletes import priority_deletes_job, priority_deletes_sensor
 from billing_sync.defs.feed import feed_definitions
 from billing_sync.defs.jobs import asset_jobs
 from billing_sync.defs.observe import freshness_sensor, source_observation_sensor
@@ -30,7 +31,7 @@ def build_definitions() -> dg.Definitions:
     checks = freshness_checks(catalogs)
     parity = parity_checks(catalogs)
     jobs = asset_jobs(tier_assets, checks, parity)
-    op_jobs = [retention_job, *backfill_jobs(catalogs)]
+    op_jobs = [retention_job, priority_deletes_job, *backfill_jobs(catalogs)]
     job_names = [job.name for job in [*(jobs.jobs or []), *op_jobs]]
     check_keys = sorted(
         {
@@ -55,6 +56,7 @@ def build_definitions() -> dg.Definitions:
             freshness_sensor(),
             source_observation_sensor(),
             alerts_sensor(check_keys, job_names),
+            priority_deletes_sensor,
         ],
         schedules=[parity_schedule(), retention_schedule],
         resources={"billing_sync": BillingSyncResource(hmac_key=dg.EnvVar(HMAC_KEY_ENV))},

@@ -93,6 +93,8 @@ class Differ:
         mapping: TableMapping,
         result: TableVerification,
         pool: ThreadPoolExecutor,
+        *,
+        key_only: bool = False,
     ) -> None:
         self.session = engine.source(catalog.system)
         self.conn = engine.warehouse.conn
@@ -110,7 +112,11 @@ class Differ:
             self.warehouse = hashing.warehouse_side(
                 mapping, system=catalog.system, timezone=catalog.timezone
             )
+            if key_only:  # keys alone: an index-only scan can answer the source's side
+                self.source = hashing.keys_only(self.source, mapping)
+                self.warehouse = hashing.keys_only(self.warehouse, mapping)
         else:  # another engine: the engine-neutral contract on both sides
+            # (key_only there still compares whole rows, which finds the deletes too)
             self.source = portable.source_side(
                 mapping, schema=catalog.schema_name, pending_after=pending_after, adapter=adapter
             )

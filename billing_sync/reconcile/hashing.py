@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -276,6 +276,24 @@ def warehouse_side(mapping: TableMapping, *, system: str, timezone: str = "UTC")
         extra=(f"{t}._source_key", f"{t}._source_version"),
         params={"system": system, "entity": mapping.entity},
     )
+
+
+def keys_only(side: Side, mapping: TableMapping) -> Side:
+    """``side`` hashing each row's key only: its ranges compare which keys exist, not what
+    the rows hold (hard deletes and missing rows, not stale ones). Every column such a
+    query reads on the source is in the key's index, so PostgreSQL can answer it with an
+    index-only scan, without reading the table. ``ValueError`` when a key column's value
+    cannot be reproduced in SQL on the source (a converter other than ``trim``)."""
+    plain = {column.source for column in hashed_columns(mapping)}
+    unhashable = [name for name in mapping.key if name not in plain]
+    if unhashable:
+        raise ValueError(
+            f"{mapping.table}: key columns {unhashable} have converters SQL on the source"
+            " cannot reproduce: compare whole rows (verify) instead of keys"
+        )
+    types = [mapping.column(name).type for name in mapping.key]
+    parts = [canonical_text(expr, kind) for expr, kind in zip(side.key, types, strict=True)]
+    return replace(side, row_hash=row_hash_expression(parts))
 
 
 def warehouse_key_index_name(mapping: TableMapping) -> str:

@@ -128,11 +128,16 @@ def verify_table(
     segment_rows: int = 10_000,
     leaf_rows: int = 1_000,
     check_cache: bool = True,
+    key_only: bool = False,
 ) -> TableVerification:
     """Verify one table against the source, and the cache against the warehouse.
 
     Raises :class:`DeleteCapExceeded` (having changed nothing) when ``repair`` would flag
     more than ``max_delete_fraction`` of the table's warehouse rows as deleted.
+
+    ``key_only`` compares keys, not rows (:func:`.hashing.keys_only`: index-only scans on a
+    PostgreSQL source): it finds hard deletes and missing rows, never stale ones, and its
+    repair only flags the deletes (:mod:`.deletes`, every minute for the priority tier).
     """
     if segment_rows < 2 or leaf_rows < 1:
         raise ValueError("segment_rows must be at least 2 and leaf_rows at least 1")
@@ -141,14 +146,15 @@ def verify_table(
     result = TableVerification(catalog.system, mapping.table, mapping.entity)
     ensure_parity_schema(engine, catalog, mapping)
     # Rows the tail can never read: counted, reported and handled by the catalog's rule.
-    result.unreadable = probe_unreadable(engine, catalog, mapping)
+    if not key_only:  # the minute's key compare leaves this probe to the full verify
+        result.unreadable = probe_unreadable(engine, catalog, mapping)
     if engine.warehouse.watermark(catalog.system, mapping).cursor is None:
         # Nothing is claimed yet: the first load (a snapshot) is still running or to come.
         result.notes.append("not loaded yet (no watermark): nothing to verify")
         result.seconds = time.perf_counter() - started
         return result
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-source") as pool:
-        differ = Differ(engine, catalog, mapping, result, pool)
+        differ = Differ(engine, catalog, mapping, result, pool, key_only=key_only)
         found = diff_table(differ, segment_rows=segment_rows, leaf_rows=leaf_rows)
     held = quarantined_keys(engine, catalog.system, mapping, found.missing + found.stale)
     if held:
@@ -187,7 +193,8 @@ def verify_table(
                 f"{_fraction_needed(len(found.extra), result.warehouse_rows)}`.",
                 result,
             )
-        repair_from_source(engine, catalog, mapping, found, result)
+        if not key_only:  # missing rows found by keys alone wait for the full verify
+            repair_from_source(engine, catalog, mapping, found, result)
         flag_hard_deletes(engine, catalog, mapping, found.extra, result)
         events.record_repair(
             engine.warehouse.conn, system=catalog.system, table=mapping.table,

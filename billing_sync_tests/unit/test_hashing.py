@@ -16,6 +16,7 @@ from billing_sync.reconcile.hashing import (
     build_range_aggregate,
     build_record_hard_deletes,
     canonical_text,
+    keys_only,
     source_side,
     warehouse_key_index,
     warehouse_side,
@@ -271,3 +272,29 @@ def test_identifiers_are_quoted_and_the_index_serves_the_warehouse_ranges() -> N
         'CREATE INDEX CONCURRENTLY IF NOT EXISTS "payment_site_id_payment_number_vx"'
         ' ON "billing"."payment" (_source_system, "site_id", "payment_number")'
     )
+
+
+def test_a_key_compare_hashes_the_key_alone_the_same_on_both_sides() -> None:
+    """The minute's delete check reads only key columns on the source (an index-only
+    scan can serve it) and hashes them as the warehouse side does."""
+    source = keys_only(source_side(mapping(), schema="icoms", pending_after=None), mapping())
+    warehouse = keys_only(warehouse_side(mapping(), system="icoms"), mapping())
+    site, number = '"SITE_ID"', '"PAYMENT_NO"'
+    t_site, t_number = 't."site_id"', 't."payment_number"'
+
+    def key_hash(site: str, number: str) -> str:
+        bigint = f"coalesce(CAST(CAST({number} AS bigint) AS text), {N})"
+        return f"hashtextextended(concat_ws('|', {_text(site)}, {bigint}), 0)"
+
+    assert source.row_hash == key_hash(site, number)
+    assert warehouse.row_hash == key_hash(t_site, t_number)
+    aggregate = build_range_aggregate(source, KeyRange(("001", 5), None)).text
+    assert "AMOUNT" not in aggregate and "REC_STATUS" not in aggregate
+    assert "CHG_TS" not in aggregate.split(" FROM ")[0]
+    with pytest.raises(ValueError, match="key columns"):
+        keys_only(source, TableMapping.model_validate({
+            **mapping().model_dump(by_alias=True), "columns": [
+                {"source": "SITE_ID", "target": "site_id", "type": "text",
+                 "converter": "latin1"},
+                {"source": "PAYMENT_NO", "target": "payment_number", "type": "bigint"},
+            ], "soft_delete": None}))  # fmt: skip
