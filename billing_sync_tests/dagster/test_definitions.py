@@ -31,6 +31,7 @@ def test_definitions_load_with_the_asset_graph() -> None:
         "freshness_sensor",
         "source_observation_sensor",
         "alerts_sensor",
+        "priority_deletes_sensor",
     }
     checks = {key.name for key in graph.asset_check_keys}
     assert "validation" in checks
@@ -41,6 +42,7 @@ def test_definitions_load_with_the_asset_graph() -> None:
     assert definitions.resolve_schedule_def("parity_checks_schedule").cron_schedule
     definitions.resolve_job_def("sync_priority_job")
     definitions.resolve_job_def("freshness_checks_job")
+    definitions.resolve_job_def("priority_deletes_job")
 
 
 def test_code_location_import_does_not_import_great_expectations() -> None:
