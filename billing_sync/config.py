@@ -394,6 +394,9 @@ class CaptureSettings(_Strict):
     use_transaction_horizon: bool = True
     lookback_seconds: float = Field(default=30.0, ge=0)
     lookback_interval_seconds: float = Field(default=5.0, ge=0)
+    # Keys a micro-batch sweeps at most (billing_sync.capture.lookback): a pass goes on
+    # over the next batches, so no batch waits for a whole region's read.
+    lookback_slice_rows: int = Field(default=20_000, gt=0)
     snapshot_rows: int = Field(default=50_000, gt=0)
     shrink_check_interval_seconds: float = Field(default=300.0, ge=0)
     max_shrink_fraction: float = Field(default=0.05, ge=0, le=1)

@@ -95,7 +95,9 @@ class SyncEngine:
             )
         )
         self.lookback = Lookback(
-            timedelta(seconds=capture.lookback_seconds), capture.lookback_interval_seconds
+            timedelta(seconds=capture.lookback_seconds),
+            capture.lookback_interval_seconds,
+            slice_rows=capture.lookback_slice_rows,
         )
         self._sources: dict[str, SourceSession] = {}
         self._warehouse: Warehouse | None = None
