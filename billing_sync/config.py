@@ -413,6 +413,9 @@ class CaptureSettings(_Strict):
     # watermark, at most this many rows per batch.
     read_ahead_tiers: list[Tier] = Field(default_factory=lambda: list[Tier](["priority"]))
     read_ahead_rows: int = Field(default=1_000, ge=0)
+    # The probe runs only while the horizon trails the source clock by this much
+    # (billing_sync.engine.read_ahead: below it only rows rewritten faster are starved).
+    read_ahead_min_lag_seconds: float = Field(default=0.1, ge=0)
 
 
 class ValidationSettings(_Strict):
