@@ -3,9 +3,10 @@
 In a long-lived tier loop (:meth:`~billing_sync.engine.sync.SyncEngine.run`) the DuckDB
 apply is off the path to warehouse visibility: a table's batch commits to the warehouse,
 then goes to the cache feed (:mod:`billing_sync.load.cache_feed`, one writer thread) while
-the next table, and the next micro-batch, go on. The priority tier's batches are applied
-at once; the other tiers' are gathered for ``cache_apply_interval_seconds`` (fewer,
-larger applies: measured in docs/performance.md). Each micro-batch reports, per entity,
+the next table, and the next micro-batch, go on. Each tier's batches are gathered for its
+``cache_apply_interval_seconds`` (priority 1 s, standard 2 s, bulk 10 s; 0 applies each
+batch at once): fewer, larger applies, since each opens the file and checkpoints it
+(measured in docs/performance.md). Each micro-batch reports, per entity,
 the applies that finished and how far the cache trails (batches not applied yet, the
 age of the oldest): the bound the operator sees in the cache asset's metadata.
 
