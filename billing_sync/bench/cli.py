@@ -11,11 +11,23 @@ from billing_sync.bench.api import ApiBenchOptions, run_api_bench
 from billing_sync.bench.api import main_exit_code as api_exit_code
 from billing_sync.bench.context import BenchOptions
 from billing_sync.bench.runner import main_exit_code, run_bench
+from billing_sync.bench.tail_peers import CONTENDERS
 from billing_sync.config import load_settings
 
 
 def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(part) for part in text.split(",") if part.strip())
+
+
+def _contenders(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(set(names) - set(CONTENDERS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown contender {', '.join(unknown) or '(none given)'}: choose among "
+            + ", ".join(CONTENDERS)
+        )
+    return names
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -42,6 +54,12 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     bench.add_argument(
         "--workers", type=int, help="api: the API's uvicorn workers (default 2, the cores)"
     )
+    bench.add_argument(
+        "--contenders",
+        type=_contenders,
+        help="tail-peers: which contenders run, e.g. billing-sync,sling (default: all of "
+        "sling, dlt, dlt-lag, dlt-fresh, billing-sync)",
+    )
     bench.set_defaults(func=cmd_bench)
 
 
@@ -61,6 +79,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         repeat=args.repeat,
         peers=False if args.no_peers else None,
         output=args.output,
+        peers_tail_contenders=args.contenders,
     )
     scenarios = [name for name in args.scenario if name != "api"]
     code = 0
