@@ -158,7 +158,7 @@ def test_a_mass_delete_keeps_the_sync_refused_until_the_deletes_are_confirmed(
         # 7% of the rows, past the 5% cap: counted, since the seed's payments per account
         # vary with the day it runs ("PAYMENT_NO" % 100 < 7 was 10.2% on 2026-12-05).
         deleted = conn.execute(
-            f'DELETE FROM {PAYMENT} WHERE ctid IN (SELECT ctid FROM {PAYMENT}'
+            f"DELETE FROM {PAYMENT} WHERE ctid IN (SELECT ctid FROM {PAYMENT}"
             ' ORDER BY "PAYMENT_NO" DESC LIMIT %s)',
             (int(total * 0.07) + 1,),
         ).rowcount
