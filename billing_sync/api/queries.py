@@ -19,16 +19,6 @@ from billing_sync.sql import quote_ident
 
 WATERMARKS = f"SELECT system, source_table, caught_up_to FROM {STATE_SCHEMA}.watermark"
 WATERMARKS_OF = WATERMARKS + " WHERE system = %(system)s"  # an account's answer: its biller
-# One account from the view every figure must agree with; without a site, one row per
-# site holding that account number (the caller asks which one when there are several).
-ACCOUNT = f"""
-SELECT * FROM {SERVE_SCHEMA}.account_360
- WHERE source_system = %(system)s AND account_number = %(account)s
-   AND (%(site)s::text IS NULL OR site_id = %(site)s::text)
- ORDER BY site_id
- LIMIT 5
-"""
-
 _ACCOUNT_ROWS = (
     "NOT _is_deleted AND _source_system = %(system)s AND site_id = %(site)s"
     " AND account_number = %(account)s"
@@ -106,6 +96,54 @@ def section_sql(section: Section, entities: Mapping[str, EntityColumns]) -> str 
         f"SELECT {selected} FROM {columns.table} WHERE {_ACCOUNT_ROWS}"
         f" ORDER BY {section.order} LIMIT {section.limit}"
     )
+
+
+def _json_field(columns: EntityColumns, name: str, kind: str) -> str:
+    """``'name', value`` for json_build_object: money as its exact decimal text (a JSON
+    number would become a float on the way), the rest as PostgreSQL renders it in JSON."""
+    have = dict(columns.business)
+    actual = have.get(name, kind)
+    value = f"s.{quote_ident(name)}"
+    if actual.startswith("decimal"):
+        value = f"CAST({value} AS text)"
+    return f"'{name}', {value}"
+
+
+def _section_json(section: Section, columns: EntityColumns) -> str:
+    """One account's rows of a section as a JSON array, in the section's order, for the
+    outer row ``v`` of ``serve.account_360``."""
+    selected = ", ".join(_column(columns, name, kind) for name, kind in section.columns)
+    fields = ", ".join(_json_field(columns, name, kind) for name, kind in section.columns)
+    return (
+        f"(SELECT coalesce(json_agg(json_build_object({fields}) ORDER BY s._n), '[]')"
+        f" FROM (SELECT {selected}, row_number() OVER (ORDER BY {section.order}) AS _n"
+        f" FROM {columns.table} WHERE NOT _is_deleted AND _source_system = v.source_system"
+        " AND site_id = v.site_id AND account_number = v.account_number"
+        f" ORDER BY {section.order} LIMIT {section.limit}) AS s)"
+    )
+
+
+def account_sql(entities: Mapping[str, EntityColumns]) -> str:
+    """One statement for the whole account answer (one round trip, one snapshot: no
+    transaction needed): its ``serve.account_360`` row(s) as ACCOUNT reads them, each with
+    its sections as JSON arrays and its biller's watermarks as two parallel arrays."""
+    sections = ", ".join(
+        f"{_section_json(section, entities[section.entity])} AS {quote_ident(section.name)}"
+        if section.entity in entities
+        else f"CAST('[]' AS json) AS {quote_ident(section.name)}"
+        for section in SECTIONS
+    )
+    watermark = f"FROM {STATE_SCHEMA}.watermark WHERE system = v.source_system"
+    return f"""
+SELECT v.*, {sections},
+       (SELECT array_agg(source_table ORDER BY source_table) {watermark}) AS _wm_tables,
+       (SELECT array_agg(caught_up_to ORDER BY source_table) {watermark}) AS _wm_points
+  FROM {SERVE_SCHEMA}.account_360 AS v
+ WHERE v.source_system = %(system)s AND v.account_number = %(account)s
+   AND (%(site)s::text IS NULL OR v.site_id = %(site)s::text)
+ ORDER BY v.site_id
+ LIMIT 5
+"""
 
 
 # The activity: each source entity as (kind, id, day, sort_day, amount, type, status,

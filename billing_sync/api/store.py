@@ -23,14 +23,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from billing_sync.api.freshness import Caught, TableFeed, to_utc
 from billing_sync.api.queries import (
-    ACCOUNT,
     SECTIONS,
     WATERMARKS,
     WATERMARKS_OF,
     Search,
+    account_sql,
     activity_sql,
     search_sql,
-    section_sql,
 )
 from billing_sync.entities import EntityColumns
 from billing_sync.serve.views import served_views
@@ -72,7 +71,7 @@ class Store:
         # No billing entity mapped (a plain table's system): no account view, no accounts.
         self.has_accounts = any(view.name == "account_360" for view in served_views(entities))
         # Rendered once: the text depends on the catalogs only.
-        self.sections = [(s, section_sql(s, entities)) for s in SECTIONS]
+        self.account_sql = account_sql(entities) if self.has_accounts else ""
         self.activity_sql = {
             (since, after): activity_sql(entities, since=since, after=after)
             for since in (False, True)
@@ -121,33 +120,26 @@ class Store:
     ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]], list[Caught]]:
         """The account's ``serve.account_360`` rows (one, or one per site when no site was
         given), its sections (services, equipment, collections) and the watermarks."""
-        # Pipeline mode around the transaction: BEGIN, the statements and COMMIT travel
-        # together (BEGIN and COMMIT were each a round trip of their own).
-        async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
-            if not self.has_accounts:
-                return [], {}, await self._watermarks(conn, system)
-            account = {"system": system, "site": site_id, "account": account_number}
-            # With the site known, every statement is sent at once; without it, the
-            # sections wait for the site.
-            queued = self.sections if site_id else []
-            cursors = [conn.cursor(row_factory=dict_row) for _ in range(2 + len(queued))]
-            await cursors[0].execute(WATERMARKS_OF, account)
-            await cursors[1].execute(ACCOUNT, account)
-            for cursor, (_, sql) in zip(cursors[2:], queued, strict=True):
-                if sql is not None:
-                    await cursor.execute(sql, account)
-            caught = self._caught(await cursors[0].fetchall())
-            found = await cursors[1].fetchall()
-            sections = {
-                section.name: (await cursor.fetchall() if sql is not None else [])
-                for (section, sql), cursor in zip(queued, cursors[2:], strict=True)
-            }
-            if len(found) == 1 and not site_id:
-                key = {**account, "site": found[0]["site_id"]}
-                for section, sql in self.sections:
-                    sections[section.name] = await _rows(conn, sql, key) if sql else []
-            if len(found) != 1:
-                sections = {}
+        if not self.has_accounts:
+            return [], {}, await self.freshness()
+        # One statement (account_sql): one round trip and one snapshot, so no transaction;
+        # it replaced five statements in a pipelined transaction, whose round trips and
+        # per-statement bookkeeping were most of the API's CPU per request.
+        account = {"system": system, "site": site_id, "account": account_number}
+        async with self.pool.connection() as conn:
+            found = await _rows(conn, self.account_sql, account)
+        sections: dict[str, list[dict[str, Any]]] = {}
+        caught: list[Caught] = []
+        if len(found) == 1:
+            row = found[0]
+            sections = {section.name: row.pop(section.name) for section in SECTIONS}
+            tables, points = row.pop("_wm_tables") or [], row.pop("_wm_points") or []
+            caught = self._caught(
+                [
+                    {"system": system, "source_table": table, "caught_up_to": point}
+                    for table, point in zip(tables, points, strict=True)
+                ]
+            )
         return found, sections, caught
 
     async def activity(

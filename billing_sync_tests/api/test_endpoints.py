@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg.rows import dict_row
 
+from billing_sync.api.app import ACCOUNT_ENTITIES
+from billing_sync.api.freshness import to_utc
+from billing_sync.api.models import CollectionStep, Equipment, Service
 from billing_sync.api.problems import PROBLEM_JSON
+from billing_sync.api.queries import SECTIONS, section_sql
 from billing_sync.transform.protect import hmac_token
 from billing_sync_tests.api.conftest import Synced
 from billing_sync_tests.integration.test_protection_scan import FORBIDDEN_COLUMNS, leaks
@@ -345,3 +350,41 @@ def test_freshness_lists_every_table_with_its_tier_and_sla(
     ready = client.get("/readyz")  # just drained; the bulk tier's SLA is 15 minutes
     assert ready.status_code in (200, 503)
     assert client.get("/openapi.json").json()["components"]["schemas"]["Problem"]
+
+
+def test_account_sections_and_freshness_are_the_entity_tables_and_watermarks(
+    client: TestClient, synced: Synced
+) -> None:
+    """The one-statement account read (sections as JSON built by PostgreSQL) answers what
+    the entity tables hold, each section in its order, and data_as_of from the watermarks."""
+    entities = synced.config.entities
+    checked = 0
+    with psycopg.connect(synced.urls.warehouse, row_factory=dict_row) as conn:
+        for row in _view_rows(synced)[::5]:
+            system, site, number = row["source_system"], row["site_id"], row["account_number"]
+            body = client.get(f"/v1/accounts/{system}/{site}:{number}", headers=synced.headers())
+            assert body.status_code == 200, body.text
+            answer = body.json()
+            key = {"system": system, "site": site, "account": number}
+            for section, model in (
+                (SECTIONS[0], Service), (SECTIONS[1], Equipment), (SECTIONS[2], CollectionStep),
+            ):  # fmt: skip
+                sql = section_sql(section, entities)
+                rows = conn.execute(sql, key).fetchall() if sql else []
+                expected = [model(**r).model_dump(mode="json") for r in rows]
+                got = answer["collections"]["steps"] if section.name == "collections" else (
+                    answer[section.name]
+                )  # fmt: skip
+                assert got == expected, (section.name, system, site, number)
+                checked += len(expected)
+            watermarks = conn.execute(
+                "SELECT source_table, caught_up_to FROM billing_sync.watermark WHERE system = %s",
+                (system,),
+            ).fetchall()
+            points = [
+                to_utc(w["caught_up_to"], synced.config.feeds[(system, w["source_table"])].zone)
+                for w in watermarks
+                if synced.config.feeds[(system, w["source_table"])].entity in ACCOUNT_ENTITIES
+            ]
+            assert datetime.fromisoformat(answer["data_as_of"]) == min(points)
+    assert checked > 20
