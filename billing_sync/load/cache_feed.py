@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -41,6 +42,7 @@ from billing_sync.load.cache import Cache, CacheApplied, CacheBusy, CatchUpSourc
 log = logging.getLogger(__name__)
 
 MIN_ROWS = 245_760  # two DuckDB row groups
+MAX_WAITING = 1  # snapshot sets queued behind the apply under way (memory: see _submit)
 
 
 @dataclass
@@ -130,6 +132,12 @@ class CacheFeed:
     def _submit(self, gathered: _Gathered) -> None:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-feed")
+        if not gathered.dedupe:
+            # A snapshot's chunks come faster than DuckDB applies them on a loaded machine:
+            # unbounded, the queued rows grew the 10M-row first load to 1.5 GB. At most
+            # one gathered set waits behind the apply under way; the next chunk waits.
+            while len(waiting := [f for f in self._running if not f.done()]) > MAX_WAITING:
+                futures.wait(waiting[:1])
         self._running.append(self._executor.submit(self._apply, gathered))
 
     def submit_older_than(self, seconds: float) -> None:
