@@ -192,6 +192,7 @@ def run_api_bench(state_dir: Path, options: ApiBenchOptions) -> dict[str, Any]:
         print(
             f"{name:9s} {result['rps']:7.1f} req/s  p50 {result['p50_ms']} ms  p99"
             f" {result['p99_ms']} ms  API CPU {result['api_cpu_ms_per_request']} ms/request"
+            f"  generator CPU {result.get('client_cpu_ms_per_request')} ms/request"
             f"  statuses {result['statuses']}  load {result['load_average']}"
         )
     print(target_line(report))

@@ -66,6 +66,7 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
         await http.get("/healthz")
         start = time.perf_counter() + 0.5
         until = start + seconds
+        cpu_before = time.process_time()
         rngs = [random.Random(plan.get("seed", 1) * 1000 + n) for n in range(len(keys))]
         await asyncio.gather(
             *(
@@ -75,6 +76,7 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
             )
         )  # fmt: skip
         elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu_before
     latencies.sort()
 
     def quantile(q: float) -> float | None:
@@ -91,6 +93,9 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
         "max_ms": quantile(1.0),
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "scheduled": int(rate * seconds),
+        # The generator's own CPU per request sent: when it cannot get that much CPU per
+        # scheduled request, the latencies are the generator's queue, not the API's.
+        "client_cpu_ms_per_request": round(1000 * cpu / max(1, len(latencies)), 2),
     }
 
 

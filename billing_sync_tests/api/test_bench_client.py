@@ -32,3 +32,4 @@ def test_the_load_generator_sends_its_schedule_and_measures_it(served: str, sync
     sent_or_dropped = result["requests"] + statuses.get("-1", 0)
     assert result["scheduled"] - 4 <= sent_or_dropped <= result["scheduled"] + 4
     assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+    assert result["client_cpu_ms_per_request"] > 0
