@@ -60,6 +60,18 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         help="tail-peers: which contenders run, e.g. billing-sync,sling (default: all of "
         "sling, dlt, dlt-lag, dlt-fresh, billing-sync)",
     )
+    bench.add_argument(
+        "--source-engine",
+        choices=("postgresql", "mariadb"),
+        default="postgresql",
+        help="tail: mariadb measures the ICOMS biller on MariaDB too, beside PostgreSQL",
+    )
+    bench.add_argument(
+        "--mariadb-url",
+        default=BenchOptions.mariadb_url,
+        help="the MariaDB/MySQL server for --source-engine mariadb (a user that may create"
+        " databases; default %(default)s)",
+    )
     bench.set_defaults(func=cmd_bench)
 
 
@@ -80,6 +92,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         peers=False if args.no_peers else None,
         output=args.output,
         peers_tail_contenders=args.contenders,
+        tail_source_engines=("postgresql", "mariadb")
+        if args.source_engine == "mariadb"
+        else ("postgresql",),
+        mariadb_url=args.mariadb_url,
     )
     scenarios = [name for name in args.scenario if name != "api"]
     code = 0

@@ -28,6 +28,7 @@ import duckdb
 import psycopg
 import pyarrow as pa
 from psycopg import errors, sql
+from sqlalchemy.engine import make_url
 
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.entities import entity_columns
@@ -233,7 +234,25 @@ class Markers:
             numbers[name] = max(floor, int(row[0]) + 1 if row and row[0] is not None else floor)
         return numbers
 
+    def writer_stopped(self) -> bool:
+        return self._stop_writer.is_set()
+
+    def wait_writer(self, seconds: float) -> None:
+        self._stop_writer.wait(seconds)
+
+    def record_commit(self, table: str, number: int, committed: float) -> None:
+        """Marker ``number`` of ``table`` committed at ``committed`` (epoch seconds)."""
+        key = self.logs[table].table.source_key(number)
+        with self._lock:
+            self.logs[table].committed[key] = committed
+
     def _write(self) -> None:
+        if make_url(self.source_url).get_backend_name() in ("mysql", "mariadb"):
+            # why: mariadb_source imports this module; PyMySQL only for a MariaDB source
+            from billing_sync.bench.mariadb_source import write_markers
+
+            write_markers(self)
+            return
         statements = {
             name: sql.SQL(_MARKERS[name][0]).format(t=sql.Identifier(self.schema, name))
             for name in self.logs
@@ -251,10 +270,8 @@ class Markers:
                     if not inserted:  # the workload took that number: skip past it
                         numbers = self._next_numbers(conn)
                         continue
-                    key = self.logs[name].table.source_key(numbers[name])
+                    self.record_commit(name, numbers[name], committed)
                     numbers[name] += 1
-                    with self._lock:
-                        self.logs[name].committed[key] = committed
                 next_at += self.interval
                 self._stop_writer.wait(max(0.0, next_at - time.monotonic()))
 

@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from billing_sync.bench import bench_hmac_key
+from billing_sync.bench import bench_hmac_key, mariadb_source
 from billing_sync.bench.context import BenchContext
 from billing_sync.bench.drivers import (
     DagsterDriver,
@@ -61,6 +61,7 @@ FRESHNESS_COLUMNS = [
     Column("max", "max s", "{:.2f}"),
 ]
 TAIL_COLUMNS = [
+    Column("engine", "source", align="<"),
     Column("rate", "target rows/s", "{:,.0f}"),
     Column("tier", "tier", align="<"),
     Column("place", "visible in", align="<"),
@@ -80,6 +81,23 @@ class TailData:
     catalog: SourceCatalog
     source_database: str
     first_load: dict[str, Any]
+    engine: str = "postgresql"  # or "mariadb": the ICOMS biller on MariaDB
+
+
+def prepare_mariadb_data(ctx: BenchContext, name: str, *, accounts: int,
+                         settings: dict[str, Any]) -> TailData:  # fmt: skip
+    """:func:`prepare_data` with the biller on MariaDB (:mod:`.mariadb_source`)."""
+    work = ctx.workdir(f"{name}-mariadb")
+    warehouse = ctx.server.database(f"bench_{name}_mariadb_wh")
+    source, catalog, settings, seeded = mariadb_source.prepare(
+        work, name, server=ctx.options.mariadb_url, accounts=accounts, warehouse=warehouse,
+        settings=settings,
+    )  # fmt: skip
+    progress(f"seeded {sum(seeded.values()):,} rows on MariaDB; the first run loads them")
+    pipeline = Pipeline(source=source, warehouse=warehouse, cache=work / "cache.duckdb",
+                        state_dir=work / "state", settings=settings)  # fmt: skip
+    database = catalog.schema_name
+    return TailData(pipeline, catalog, database, {"skipped": True}, engine="mariadb")
 
 
 def default_settings(*, batches_per_run: int | None = None) -> dict[str, Any]:
@@ -162,6 +180,8 @@ def backlog(data: TailData) -> dict[str, Any]:
         marks = conn.execute(
             "SELECT source_table, cursor_ts, caught_up_to FROM billing_sync.watermark"
         ).fetchall()
+    if data.engine != "postgresql":
+        return mariadb_source.backlog(data.pipeline.source, data.source_database, marks)
     rows: dict[str, int] = {}
     behind: dict[str, float | None] = {}
     with psycopg.connect(data.pipeline.source, autocommit=True) as conn:
@@ -240,7 +260,11 @@ def measure_window(
 ) -> tuple[list[Row], dict[str, Any]]:
     """One window at ``rate`` with ``driver`` already running; rows per tier and place."""
     pipeline = data.pipeline
-    workload = Workload(pipeline.source, rate=rate)
+    workload: Workload | mariadb_source.Workload = (
+        Workload(pipeline.source, rate=rate)
+        if data.engine == "postgresql"
+        else mariadb_source.Workload(pipeline.source, schema=data.source_database, rate=rate)
+    )
     workload.start()
     try:
         warm_from = time.time()
@@ -249,8 +273,11 @@ def measure_window(
                  f"{rate:,.0f} rows/s")  # fmt: skip
         cpu = TreeCpu(driver.pids())
         cpu.start()
-        statements_before = source_statements(ctx.server.url, data.source_database)
-        breakdown_before = source_statement_breakdown(ctx.server.url, data.source_database)
+        # pg_stat_statements: PostgreSQL sources only (the MariaDB leg leaves it empty)
+        on_pg = data.engine == "postgresql"
+        statements_before = on_pg and source_statements(ctx.server.url, data.source_database)
+        breakdown_before = (source_statement_breakdown(ctx.server.url, data.source_database)
+                            if on_pg else {})  # fmt: skip
         changed_before = sum(workload.counts().values())
         wall_start, db_start = time.time(), _warehouse_now(pipeline.warehouse)
         deadline = time.monotonic() + seconds
@@ -260,8 +287,9 @@ def measure_window(
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
         wall_end, db_end = time.time(), _warehouse_now(pipeline.warehouse)
         cpu_seconds = cpu.since_start()
-        statements_after = source_statements(ctx.server.url, data.source_database)
-        breakdown_after = source_statement_breakdown(ctx.server.url, data.source_database)
+        statements_after = on_pg and source_statements(ctx.server.url, data.source_database)
+        breakdown_after = (source_statement_breakdown(ctx.server.url, data.source_database)
+                           if on_pg else {})  # fmt: skip
         changed = sum(workload.counts().values()) - changed_before
         at_end = backlog(data)
     finally:
@@ -277,6 +305,7 @@ def measure_window(
     batches = batch_stats(pipeline.warehouse, db_start, db_end)
     captured = batches["rows"]
     common: dict[str, Any] = {
+        "engine": data.engine,
         "rate": rate,
         "shape": label,
         "window_seconds": round(window, 1),
@@ -423,13 +452,27 @@ def run_tail(ctx: BenchContext) -> list[Report]:
     driver = DagsterDriver(data.pipeline, work)
     rows, details = tail_run(ctx, data, driver, rates=options.rates,
                              seconds=options.tail_seconds, label="defaults")  # fmt: skip
+    details = {**details, "first_load": data.first_load, "settings": settings}
+    if "mariadb" in options.tail_source_engines:
+        # The same scenario with the biller on MariaDB, after the PostgreSQL leg (one
+        # pipeline at a time on 2 cores), its rows beside the PostgreSQL rows.
+        maria = prepare_mariadb_data(ctx, "tail", accounts=options.tail_accounts,
+                                     settings=settings)  # fmt: skip
+        maria_driver = DagsterDriver(maria.pipeline, ctx.bench_dir / "tail-mariadb")
+        maria_rows, maria_details = tail_run(
+            ctx, maria, maria_driver, rates=options.rates, seconds=options.tail_seconds,
+            label="defaults",
+        )  # fmt: skip
+        rows = [*rows, *maria_rows]
+        details["mariadb"] = maria_details
     report = Report(
         "tail",
         f"Tail through the Dagster daemon and sensors ({options.tail_accounts:,} accounts, "
-        f"{options.tail_seconds:.0f} s window per rate, engine defaults)",
+        f"{options.tail_seconds:.0f} s window per rate, engine defaults; source"
+        f" {' and '.join(options.tail_source_engines)})",
         TAIL_COLUMNS,
         rows,
-        details={**details, "first_load": data.first_load, "settings": settings},
+        details=details,
     )
     _sla_notes(report, rows)
     report.notes.append(

@@ -13,11 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import URL
 
 from billing_sync.bench.context import BenchOptions
 from billing_sync.bench.runner import run_bench
+from billing_sync_tests.mysql_support import mysql_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+__all__ = ["mysql_server"]
 
 
 @pytest.fixture
@@ -63,6 +67,34 @@ def test_tail_through_dagster_at_a_tiny_size(bench_env: None, tmp_path: Path) ->
     assert runs["runs"] >= 2 and "FAILURE" not in runs["by_status"], runs
     stages = {r["stage"] for r in reports["profile"].rows}
     assert "micro-batch (median)" in stages and len(stages) > 3
+
+
+def test_tail_from_mariadb_beside_postgresql_at_a_tiny_size(
+    bench_env: None, mysql_server: URL, tmp_path: Path
+) -> None:
+    """``bench tail --source-engine mariadb``: the ICOMS biller on MariaDB through the same
+    Dagster pipeline and markers, its rows beside the PostgreSQL source's in one report."""
+    options = BenchOptions.for_run(
+        quick=True,
+        tiny=True,
+        tail_seconds=5.0,
+        tail_source_engines=("postgresql", "mariadb"),
+        mariadb_url=mysql_server.render_as_string(hide_password=False),
+    )
+    reports = {r.scenario: r for r in run_bench(["tail"], options, state_dir=tmp_path)}
+    rows = reports["tail"].rows
+    assert {(r["engine"], r["tier"], r["place"]) for r in rows} == {
+        (engine, tier, place) for engine in ("postgresql", "mariadb")
+        for tier in ("priority", "standard") for place in ("warehouse", "cache")
+    }  # fmt: skip
+    for row in rows:
+        assert row["markers"] > 0 and math.isfinite(row["p50"]), row
+    maria = [r for r in rows if r["engine"] == "mariadb"]
+    assert all(r["captured_per_second"] > 0 and "source_queries_per_second" not in r
+               for r in maria), maria  # fmt: skip
+    runs = reports["tail"].details["mariadb"]["dagster_runs"]
+    assert runs["runs"] >= 2 and "FAILURE" not in runs["by_status"], runs
+    assert "mariadb" in reports["tail"].text()
 
 
 def test_fast_paths_at_a_tiny_size(bench_env: None, tmp_path: Path) -> None:

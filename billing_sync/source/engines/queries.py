@@ -85,25 +85,41 @@ def _binds(prefix: str, count: int) -> list[ColumnElement[Any]]:
     return [sa.bindparam(f"{prefix}{i}") for i in range(count)]
 
 
+def keyset_read(
+    adapter: EngineAdapter,
+    source: SourceTable,
+    table: sa.TableClause,
+    *,
+    order: Sequence[ColumnElement[Any]],
+    after: Sequence[ColumnElement[Any]] | None,
+    below: tuple[Sequence[ColumnElement[Any]], Sequence[ColumnElement[Any]]] | None = None,
+    batch_rows: int,
+) -> sa.Select[Any]:
+    """The one description of a source read: the table's columns in ``order``, past the
+    position ``after`` (bind values, one per ``order`` column; None: from the start),
+    with ``below[0] < below[1]`` when given, at most ``batch_rows``. The change query and
+    the snapshot chunk are this read over different orders (see below); ``order`` and
+    ``below`` are columns of ``table`` (``source.table()``)."""
+    query = sa.select(*(table.c[name] for name in source.columns))
+    row_values = adapter.row_values
+    if after is not None:
+        query = query.where(compare(order, ">", after, row_values=row_values))
+    if below is not None:
+        query = query.where(compare(below[0], "<", below[1], row_values=row_values))
+    return query.order_by(*order).limit(_limit(batch_rows))
+
+
 def change_query(adapter: EngineAdapter, source: SourceTable, *, batch_rows: int) -> sa.Select[Any]:
     """Rows past the watermark ``(cursor..., key...) > (wm_c..., wm_k...)`` and below
     ``horizon``, in cursor order, at most ``batch_rows``."""
     table = source.table()
     cursor = _cursor_columns(source, table)
     key = [table.c[name] for name in source.key]
-    after = compare(
-        [*cursor, *key],
-        ">",
-        [*_binds("wm_c", len(cursor)), *_binds("wm_k", len(key))],
-        row_values=adapter.row_values,
-    )
-    below = compare(cursor, "<", _binds("horizon_c", len(cursor)), row_values=adapter.row_values)
-    return (
-        sa.select(*(table.c[name] for name in source.columns))
-        .where(after, below)
-        .order_by(*cursor, *key)
-        .limit(_limit(batch_rows))
-    )
+    return keyset_read(
+        adapter, source, table, order=[*cursor, *key],
+        after=[*_binds("wm_c", len(cursor)), *_binds("wm_k", len(key))],
+        below=(cursor, _binds("horizon_c", len(cursor))), batch_rows=batch_rows,
+    )  # fmt: skip
 
 
 def snapshot_chunk(
@@ -113,12 +129,8 @@ def snapshot_chunk(
     for the first chunk), at most ``batch_rows``."""
     table = source.table()
     key = [table.c[name] for name in source.key]
-    query = sa.select(*(table.c[name] for name in source.columns)).order_by(*key)
-    if not first:
-        query = query.where(
-            compare(key, ">", _binds("after_k", len(key)), row_values=adapter.row_values)
-        )
-    return query.limit(_limit(batch_rows))
+    after = None if first else _binds("after_k", len(key))
+    return keyset_read(adapter, source, table, order=key, after=after, batch_rows=batch_rows)
 
 
 def key_range_hash(
