@@ -156,17 +156,19 @@ def _next_numbers(conn: Any, quoted: str, columns: dict[str, tuple[str, int]]) -
     return numbers
 
 
-def backlog(source: str, database: str, marks: list[tuple[str, Any, Any]]) -> dict[str, Any]:
-    """Source rows past each table's watermark, and seconds behind (``tail.backlog``)."""
+def rows_past(
+    source: str, database: str, marks: list[tuple[str, Any, Any]]
+) -> tuple[Any, dict[str, int]]:
+    """The server's clock in ICOMS local time, and the rows past each table's watermark
+    (``tail.backlog`` on MariaDB)."""
     from billing_sync.capture.cursor import encode_cyymmdd_hhmmss
 
     rows: dict[str, int] = {}
-    behind: dict[str, float | None] = {}
     conn = mariadb.connect(source)
     try:
         now = mariadb.schema.local_now(conn)
         with conn.cursor() as cur:
-            for table, cursor_ts, caught_up_to in marks:
+            for table, cursor_ts, _ in marks:
                 if cursor_ts is None:
                     continue
                 d, t = encode_cyymmdd_hhmmss(cursor_ts)
@@ -176,17 +178,10 @@ def backlog(source: str, database: str, marks: list[tuple[str, Any, Any]]) -> di
                     (d, d, t),
                 )
                 rows[table] = int(cur.fetchone()[0])
-                behind[table] = (now - caught_up_to).total_seconds() if caught_up_to else None
         conn.commit()
     finally:
         conn.close()
-    known = [value for value in behind.values() if value is not None]
-    return {
-        "rows": sum(rows.values()),
-        "rows_per_table": rows,
-        "seconds_behind_max": max(known) if known else None,
-        "seconds_behind": behind,
-    }
+    return now, rows
 
 
 def prepare(

@@ -181,17 +181,30 @@ def backlog(data: TailData) -> dict[str, Any]:
             "SELECT source_table, cursor_ts, caught_up_to FROM billing_sync.watermark"
         ).fetchall()
     if data.engine != "postgresql":
-        return mariadb_source.backlog(data.pipeline.source, data.source_database, marks)
+        now, rows = mariadb_source.rows_past(data.pipeline.source, data.source_database, marks)
+    else:
+        now, rows = _rows_past(data.pipeline.source, marks)
+    behind = {table: (now - caught_up_to).total_seconds() if caught_up_to else None
+              for table, cursor_ts, caught_up_to in marks if cursor_ts is not None}  # fmt: skip
+    known = [value for value in behind.values() if value is not None]
+    return {
+        "rows": sum(rows.values()),
+        "rows_per_table": rows,
+        "seconds_behind_max": max(known) if known else None,
+        "seconds_behind": behind,
+    }
+
+
+def _rows_past(source: str, marks: list[tuple[str, Any, Any]]) -> tuple[Any, dict[str, int]]:
+    """The source's clock in ICOMS local time (the watermarks' zone), and the rows past
+    each table's watermark."""
     rows: dict[str, int] = {}
-    behind: dict[str, float | None] = {}
-    with psycopg.connect(data.pipeline.source, autocommit=True) as conn:
-        # The watermarks are ICOMS local time (the catalog's timezone).
+    with psycopg.connect(source, autocommit=True) as conn:
         now_row = conn.execute(
             f"SELECT (now() AT TIME ZONE '{ICOMS_TIMEZONE}')::timestamp"
         ).fetchone()
         assert now_row is not None
-        now = now_row[0]
-        for table, cursor_ts, caught_up_to in marks:
+        for table, cursor_ts, _ in marks:
             if cursor_ts is None:
                 continue
             count = conn.execute(
@@ -201,14 +214,7 @@ def backlog(data: TailData) -> dict[str, Any]:
                 encode_cyymmdd_hhmmss(cursor_ts),
             ).fetchone()
             rows[table] = int(count[0]) if count else 0
-            behind[table] = (now - caught_up_to).total_seconds() if caught_up_to else None
-    known = [value for value in behind.values() if value is not None]
-    return {
-        "rows": sum(rows.values()),
-        "rows_per_table": rows,
-        "seconds_behind_max": max(known) if known else None,
-        "seconds_behind": behind,
-    }
+    return now_row[0], rows
 
 
 def batch_stats(url: str, since: Any, until: Any) -> dict[str, Any]:
