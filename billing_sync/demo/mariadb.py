@@ -34,9 +34,6 @@ DEFAULT_DATABASE = "billing_sync_demo"
 # Rows an ICOMS transaction on MariaDB writes, on average (measured over the demo's mix:
 # a payment writes 3, a usage burst up to 20); turns the demo's rows/s into transactions/s.
 ROWS_PER_TRANSACTION = 5.0
-# Whether the MariaDB biller's workload hard-deletes rows: only verify finds those, and
-# verify (its row hash) runs on PostgreSQL sources only so far (docs/sources.md).
-HARD_DELETES = False
 
 
 class NoMariaDB(RuntimeError):
@@ -152,7 +149,6 @@ class DemoWorkload:
         systems: Sequence[str],
         rate: float,
         mariadb_url: URL | None,
-        mariadb_hard_deletes: bool,
     ) -> None:
         hosted = mariadb_systems(systems) if mariadb_url is not None else ()
         self.postgres_systems = tuple(system for system in systems if system not in hosted)
@@ -172,7 +168,6 @@ class DemoWorkload:
             self.mariadb = mariadb.Workload(
                 mariadb_url.render_as_string(hide_password=False),
                 schema=mariadb_url.database or "", rate=share / ROWS_PER_TRANSACTION,
-                hard_deletes=mariadb_hard_deletes,
             )  # fmt: skip
 
     def start(self) -> None:

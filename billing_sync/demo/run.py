@@ -214,14 +214,6 @@ def wait_runs_finished(warehouse_url: str, settings: Settings, *, timeout: float
             time.sleep(0.5)
 
 
-def _verifiable(settings: Settings, options: DemoOptions) -> list[str]:
-    """Systems whose hard deletes verify can find: all but a MariaDB-hosted biller while
-    verify runs on PostgreSQL sources only (its workload then deletes nothing)."""
-    if options.source_engine != "mariadb" or mariadb.HARD_DELETES:
-        return list(settings.systems)
-    return [s for s in settings.systems if s not in mariadb.mariadb_systems(options.systems)]
-
-
 def parity(settings: Settings) -> list[TableParity]:
     with SyncEngine.from_settings(settings) as engine:
         return compare_all(engine)
@@ -294,7 +286,6 @@ def _run_demo(settings: Settings, options: DemoOptions) -> int:
         systems=options.systems,
         rate=options.rate,
         mariadb_url=options.mariadb(),
-        mariadb_hard_deletes=mariadb.HARD_DELETES,
     )
     dagster.start()
     relays = DemoRelays(settings, urls.warehouse)
@@ -383,7 +374,7 @@ def finish_headless(
     dagster.stop()
     with SyncEngine.from_settings(settings) as engine:
         engine.drain(until=stopped_at, timeout=options.drain_timeout)
-        for deletes in apply_hard_deletes(engine, systems=_verifiable(settings, options)):
+        for deletes in apply_hard_deletes(engine):
             say(
                 f"{deletes.table}: {deletes.found} rows deleted from the source, "
                 + (f"not flagged ({deletes.left_alone})" if deletes.left_alone
