@@ -19,6 +19,7 @@ import pyarrow as pa
 from billing_sync.capture.window import Cursor
 from billing_sync.config import TableMapping
 from billing_sync.entities import STATE_SCHEMA, entity_columns
+from billing_sync.load.entity_indexes import create_secondary_indexes, drop_secondary_indexes
 from billing_sync.load.warehouse import (
     BatchInfo,
     CommitResult,
@@ -75,6 +76,10 @@ def start_snapshot(
             f"SELECT EXISTS (SELECT 1 FROM {entity} WHERE _source_system = %s)", (system,)
         ).fetchone()
         bulk = kind == "initial" and present is not None and not present[0]
+        if bulk:
+            empty = warehouse.conn.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {entity})").fetchone()
+            if empty and empty[0]:  # no system's rows: load first, index after
+                drop_secondary_indexes(warehouse.conn, entity_columns(mapping))
         row = warehouse.conn.execute(
             f"INSERT INTO {STATE_SCHEMA}.snapshot"
             " (system, source_table, kind, where_sql, handover_ts, rows_total, bulk)"
@@ -151,6 +156,9 @@ def commit_chunk(
             ),
         )
         if finished and state.kind == "initial":
+            # Indexes left out while the entity was empty: built in this transaction, so
+            # other systems' batches into the entity wait for them (SHARE lock).
+            create_secondary_indexes(conn, entity_columns(mapping))
             warehouse._move_watermark(
                 system, mapping, Cursor(state.handover_ts, ()), state.handover_ts, result
             )

@@ -41,6 +41,11 @@ from billing_sync.entities import (
 from billing_sync.load import outbox
 from billing_sync.load.copy_in import copy_rows
 from billing_sync.load.drift import check_columns
+from billing_sync.load.entity_indexes import (
+    account_index_names,
+    batch_index_name,
+    create_secondary_indexes,
+)
 from billing_sync.load.merge_sql import (
     LATER_READ,
     NEWER_OR_CHANGED_AT_EQUAL_VERSION,
@@ -271,9 +276,9 @@ class Warehouse:
             for columns in entities.values()
             for name in (
                 columns.table,
-                f"{ENTITY_SCHEMA}.{_batch_index_name(columns)}",
+                f"{ENTITY_SCHEMA}.{batch_index_name(columns)}",
                 payload_table(columns.entity),
-                *(f"{ENTITY_SCHEMA}.{index}" for index in _account_index_names(columns)),
+                *(f"{ENTITY_SCHEMA}.{index}" for index in account_index_names(columns)),
             )
         ]
         return bool(
@@ -291,16 +296,7 @@ class Warehouse:
             f"CREATE TABLE IF NOT EXISTS {columns.table} (\n    {definitions},\n"
             "    PRIMARY KEY (_source_system, _source_key))"
         )
-        self.conn.execute(
-            f"CREATE INDEX IF NOT EXISTS {_batch_index_name(columns)}"
-            f" ON {columns.table} (_batch_id)"
-        )
-        for index in _account_index_names(columns):
-            # The account API reads one account's rows of an entity (billing_sync.api).
-            self.conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {index}"
-                f" ON {columns.table} (account_number, site_id, _source_system)"
-            )
+        create_secondary_indexes(self.conn, columns)
         self.conn.execute(
             f"INSERT INTO {STATE_SCHEMA}.entity_state (entity) VALUES (%s) ON CONFLICT DO NOTHING",
             (columns.entity,),
@@ -759,16 +755,6 @@ class _Events:
 
     def params(self, batch_id: int) -> tuple[str, str, int]:
         return (self.system, self.source_table, batch_id)
-
-
-def _batch_index_name(columns: EntityColumns) -> str:
-    return f'"{columns.entity}_batch_ix"'
-
-
-def _account_index_names(columns: EntityColumns) -> list[str]:
-    """The index on an entity's account columns, when it has them (none otherwise)."""
-    names = {name for name, _ in columns.business}
-    return [f'"{columns.entity}_account_ix"'] if {"site_id", "account_number"} <= names else []
 
 
 def _setup_digest(entities: dict[str, EntityColumns], remarks: str) -> str:
