@@ -208,6 +208,19 @@ def activity_sql(entities: Mapping[str, EntityColumns], *, since: bool, after: b
     )
 
 
+def with_watermarks(sql: str) -> str:
+    """``sql``'s rows, each with its biller's watermarks as two parallel arrays, in one
+    statement (one round trip, one snapshot); no row of ``sql``: one row of watermarks
+    whose other columns are NULL (``kind`` never is NULL in a real row)."""
+    return (
+        "SELECT w._wm_tables, w._wm_points, a.* FROM"
+        " (SELECT array_agg(source_table ORDER BY source_table) AS _wm_tables,"
+        " array_agg(caught_up_to ORDER BY source_table) AS _wm_points"
+        f" FROM {STATE_SCHEMA}.watermark WHERE system = %(system)s) AS w"
+        f" LEFT JOIN ({sql}) AS a ON true ORDER BY a.sort_day, a.kind, a.id"
+    )
+
+
 @dataclass(frozen=True)
 class Search:
     """What an agent searches by: the account name's start, and protected forms only."""

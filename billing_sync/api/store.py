@@ -30,6 +30,7 @@ from billing_sync.api.queries import (
     account_sql,
     activity_sql,
     search_sql,
+    with_watermarks,
 )
 from billing_sync.entities import EntityColumns
 from billing_sync.serve.views import served_views
@@ -73,7 +74,7 @@ class Store:
         # Rendered once: the text depends on the catalogs only.
         self.account_sql = account_sql(entities) if self.has_accounts else ""
         self.activity_sql = {
-            (since, after): activity_sql(entities, since=since, after=after)
+            (since, after): with_watermarks(activity_sql(entities, since=since, after=after))
             for since in (False, True)
             for after in (False, True)
         }
@@ -111,6 +112,16 @@ class Store:
                 caught.append(Caught(feed, to_utc(row["caught_up_to"], feed.zone)))
         return caught
 
+    def _watermark_arrays(self, system: str, row: dict[str, Any]) -> list[Caught]:
+        """The watermarks a one-statement read returned as two parallel arrays."""
+        tables, points = row.pop("_wm_tables") or [], row.pop("_wm_points") or []
+        return self._caught(
+            [
+                {"system": system, "source_table": table, "caught_up_to": point}
+                for table, point in zip(tables, points, strict=True)
+            ]
+        )
+
     async def freshness(self) -> list[Caught]:
         async with self.pool.connection() as conn:
             return await self._watermarks(conn)
@@ -133,13 +144,7 @@ class Store:
         if len(found) == 1:
             row = found[0]
             sections = {section.name: row.pop(section.name) for section in SECTIONS}
-            tables, points = row.pop("_wm_tables") or [], row.pop("_wm_points") or []
-            caught = self._caught(
-                [
-                    {"system": system, "source_table": table, "caught_up_to": point}
-                    for table, point in zip(tables, points, strict=True)
-                ]
-            )
+            caught = self._watermark_arrays(system, row)
         return found, sections, caught
 
     async def activity(
@@ -164,11 +169,11 @@ class Store:
             params.update(
                 after_day=date.fromisoformat(after[0]), after_kind=after[1], after_id=after[2]
             )
-        async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
-            watermarks = conn.cursor(row_factory=dict_row)
-            await watermarks.execute(WATERMARKS_OF, {"system": system})
-            rows = await _rows(conn, sql, params)
-            caught = self._caught(await watermarks.fetchall())
+        # One statement, as for the account: the page and the watermarks in one snapshot.
+        async with self.pool.connection() as conn:
+            found = await _rows(conn, sql, params)
+        caught = self._watermark_arrays(system, found[0]) if found else []
+        rows = [row for row in found if row["kind"] is not None]
         return ActivityPage(rows[:limit], more=len(rows) > limit), caught
 
     async def search(

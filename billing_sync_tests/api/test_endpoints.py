@@ -388,3 +388,17 @@ def test_account_sections_and_freshness_are_the_entity_tables_and_watermarks(
             ]
             assert datetime.fromisoformat(answer["data_as_of"]) == min(points)
     assert checked > 20
+
+
+def test_an_empty_activity_page_still_says_how_fresh_it_is(
+    client: TestClient, synced: Synced
+) -> None:
+    row = _view_rows(synced)[0]
+    path = f"/v1/accounts/{row['source_system']}/{row['site_id']}:{row['account_number']}"
+    answer = client.get(
+        f"{path}/activity", params={"since": "2999-01-01"}, headers=synced.headers()
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["items"] == [] and body["next_cursor"] is None
+    assert body["data_as_of"] is not None and answer.headers["Data-As-Of"] != "none"
