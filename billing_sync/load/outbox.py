@@ -180,14 +180,20 @@ def merge_with_events(
 def copied_events(columns: EntityColumns, *, kind: str, wanted: EventsWanted) -> str | None:
     """The outbox ``INSERT`` for a batch COPYed straight into the entity table (a bulk first
     load: every key is new), or None when no sink asks for its ``r`` events. Parameters:
-    the batch id (the rows to read), then system, source table, batch id."""
+    the batch's keys (a text array), system, batch id (the rows to read), then system,
+    source table, batch id.
+
+    The rows are found by their keys through the primary key: a first load into an empty
+    entity runs without the ``_batch_id`` index (:mod:`billing_sync.load.entity_indexes`),
+    and reading each chunk by batch id would scan the whole table so far, every chunk."""
     if kind not in SNAPSHOT_KINDS or not wanted.snapshot_events:
         return None
     rows = (
         f"(SELECT NULL::json AS before_row, {_row_json(columns, 't')} AS after_row,"
         " true AS was_missing, false AS was_deleted, true AS changed,"
         " t._is_deleted AS is_deleted, t._source_key, t._source_version"
-        f" FROM {columns.table} t WHERE t._batch_id = %s)"
+        f" FROM unnest(%s::text[]) AS k(key) JOIN {columns.table} t"
+        " ON t._source_system = %s AND t._source_key = k.key WHERE t._batch_id = %s)"
     )
     return _insert_events(columns, rows, "'r'", "true")
 

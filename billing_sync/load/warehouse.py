@@ -633,7 +633,8 @@ class Warehouse:
             else outbox.copied_events(columns, kind=events.kind, wanted=events.wanted)
         )
         if insert is not None:
-            self.conn.execute(insert, (batch_id, *events.params(batch_id)))
+            keys = ordered.column("_source_key").to_pylist()
+            self.conn.execute(insert, (keys, events.system, batch_id, *events.params(batch_id)))
         return True
 
     def _log_batch(
