@@ -498,6 +498,9 @@ class ServeSettings(_Strict):
     metrics_host: str = "127.0.0.1"
     # Prometheus scrapes /metrics here; 0: no metrics exporter.
     metrics_port: int = Field(default=9464, ge=0, lt=65536)
+    # A program supervisord restarted counts this long: `health` says DEGRADED and the
+    # process_restarted alert fires, then resolves.
+    restart_alert_seconds: float = Field(default=60.0, gt=0)
 
 
 class RetentionSettings(_Strict):

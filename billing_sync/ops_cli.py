@@ -37,8 +37,10 @@ def health_reasons(settings: Settings, dagster_home: Path | None = None) -> list
     """Every reason the pipeline is degraded or down (empty: healthy)."""
     os.environ.setdefault("PGCONNECT_TIMEOUT", PROBE_CONNECT_TIMEOUT_SECONDS)
     reasons = [
-        Reason(DOWN if down else DEGRADED, text)
-        for down, text in program_reasons(Layout.from_settings(settings))
+        Reason(DOWN if trouble.down else DEGRADED, trouble.text)
+        for trouble in program_reasons(
+            Layout.from_settings(settings), recent_seconds=settings.serve.restart_alert_seconds
+        )
     ]
     try:
         with SyncEngine.from_settings(settings, reading=True) as engine:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +14,7 @@ from typing import Any
 class Recorder:
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
+        self.arrived: list[float] = []  # epoch seconds each body of ``bodies`` arrived
         self.fail_next = 0  # answer this many requests with 500
         self.url = ""
 
@@ -36,6 +38,7 @@ def webhook_server() -> Iterator[Recorder]:
                 recorder.fail_next -= 1
                 self.send_response(500)
             else:
+                recorder.arrived.append(time.time())
                 recorder.bodies.append(body)
                 self.send_response(200)
             self.end_headers()

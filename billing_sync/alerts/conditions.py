@@ -25,9 +25,11 @@ SHRINK_REFUSED = "shrink_refused"
 CACHE_SET_ASIDE = "cache_set_aside"
 SENSOR_ERROR = "sensor_error"
 FEED_LAG = "feed_lag"  # billing_sync.alerts.feed
+PROCESS_RESTARTED = "process_restarted"
 KINDS = (
     RUN_FAILED, CHECK_ERROR, FRESHNESS, LATE_ROWS, QUARANTINE_SPIKE, HORIZON_HELD,
     PARITY_REPAIRED, SHRINK_REFUSED, CACHE_SET_ASIDE, SENSOR_ERROR, FEED_LAG,
+    PROCESS_RESTARTED,
 )  # fmt: skip
 
 #: What on-call does about each kind: the README's Operations runbook, in one line.
@@ -54,6 +56,8 @@ ACTIONS: dict[str, str] = {
     "rebuilt from the warehouse. Look at the disk (full? failing?), then remove the file",
     FEED_LAG: "`billing-sync feed status`; is the sink's server up (the relay's log says why it "
     "retries)? Events wait in the outbox until feed.retention_hours",
+    PROCESS_RESTARTED: "a program of `billing-sync serve` died and supervisord restarted it (or"
+    " is restarting it): its log in <state>/logs/<program>.log says why; `billing-sync health`",
     SENSOR_ERROR: "the sensor's error is on its page in the Dagster UI (Automation); while it "
     "fails, what it does (start sync runs, evaluate freshness, alert) does not happen",
 }
@@ -142,6 +146,25 @@ def run_failures(
             cause=cause,
         )
         for (_, cause), run in sorted(newest.items())
+    ]
+
+
+def process_troubles(troubles: Iterable[tuple[str, bool, str]]) -> list[Condition]:
+    """``(program, down, text)`` of ``serve``'s programs: one not running is critical, one
+    restarted lately a warning; one alert per program, resolved once it has run a while.
+
+    >>> [c.key for c in process_troubles([("daemon", False, "restarted 3 s ago")])]
+    ['process_restarted:daemon']
+    """
+    return [
+        Condition(
+            PROCESS_RESTARTED,
+            program,
+            "critical" if down else "warning",
+            text,
+            {"program": program, "down": down},
+        )
+        for program, down, text in troubles
     ]
 
 

@@ -23,6 +23,7 @@ PRIORITY_P99_TARGET = 5.0
 CPU_PER_1000_TARGET = 0.15
 
 CAPACITY_COLUMNS = [
+    Column("shards", "shards", "{:d}"),
     Column("tier", "tier", align="<"),
     Column("place", "visible in", align="<"),
     *FRESHNESS_COLUMNS,
@@ -56,38 +57,57 @@ def verdicts(rows: list[Row]) -> list[Row]:
     return judged
 
 
+def shard_settings(shards: int) -> dict[str, Any]:
+    """The engine's default tiers, priority and standard split into ``shards`` shards
+    (billing_sync.shards: each shard its own sensor, run and concurrency key)."""
+    if shards == 1:
+        return {}
+    tiers = default_tiers()
+    return {
+        "tiers": {
+            name: {**tiers[name].model_dump(), "shards": shards}
+            for name in ("priority", "standard")
+        }
+    }
+
+
 def run_capacity(ctx: BenchContext) -> Report:
     options = ctx.options
     rate = options.capacity_rate
-    data = prepare_data(
-        ctx, "capacity", accounts=options.tail_accounts, settings={},
-        load_first=options.tail_first_load,
-    )  # fmt: skip
-    driver = DagsterDriver(data.pipeline, ctx.bench_dir / "capacity")
-    rows, details = tail_run(
-        ctx, data, driver, rates=(rate,), seconds=options.capacity_seconds, label="defaults"
-    )
-    rows = verdicts(rows)
+    rows: list[Row] = []
+    details: dict[str, Any] = {"targets": targets(), "by_shards": {}}
+    for shards in options.capacity_shards:
+        # Fresh data per shard count: each run starts from the same caught-up state.
+        data = prepare_data(
+            ctx, f"capacity_{shards}", accounts=options.tail_accounts,
+            settings=shard_settings(shards), load_first=options.tail_first_load,
+        )  # fmt: skip
+        driver = DagsterDriver(data.pipeline, ctx.bench_dir / f"capacity_{shards}")
+        label = f"{shards} shard{'s' if shards > 1 else ''}"
+        found, run_details = tail_run(
+            ctx, data, driver, rates=(rate,), seconds=options.capacity_seconds, label=label
+        )
+        rows += [{**row, "shards": shards} for row in verdicts(found)]
+        details["by_shards"][shards] = {**run_details, "first_load": data.first_load}
     report = Report(
         "capacity",
         f"Capacity: {rate:,.0f} changed rows/s target through the Dagster daemon and sensors "
         f"({options.tail_accounts:,} accounts, {options.capacity_seconds:.0f} s window, "
-        "engine defaults)",
+        f"engine defaults; shards per tier: {', '.join(map(str, options.capacity_shards))})",
         CAPACITY_COLUMNS,
         rows,
-        details={**details, "first_load": data.first_load, "targets": targets()},
+        details=details,
     )
-    first: dict[str, Any] = rows[0] if rows else {}
-    cpu = first.get("cpu_per_1000")
-    report.notes.append(
-        f"CPU per 1,000 captured rows: {cpu if cpu is not None else float('nan'):.3f} s "
-        f"(target {CPU_PER_1000_TARGET}); pipeline processes only (Dagster daemon, code "
-        "server, run workers), not PostgreSQL nor the simulator."
-    )
-    report.notes.append(
-        f"The workload changed {first.get('changed_per_second', 0):,.0f} rows/s of the "
-        f"{rate:,.0f} asked (the simulator shares the cores); the pipeline captured "
-        f"{first.get('captured_per_second', 0):,.0f} rows/s; backlog at the end "
-        f"{first.get('backlog_rows', 0):,} rows."
-    )
+    for shards in options.capacity_shards:
+        first: dict[str, Any] = next((r for r in rows if r["shards"] == shards), {})
+        cpu = first.get("cpu_per_1000")
+        report.notes.append(
+            f"{shards} shard(s): CPU per 1,000 captured rows "
+            f"{cpu if cpu is not None else float('nan'):.3f} s (target {CPU_PER_1000_TARGET}; "
+            "pipeline processes only: Dagster daemon, code server, run workers, not PostgreSQL "
+            f"nor the simulator); the workload changed {first.get('changed_per_second', 0):,.0f}"
+            f" rows/s of the {rate:,.0f} asked (the simulator shares the cores), the pipeline"
+            f" captured {first.get('captured_per_second', 0):,.0f} rows/s; backlog at the end "
+            f"{first.get('backlog_rows', 0):,} rows."
+        )
     return report

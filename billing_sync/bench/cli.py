@@ -30,6 +30,10 @@ def _contenders(text: str) -> tuple[str, ...]:
     return names
 
 
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bench = sub.add_parser(
         "bench",
@@ -45,8 +49,13 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     bench.add_argument("scenario", choices=(*SCENARIO_NAMES, "api"), nargs="+")
     bench.add_argument("--quick", action="store_true", help="small sizes: a few minutes for all")
     bench.add_argument("--rows", type=int, help="snapshot table rows (default 1M, quick 200k)")
-    bench.add_argument("--rates", type=_floats, help="tail rates, e.g. 3500,10000")
-    bench.add_argument("--seconds", type=float, help="tail window per rate")
+    bench.add_argument(
+        "--rates", type=_floats, help="tail rates, e.g. 3500,10000 (capacity: the first)"
+    )
+    bench.add_argument("--seconds", type=float, help="tail window per rate (and capacity's)")
+    bench.add_argument(
+        "--shards", type=_ints, help="capacity: the tiers' shard counts to compare, e.g. 1,2"
+    )
     bench.add_argument("--accounts", type=int, help="tail data: seeded accounts")
     bench.add_argument("--repeat", type=int, help="snapshot runs per contender (median)")
     bench.add_argument("--no-peers", action="store_true", help="snapshot without dlt and Sling")
@@ -88,6 +97,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rates=args.rates,
         tail_seconds=args.seconds,
         tail_accounts=args.accounts,
+        capacity_rate=args.rates[0] if args.rates else None,
+        capacity_seconds=args.seconds,
+        capacity_shards=args.shards,
         repeat=args.repeat,
         peers=False if args.no_peers else None,
         output=args.output,

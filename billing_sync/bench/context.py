@@ -26,6 +26,8 @@ class BenchOptions:
     marker_interval: float = 0.5
     capacity_rate: float = 10_000.0
     capacity_seconds: float = 180.0
+    # capacity: the tiers' shard counts compared, one fresh run each (issue 18)
+    capacity_shards: tuple[int, ...] = (1,)
     profile_seconds: float = 30.0
     tail_first_load: bool = True  # False: the first Dagster run does the first load
     # tail: the source engines measured in the same run (bench tail --source-engine mariadb

@@ -29,6 +29,8 @@ from billing_sync.engine.monitor import (
 from billing_sync.feed import store as feed_store
 from billing_sync.load.cache import set_aside_files
 from billing_sync.reconcile import events
+from billing_sync.topology.layout import Layout
+from billing_sync.topology.supervise import program_troubles
 from billing_sync.validate import quarantine_ops
 
 #: Failed runs read per job and tick: more than this many distinct causes since the job
@@ -205,8 +207,15 @@ def alerts_sensor(check_keys: list[dg.AssetCheckKey], jobs: list[str]) -> dg.Sen
         except Exception as error:  # the databases are down: still alert on the rest
             unavailable = f"{type(error).__name__}: {error}"
             context.log.warning(f"alert figures unavailable: {unavailable}")
-            kinds = (c.RUN_FAILED, c.CHECK_ERROR, c.SENSOR_ERROR)
+            kinds = (c.RUN_FAILED, c.CHECK_ERROR, c.SENSOR_ERROR, c.PROCESS_RESTARTED)
         active += c.run_failures(failed, healthy_since=healthy)
+        # Under `billing-sync serve`: its programs as supervisord reports them.
+        troubles, starts = program_troubles(
+            Layout.from_settings(settings),
+            recent_seconds=settings.serve.restart_alert_seconds,
+            seen=json.loads(context.cursor or "{}").get("program_starts", {}),
+        )
+        active += c.process_troubles((t.program, t.down, t.text) for t in troubles)
         active = c.without_duplicates(active)
         state = AlertState.from_json(context.cursor)
         before = set(state.firing)
@@ -238,6 +247,7 @@ def alerts_sensor(check_keys: list[dg.AssetCheckKey], jobs: list[str]) -> dg.Sen
             shown = now
         cursor = json.loads(result.state.to_json())
         cursor["operations_at"] = shown
+        cursor["program_starts"] = starts
         context.update_cursor(json.dumps(cursor, sort_keys=True))
         context.log.info(result.summary(len(active)))
         if not page_events:

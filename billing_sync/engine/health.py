@@ -4,7 +4,8 @@ reason the pipeline is degraded or down, one line each, and an exit code (issue 
 - down (2): the warehouse or a biller cannot be reached; the Dagster daemon's heartbeat is
   older than :data:`HEARTBEAT_LIMIT_SECONDS` (nothing starts runs or evaluates sensors).
 - degraded (1): a tier with no successful batch within its SLA (its slowest table is
-  behind by more than the SLA), runs failing repeatedly, sensors failing tick after tick.
+  behind by more than the SLA), a job whose latest finished run failed, sensors failing
+  tick after tick.
 
 This module holds the rules and what the warehouse and billers say; what only the Dagster
 instance knows (heartbeats, consecutive failed runs) is read by
@@ -28,8 +29,9 @@ LEVEL_NAMES = {OK: "OK", DEGRADED: "DEGRADED", DOWN: "DOWN"}
 #: The daemon writes a heartbeat every few seconds (Dagster's default interval is 30 s at
 #: most); older than this, no sensor ticks and no queued run starts.
 HEARTBEAT_LIMIT_SECONDS = 60.0
-#: Consecutive failed runs of one job that make the pipeline degraded.
-REPEATED_FAILURES = 3
+#: Consecutive failed runs of one job that make the pipeline degraded: one (a run worker
+#: killed, a database restarted under it) until the job's next run succeeds.
+REPEATED_FAILURES = 1
 
 
 @dataclass(frozen=True, order=True)
@@ -91,7 +93,9 @@ def failing_job_reasons(jobs: Iterable[FailingJob]) -> list[Reason]:
     return [
         Reason(
             DEGRADED,
-            f"runs: {job.job}: its last {job.failures} runs failed"
+            f"runs: {job.job}: its last"
+            + (f" {job.failures} runs" if job.failures > 1 else " run")
+            + " failed"
             + (f": {' '.join(job.error.split())[:300]}" if job.error else ""),
         )
         for job in jobs

@@ -42,33 +42,67 @@ class ProgramState:
 
 
 #: A program started this long after supervisord itself was restarted: health says so
-#: for this many seconds.
+#: for this many seconds (``serve.restart_alert_seconds``).
 RECENT_RESTART_SECONDS = 60.0
 
 
-def program_reasons(layout: Layout, *, now: float | None = None) -> list[tuple[bool, str]]:
+@dataclass(frozen=True)
+class ProgramTrouble:
+    """A program of ``serve`` not RUNNING (``down``), or restarted by supervisord lately."""
+
+    program: str
+    down: bool
+    text: str
+
+
+def program_reasons(
+    layout: Layout, *, now: float | None = None, recent_seconds: float = RECENT_RESTART_SECONDS
+) -> list[ProgramTrouble]:
     """For ``billing-sync health`` when ``serve`` runs in this state folder: each program
-    not RUNNING (down: True), or restarted by supervisord within the last minute."""
+    not RUNNING, or restarted by supervisord within ``recent_seconds``."""
+    return program_troubles(layout, now=now, recent_seconds=recent_seconds)[0]
+
+
+def program_troubles(
+    layout: Layout,
+    *,
+    now: float | None = None,
+    recent_seconds: float = RECENT_RESTART_SECONDS,
+    seen: dict[str, float] | None = None,
+) -> tuple[list[ProgramTrouble], dict[str, float]]:
+    """:func:`program_reasons`, and each program's start time. ``seen``: the start times
+    an earlier look returned (the alert sensor keeps them in its cursor): a program started
+    since counts as restarted even if ``recent_seconds`` have passed, so a restart between
+    two slow ticks still alerts once."""
     if not layout.socket.exists():
-        return []
+        return [], {}
     now = time.time() if now is None else now
     states = Supervised(layout, {}, cwd=layout.state_dir).states()
     if not states:
-        return [(True, f"serve: supervisord does not answer on {layout.socket}")]
+        return [
+            ProgramTrouble(
+                "supervisord", True, f"serve: supervisord does not answer on {layout.socket}"
+            )
+        ], dict(seen or {})
     pidfile = layout.folder / "supervisord.pid"
     booted = pidfile.stat().st_mtime if pidfile.exists() else 0.0
     found = []
     for name, state in sorted(states.items()):
         if state.state != "RUNNING":
-            found.append((True, f"serve: {name} is {state.state} ({state.description})"))
-        elif state.started_at > booted + 15 and now - state.started_at < RECENT_RESTART_SECONDS:
             found.append(
-                (
-                    False,
-                    f"serve: {name} restarted by supervisord {now - state.started_at:.0f} s ago",
+                ProgramTrouble(name, True, f"serve: {name} is {state.state} ({state.description})")
+            )
+        elif state.started_at > booted + 15 and (
+            now - state.started_at < recent_seconds
+            or (seen is not None and seen.get(name) != state.started_at)
+        ):
+            ago = now - state.started_at
+            found.append(
+                ProgramTrouble(
+                    name, False, f"serve: {name} restarted by supervisord {ago:.0f} s ago"
                 )
             )
-    return found
+    return found, {name: state.started_at for name, state in states.items()}
 
 
 @dataclass

@@ -73,3 +73,17 @@ def test_capacity_verdicts_judge_each_tier_against_its_own_target() -> None:
     ])  # fmt: skip
     assert [(r["target"], r["verdict"]) for r in rows] == [
         (5.0, "met"), (5.0, "missed"), (60.0, "met"), (60.0, "missed")]  # fmt: skip
+
+
+def test_capacity_shard_settings_keep_each_tier_s_defaults() -> None:
+    from billing_sync.bench.capacity import shard_settings
+    from billing_sync.config import default_tiers, load_settings
+
+    assert shard_settings(1) == {}
+    settings = load_settings(env={}, **shard_settings(2))
+    for tier in ("priority", "standard"):
+        assert settings.tier(tier).shards == 2
+        assert settings.tier(tier).freshness_sla_seconds == (
+            default_tiers()[tier].freshness_sla_seconds
+        )
+    assert settings.tier("bulk").shards == 1

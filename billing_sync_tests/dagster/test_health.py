@@ -42,8 +42,14 @@ def test_health_and_status_report_failing_runs_a_biller_down_and_no_daemon(
     with open_instance(home) as instance:
         assert _run(instance, _with_source(settings_file, databases.source), "sync_priority_job")
         down = _with_source(settings_file, unreachable)
-        for _ in range(3):
+        for count in range(1, 4):
             assert not _run(instance, down, "sync_priority_job")
+            if count == 1:  # one failed run (a killed run worker) already says so
+                lines = [r.line() for r in health_reasons(load_settings(path=settings_file), home)]
+                assert any(
+                    line.startswith("DEGRADED runs: sync_priority_job: its last run failed")
+                    for line in lines
+                ), lines
         Sensors(instance, down).tick("alerts_sensor")
 
     lines = [r.line() for r in health_reasons(load_settings(path=settings_file), home)]
