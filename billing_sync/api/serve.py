@@ -37,13 +37,15 @@ def _access_log_to_stdout() -> None:
 
 def worker_app(config: ApiConfig) -> FastAPI:
     """The app of one worker process (uvicorn calls it there: a factory)."""
-    from billing_sync.api.app import create_app  # why: the app's stack loads in the worker
+    # why: the app's stack loads in the worker
+    from billing_sync.api.app import create_app
 
     _access_log_to_stdout()
     return create_app(config)
 
 
 def serve(config: ApiConfig, *, host: str, port: int, workers: int = 1) -> None:
+    # why: the server's stack loads only in the process that serves (not for `api --help`)
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 

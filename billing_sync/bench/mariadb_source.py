@@ -25,8 +25,11 @@ from typing import Any
 import yaml
 from sqlalchemy.engine import URL, make_url
 
+from billing_sync.bench import bench_hmac_key
 from billing_sync.bench.markers import _ACCOUNT_ROW, _MARKERS, Markers
+from billing_sync.capture.cursor import encode_cyymmdd_hhmmss
 from billing_sync.config import CATALOG_DIR, SourceCatalog, load_catalogs, load_settings
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.simulator import mariadb
 from billing_sync.simulator.clock import ICOMS_STAMP_VALUES
 
@@ -162,8 +165,6 @@ def rows_past(
 ) -> tuple[Any, dict[str, int]]:
     """The server's clock in ICOMS local time, and the rows past each table's watermark
     (``tail.backlog`` on MariaDB)."""
-    from billing_sync.capture.cursor import encode_cyymmdd_hhmmss
-
     rows: dict[str, int] = {}
     conn = mariadb.connect(source)
     try:
@@ -191,9 +192,6 @@ def prepare(
     """The seeded MariaDB biller of scenario ``name`` and the engine's tables in the
     warehouse: its URL, its catalog, the pipeline's settings (with ``catalog_dir``) and
     the seeded row counts. The pipeline's first run does the first load."""
-    from billing_sync.bench import bench_hmac_key
-    from billing_sync.engine.sync import SyncEngine
-
     url = biller_url(server, name)
     seeded = seed_biller(url, accounts=accounts)
     directory = catalog_dir(work, url.database or "")

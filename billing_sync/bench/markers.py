@@ -28,7 +28,6 @@ import duckdb
 import psycopg
 import pyarrow as pa
 from psycopg import errors, sql
-from sqlalchemy.engine import make_url
 
 from billing_sync.config import SourceCatalog, TableMapping
 from billing_sync.entities import entity_columns
@@ -178,7 +177,11 @@ class Markers:
         interval: float,
         warehouse_poll: float = 0.1,
         cache_poll: float = 0.25,
+        writer: Callable[[Markers], None] | None = None,
     ) -> None:
+        """``writer``: writes the markers on a source other than PostgreSQL (the MariaDB
+        source's :func:`~billing_sync.bench.mariadb_source.write_markers`)."""
+        self.writer = writer
         self.source_url = source_url
         self.warehouse_url = warehouse_url
         self.cache_path = cache_path
@@ -247,11 +250,8 @@ class Markers:
             self.logs[table].committed[key] = committed
 
     def _write(self) -> None:
-        if make_url(self.source_url).get_backend_name() in ("mysql", "mariadb"):
-            # why: mariadb_source imports this module; PyMySQL only for a MariaDB source
-            from billing_sync.bench.mariadb_source import write_markers
-
-            write_markers(self)
+        if self.writer is not None:
+            self.writer(self)
             return
         statements = {
             name: sql.SQL(_MARKERS[name][0]).format(t=sql.Identifier(self.schema, name))

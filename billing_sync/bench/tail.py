@@ -408,6 +408,7 @@ def tail_run(
         cache_path=data.pipeline.cache,
         catalog=data.catalog,
         interval=ctx.options.marker_interval,
+        writer=mariadb_source.write_markers if data.engine == "mariadb" else None,
     )
     rows: list[Row] = []
     details: dict[str, Any] = {"windows": []}

@@ -60,7 +60,8 @@ def demo_url(given: str | None, env: Mapping[str, str] | None = None) -> URL:
 def require_server(url: URL, *, timeout: int = 3) -> None:
     """Connect once; :class:`NoMariaDB` saying how to point the demo at a server if none
     answers (the password is never shown)."""
-    import pymysql  # why: an optional extra's driver, imported only for this engine
+    # why: an optional extra's driver, imported only for this engine
+    import pymysql
 
     try:
         conn = pymysql.connect(
@@ -111,7 +112,8 @@ def with_mariadb(settings: Settings, url: URL, systems: Sequence[str]) -> Settin
 
 def prepare_biller(url: URL, *, accounts: int) -> dict[str, int]:
     """Create and seed the ICOMS biller in the URL's database unless it holds accounts."""
-    from billing_sync.simulator import mariadb  # why: imports PyMySQL (an optional extra)
+    # why: imports PyMySQL (an optional extra)
+    from billing_sync.simulator import mariadb
 
     # Connected to no database: seed_if_empty creates the URL's.
     conn = mariadb.connect(url._replace(database=None).render_as_string(hide_password=False))
@@ -123,7 +125,8 @@ def prepare_biller(url: URL, *, accounts: int) -> dict[str, int]:
 
 def mariadb_clock(url: URL) -> datetime:
     """The server's clock, UTC-aware (its sessions run in UTC: see simulator.mariadb)."""
-    from billing_sync.simulator import mariadb  # why: imports PyMySQL (an optional extra)
+    # why: imports PyMySQL (an optional extra)
+    from billing_sync.simulator import mariadb
 
     conn = mariadb.connect(url.render_as_string(hide_password=False))
     try:
@@ -163,7 +166,8 @@ class DemoWorkload:
         self.mariadb: Any = None
         self._stopped = True  # until started
         if hosted and mariadb_url is not None:
-            from billing_sync.simulator import mariadb  # why: imports PyMySQL (optional)
+            # why: imports PyMySQL (optional)
+            from billing_sync.simulator import mariadb
 
             self.mariadb = mariadb.Workload(
                 mariadb_url.render_as_string(hide_password=False),
