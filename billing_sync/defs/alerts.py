@@ -41,7 +41,7 @@ OPERATIONS_EVERY_SECONDS = 60.0
 
 
 def failed_runs(
-    instance: dg.DagsterInstance, jobs: list[str]
+    instance: dg.DagsterInstance, jobs: list[str], *, new_since: float | None = None
 ) -> tuple[list[c.FinishedRun], dict[str, float]]:
     """Each job's recent failed runs (with their first error) and when its latest
     successful run ended."""
@@ -58,7 +58,10 @@ def failed_runs(
             limit=FAILED_RUNS_READ,
         ):
             ended = record.end_time or record.create_timestamp.timestamp()
-            if ended <= succeeded.get(job, float("-inf")):
+            cutoff = succeeded.get(job, float("-inf"))
+            if new_since is not None:  # failed since the last tick: kept even if healed
+                cutoff = min(cutoff, new_since)
+            if ended <= cutoff:
                 break  # newest first: the rest failed before the job was healthy again
             run_id = record.dagster_run.run_id
             failed.append(c.FinishedRun(job, run_id, True, run_error(instance, run_id), ended))
@@ -158,7 +161,11 @@ def alerts_sensor(check_keys: list[dg.AssetCheckKey], jobs: list[str]) -> dg.Sen
     ) -> dg.SensorResult | dg.SkipReason:
         settings = billing_sync.settings()
         limits = settings.alerts
-        failed, healthy = failed_runs(context.instance, jobs)
+        evaluated_at = time.time()
+        # A run that failed since the last tick alerts once even if its job healed before
+        # this tick (a killed run worker replaced within seconds), then resolves.
+        checked = json.loads(context.cursor or "{}").get("runs_checked_at")
+        failed, healthy = failed_runs(context.instance, jobs, new_since=checked)
         active: list[Condition] = [
             *c.check_errors(latest_checks(context.instance, check_keys)),
             *c.sensor_errors(sensor_ticks(context.instance)),
@@ -208,6 +215,10 @@ def alerts_sensor(check_keys: list[dg.AssetCheckKey], jobs: list[str]) -> dg.Sen
             unavailable = f"{type(error).__name__}: {error}"
             context.log.warning(f"alert figures unavailable: {unavailable}")
             kinds = (c.RUN_FAILED, c.CHECK_ERROR, c.SENSOR_ERROR, c.PROCESS_RESTARTED)
+        if checked is not None:
+            for run in failed:
+                if run.ended_at > checked and run.job in healthy:
+                    healthy[run.job] = min(healthy[run.job], checked)
         active += c.run_failures(failed, healthy_since=healthy)
         # Under `billing-sync serve`: its programs as supervisord reports them.
         troubles, starts = program_troubles(
@@ -248,6 +259,7 @@ def alerts_sensor(check_keys: list[dg.AssetCheckKey], jobs: list[str]) -> dg.Sen
         cursor = json.loads(result.state.to_json())
         cursor["operations_at"] = shown
         cursor["program_starts"] = starts
+        cursor["runs_checked_at"] = evaluated_at
         context.update_cursor(json.dumps(cursor, sort_keys=True))
         context.log.info(result.summary(len(active)))
         if not page_events:
