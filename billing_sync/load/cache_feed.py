@@ -17,9 +17,10 @@ Applies run one at a time, in order. The engine waits for them (:meth:`CacheFeed
 before it touches the cache itself, so the file has one writer in this process.
 
 A tier's long-lived loop feeds its tail batches here too (``dedupe``), so that the cache
-trails the warehouse instead of standing in the way of its next commit: applied at once
-(in the background) for the priority tier, gathered for a few seconds for the others
-(fewer, larger applies: :meth:`submit_older_than`). Gathered tail batches may hold a key
+trails the warehouse instead of standing in the way of its next commit: gathered for the
+tier's ``cache_apply_interval_seconds`` (fewer, larger applies: :meth:`submit_older_than`).
+The analysts' read copy takes its snapshot in the same thread, between applies
+(:meth:`run_after_applies`). Gathered tail batches may hold a key
 more than once: only its last version is applied. :meth:`lag` says how far the cache
 trails: the batches not applied yet and the age of the oldest.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -96,6 +98,7 @@ class CacheFeed:
         self._gathered: dict[str, _Gathered] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._running: list[Future[CacheApplied | str]] = []
+        self._tasks: list[Future[None]] = []  # other users of the file, in the same thread
         # Tail batches added and not applied yet: entity -> [(batch id, added at)].
         self._pending: dict[str, list[tuple[int, float]]] = {}
         self.applied_to: dict[str, int] = {}  # entity -> last batch the cache holds, seen here
@@ -139,6 +142,18 @@ class CacheFeed:
             while len(waiting := [f for f in self._running if not f.done()]) > MAX_WAITING:
                 futures.wait(waiting[:1])
         self._running.append(self._executor.submit(self._apply, gathered))
+
+    def run_after_applies(self, task: Callable[[], None]) -> None:
+        """Run ``task`` in the feed's thread after the applies submitted before it: it
+        uses the cache file (the read copy's snapshot), and one thread at a time does."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-feed")
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(self._executor.submit(task))
+
+    @property
+    def task_pending(self) -> bool:
+        return any(not task.done() for task in self._tasks)
 
     def submit_older_than(self, seconds: float) -> None:
         """Apply what was gathered at least ``seconds`` ago (in the background)."""
@@ -204,12 +219,17 @@ class CacheFeed:
         return self.results(wait=True)
 
     def wait(self) -> FeedResult:
-        """Wait for the applies under way (what is gathered stays gathered)."""
-        return self.results(wait=True)
+        """Wait for the applies and tasks under way (what is gathered stays gathered); a
+        task's error is raised here."""
+        result = self.results(wait=True)
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.result()
+        return result
 
     @property
     def idle(self) -> bool:
-        return not self._running and not self._gathered
+        return not self._running and not self._gathered and not self.task_pending
 
     def close(self) -> None:
         try:

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -141,3 +142,31 @@ def test_the_read_copy_is_atomic_cli_readable_and_published_only_when_changed(
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert "1520" in done.stdout
+
+
+def test_a_tier_loop_takes_the_read_copy_snapshot_in_the_cache_feed_thread(
+    databases: DatabaseUrls, tmp_path: Path
+) -> None:
+    """The loop never waits for an apply nor the snapshot: the snapshot runs in the cache
+    feed's thread, between its applies (it held a priority batch ~0.5 s every 2 s)."""
+    seeded_source(databases, accounts=60)
+    settings = settings_for(databases, tmp_path, capture={"delay_seconds": 0.3})
+    threads: list[str] = []
+    with SyncEngine.from_settings(settings) as engine:
+        engine.setup()
+        engine.drain(until=source_now(databases.source))
+        take = engine.read_copy._take_snapshot
+
+        def spied() -> int:
+            threads.append(threading.current_thread().name)
+            return take()
+
+        engine.read_copy._take_snapshot = spied  # type: ignore[method-assign]
+        with Workload(databases.source, rate=100, seed=7, hard_deletes=False):
+            deadline = time.monotonic() + 10
+            engine.run(
+                tier="priority", batches=10**6, poll_interval=0.3,
+                should_stop=lambda: time.monotonic() > deadline and len(threads) > 0,
+            )  # fmt: skip
+        during = list(threads)  # the engine's close publishes the last state itself
+    assert during and all(name.startswith("cache-feed") for name in during), during
