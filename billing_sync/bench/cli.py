@@ -73,7 +73,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         "--source-engine",
         choices=("postgresql", "mariadb"),
         default="postgresql",
-        help="tail: mariadb measures the ICOMS biller on MariaDB too, beside PostgreSQL",
+        help="snapshot, tail: mariadb measures the ICOMS biller on MariaDB too, beside"
+        " PostgreSQL, in the same run and report",
     )
     bench.add_argument(
         "--mariadb-url",
@@ -104,7 +105,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         peers=False if args.no_peers else None,
         output=args.output,
         peers_tail_contenders=args.contenders,
-        tail_source_engines=("postgresql", "mariadb")
+        source_engines=("postgresql", "mariadb")
         if args.source_engine == "mariadb"
         else ("postgresql",),
         mariadb_url=args.mariadb_url,

@@ -30,9 +30,9 @@ class BenchOptions:
     capacity_shards: tuple[int, ...] = (1,)
     profile_seconds: float = 30.0
     tail_first_load: bool = True  # False: the first Dagster run does the first load
-    # tail: the source engines measured in the same run (bench tail --source-engine mariadb
-    # adds the ICOMS biller on MariaDB, at the server below, beside PostgreSQL)
-    tail_source_engines: tuple[str, ...] = ("postgresql",)
+    # snapshot and tail: the source engines measured in the same run (--source-engine
+    # mariadb adds the ICOMS biller on MariaDB, at the server below, beside PostgreSQL)
+    source_engines: tuple[str, ...] = ("postgresql",)
     mariadb_url: str = "mysql+pymysql://root@127.0.0.1:3306"
     # tail-peers: the peers' table's rows, the window per contender, the long transaction's
     # hold (issue 19 asks 45 s), and which contenders run (empty: all of them)

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from sqlalchemy.engine import make_url
 
 from billing_sync.simulator.icoms.schema import TABLES, create_schema
 from billing_sync.simulator.tables import drop_secondary_indexes
@@ -161,6 +162,15 @@ def socket_netloc_url(url: str) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, doseq=True)))
+
+
+def native_mysql_url(url: str) -> str:
+    """A SQLAlchemy MySQL/MariaDB URL without its driver, as ConnectorX and Sling take it.
+
+    >>> native_mysql_url("mysql+pymysql://root@127.0.0.1:3306/db")
+    'mysql://root@127.0.0.1:3306/db'
+    """
+    return make_url(url).set(drivername="mysql").render_as_string(hide_password=False)
 
 
 def database_of(url: str) -> str:

@@ -4,6 +4,11 @@ Every contender reads the same ``icoms.PAYMENT`` table (see :mod:`.data`) on the
 server and writes a fresh database of its own on that server (``bench_wh_<contender>``)
 and a DuckDB file of its own, in a process of its own. Afterwards its output is checked:
 row count, empty strings and NULLs kept apart, and whether the table has a primary key.
+
+With ``--source-engine mariadb`` the same contenders then read the same rows on MariaDB
+(:mod:`.snapshot_sources`) into the same targets (``bench_wh_<contender>_mariadb``); the
+report's ``source`` column tells the legs apart. On MariaDB there is no COPY floor, and
+dlt runs both its backends (connectorx and pyarrow) even with ``--quick``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from billing_sync.bench.context import BenchContext
 from billing_sync.bench.measure import Measured, run_measured, run_worker
 from billing_sync.bench.peers import (
     DLT_CONFIGS,
+    DLT_MYSQL_CONFIGS,
     SLING_CONFIGS,
     PeerConfig,
     dlt_destination_url,
@@ -32,9 +38,12 @@ from billing_sync.bench.peers import (
     sling_unavailable,
 )
 from billing_sync.bench.report import Column, Report, Row, mb
+from billing_sync.bench.snapshot_sources import SnapshotSource, mariadb_source, postgresql_source
+from billing_sync.bench.snapshot_summary import summarize
 from billing_sync.postgres import with_database
 
 COLUMNS = [
+    Column("source", "source", align="<"),
     Column("contender", "contender", align="<"),
     Column("target", "target", align="<"),
     Column("configuration", "configuration", align="<"),
@@ -106,8 +115,9 @@ def check_output(target: Target, expected: data.SnapshotTable) -> dict[str, Any]
     }
 
 
-def _row(contender: str, target: str, configuration: str) -> Row:
-    return {"contender": contender, "target": target, "configuration": configuration}
+def _row(source: str, contender: str, target: str, configuration: str) -> Row:
+    return {"source": source, "contender": contender, "target": target,
+            "configuration": configuration}  # fmt: skip
 
 
 def _fill(row: Row, runs: list[tuple[Measured, dict[str, Any]]], rows: int) -> None:
@@ -131,16 +141,33 @@ def _fill(row: Row, runs: list[tuple[Measured, dict[str, Any]]], rows: int) -> N
 def run_snapshot(ctx: BenchContext) -> Report:
     options = ctx.options
     work = ctx.workdir("snapshot")
-    source = ctx.server.database("bench_source", fresh=False)
-    expected = data.ensure_snapshot_table(source, options.snapshot_rows)
+    postgres = ctx.server.database("bench_source", fresh=False)
+    expected = data.ensure_snapshot_table(postgres, options.snapshot_rows)
+    sources = [postgresql_source(postgres)]
+    if "mariadb" in options.source_engines:
+        sources.append(mariadb_source(options.mariadb_url, postgres, work))
     report = Report(
         "snapshot",
         f"Snapshot: {expected.rows:,} rows of icoms.PAYMENT (11 columns, primary key) "
-        "to PostgreSQL and DuckDB",
+        f"from {' and '.join(source.label for source in sources)} to PostgreSQL and DuckDB",
         COLUMNS,
     )
+    for source in sources:
+        _run_source(ctx, report, source, expected, work)
+    summarize(report, expected.rows)
+    return report
+
+
+def _run_source(ctx: BenchContext, report: Report, source: SnapshotSource,
+                expected: data.SnapshotTable, work: Path) -> None:  # fmt: skip
+    """Every contender reading ``source``, in turn; their rows go to ``report``."""
+    options = ctx.options
     rows = expected.rows
     repeat = max(1, options.repeat)
+    suffix = source.suffix
+
+    def server_cpu() -> tuple[float | None, float | None]:
+        return ctx.server.cpu_seconds(), source.server_cpu_seconds()
 
     def contender(
         name: str,
@@ -151,7 +178,7 @@ def run_snapshot(ctx: BenchContext) -> Report:
         execute: Callable[[], tuple[Measured, dict[str, Any]]],
         unavailable: str | None = None,
     ) -> Row:
-        row = _row(name, target, configuration)
+        row = _row(source.label, name, target, configuration)
         report.rows.append(row)
         if unavailable:
             row.update(output=f"unavailable: {unavailable}", status="unavailable")
@@ -159,11 +186,9 @@ def run_snapshot(ctx: BenchContext) -> Report:
         runs = []
         for _ in range(repeat):
             prepare()
-            server_before = ctx.server.cpu_seconds()
+            before = server_cpu()
             measured, result = execute()
-            server_after = ctx.server.cpu_seconds()
-            if server_before is not None and server_after is not None:
-                result = {**result, "server_cpu_seconds": server_after - server_before}
+            result = {**result, **_server_cpu_used(before, server_cpu())}
             if not measured.ok:
                 row.update(output=f"failed: {measured.error_tail(300)}", status="failed",
                            error=measured.error_tail())  # fmt: skip
@@ -180,11 +205,12 @@ def run_snapshot(ctx: BenchContext) -> Report:
         return row
 
     # -- billing-sync: warehouse and cache in one pass ----------------------------------
-    bs_wh = "bench_wh_billing_sync"
-    bs_cache = work / "billing-sync.duckdb"
+    bs_wh = f"bench_wh_billing_sync{suffix}"
+    bs_cache = work / f"billing-sync{suffix}.duckdb"
     bs_args = {
-        "state_dir": str(work / "billing-sync-state"), "source": source, "warehouse": "",
-        "cache": str(bs_cache), "untimed": ["ACCOUNT"], "tables": [data.TABLE],
+        "state_dir": str(work / f"billing-sync-state{suffix}"), "source": source.url,
+        "warehouse": "", "cache": str(bs_cache), "catalog_dir": source.catalog_dir,
+        "untimed": ["ACCOUNT"], "tables": [data.TABLE],
     }  # fmt: skip
 
     def bs_prepare() -> None:
@@ -203,41 +229,54 @@ def run_snapshot(ctx: BenchContext) -> Report:
     )  # fmt: skip
 
     # -- the floors ---------------------------------------------------------------------
-    floor_args = {"source": source, "warehouse": "", "schema": data.SCHEMA, "table": data.TABLE}
+    if source.engine == "postgresql":
+        floor_args = {"source": source.url, "warehouse": "", "schema": source.schema,
+                      "table": data.TABLE}  # fmt: skip
 
-    def floor_prepare() -> None:
-        floor_args["warehouse"] = ctx.server.database("bench_wh_floor")
+        def floor_prepare() -> None:
+            floor_args["warehouse"] = ctx.server.database("bench_wh_floor")
 
-    contender(
-        "floor: COPY binary", "PostgreSQL", "COPY TO STDOUT piped to COPY FROM STDIN",
-        [Target("postgres", _database_url(ctx, "bench_wh_floor"), 'floor."PAYMENT"',
-                '"CHG_USER"')],
-        floor_prepare, lambda: _worker("copy-floor", floor_args),
-    )  # fmt: skip
-    cx_url = data.socket_netloc_url(source)
-    floor_duck = work / "floor.duckdb"
+        contender(
+            "floor: COPY binary", "PostgreSQL", "COPY TO STDOUT piped to COPY FROM STDIN",
+            [Target("postgres", _database_url(ctx, "bench_wh_floor"), 'floor."PAYMENT"',
+                    '"CHG_USER"')],
+            floor_prepare, lambda: _worker("copy-floor", floor_args),
+        )  # fmt: skip
+    floor_duck = work / f"floor{suffix}.duckdb"
     contender(
         "floor: ConnectorX -> Arrow", "DuckDB", "streamed Arrow batches",
         [Target("duckdb", str(floor_duck), "main.payment", '"CHG_USER"')],
         lambda: None,
-        lambda: _worker("arrow-duckdb-floor", {"cx_url": cx_url, "target": str(floor_duck),
-                                               "schema": data.SCHEMA, "table": data.TABLE}),
+        lambda: _worker("arrow-duckdb-floor", {
+            "cx_url": source.cx_url, "target": str(floor_duck), "schema": source.schema,
+            "table": data.TABLE, "quote": source.quote}),
         unavailable=None if _has("connectorx") else "connectorx is not installed",
     )  # fmt: skip
 
-    # -- dlt ----------------------------------------------------------------------------
+    # -- dlt and Sling ------------------------------------------------------------------
     if options.peers:
-        for config in DLT_CONFIGS:
+        dlt_configs = DLT_CONFIGS if source.engine == "postgresql" else DLT_MYSQL_CONFIGS
+        for config in dlt_configs:
             if options.quick and not config.quick:
                 continue
-            _run_dlt(ctx, contender, config, source, cx_url, work)
+            _run_dlt(ctx, contender, config, source, work)
         for config in SLING_CONFIGS:
             if options.quick and not config.quick:
                 continue
             _run_sling(ctx, contender, config, source, work)
 
-    summarize(report, rows)
-    return report
+
+def _server_cpu_used(before: tuple[float | None, float | None],
+                     after: tuple[float | None, float | None]) -> dict[str, float]:  # fmt: skip
+    """The servers' CPU over a run: PostgreSQL's (the targets, and the source when it is
+    PostgreSQL), and a MariaDB source's; ``server_cpu_seconds`` is their sum."""
+    used = [None if b is None or a is None else a - b for b, a in zip(before, after, strict=True)]
+    postgres, source = used
+    if postgres is None:
+        return {}
+    if source is None:
+        return {"server_cpu_seconds": postgres}
+    return {"server_cpu_seconds": postgres + source, "source_server_cpu_seconds": source}
 
 
 def _has(module: str) -> bool:
@@ -255,14 +294,15 @@ def _database_url(ctx: BenchContext, database: str) -> str:
     return with_database(ctx.server.url, database)
 
 
-def _run_dlt(ctx: BenchContext, contender: Any, config: PeerConfig, source: str, cx_url: str,
+def _run_dlt(ctx: BenchContext, contender: Any, config: PeerConfig, source: SnapshotSource,
              work: Path) -> None:  # fmt: skip
-    database = "bench_wh_dlt"
-    duck = work / "dlt-target.duckdb"
+    database = f"bench_wh_dlt{source.suffix}"
+    duck = work / f"dlt-target{source.suffix}.duckdb"
     args: dict[str, Any] = {
-        "source": source, "cx_url": cx_url, "schema": data.SCHEMA, "table": data.TABLE,
-        "destination": config.target, "dataset": "dlt_bench", "pipelines_dir": str(work / "dlt"),
-        "pipeline": f"bench_{config.options['backend']}_{config.target}",
+        "source": source.url, "cx_url": source.cx_url, "schema": source.schema,
+        "table": data.TABLE, "destination": config.target, "dataset": "dlt_bench",
+        "pipelines_dir": str(work / "dlt"),
+        "pipeline": f"bench_{config.options['backend']}_{config.target}{source.suffix}",
         "backend": config.options["backend"], "file_format": config.options.get("file_format"),
     }  # fmt: skip
     if config.target == "postgres":
@@ -277,14 +317,15 @@ def _run_dlt(ctx: BenchContext, contender: Any, config: PeerConfig, source: str,
             duck.unlink(missing_ok=True)
             args["target"] = str(duck)
 
+    drivers = ("pymysql",) if source.engine == "mariadb" else ()
     contender("dlt", _target_name(config.target), config.name, [output], prepare,
-              lambda: _worker("dlt", args), unavailable=dlt_unavailable())  # fmt: skip
+              lambda: _worker("dlt", args), unavailable=dlt_unavailable(*drivers))  # fmt: skip
 
 
-def _run_sling(ctx: BenchContext, contender: Any, config: PeerConfig, source: str,
+def _run_sling(ctx: BenchContext, contender: Any, config: PeerConfig, source: SnapshotSource,
                work: Path) -> None:  # fmt: skip
-    database = "bench_wh_sling"
-    duck = work / "sling-target.duckdb"
+    database = f"bench_wh_sling{source.suffix}"
+    duck = work / f"sling-target{source.suffix}.duckdb"
     binary = sling_binary()
     if config.target == "postgres":
         output = Target("postgres", _database_url(ctx, database), "sling.payment", "chg_user")
@@ -298,19 +339,20 @@ def _run_sling(ctx: BenchContext, contender: Any, config: PeerConfig, source: st
         nonlocal env
         if config.target == "postgres":
             target = ctx.server.database(database)
-            env = sling_environment(work / "sling-home", source=source, target=target,
+            env = sling_environment(work / "sling-home", source=source.url, target=target,
                                     duckdb_path=None, copy_method=None)  # fmt: skip
         else:
             duck.unlink(missing_ok=True)
             env = sling_environment(
-                work / "sling-home", source=source, target="", duckdb_path=duck,
+                work / "sling-home", source=source.url, target="", duckdb_path=duck,
                 copy_method=config.options["copy_method"],
             )  # fmt: skip
 
     def execute() -> tuple[Measured, dict[str, Any]]:
         command = [
-            str(binary), "run", "--src-conn", "SRC", "--src-stream", f"{data.SCHEMA}.{data.TABLE}",
-            "--tgt-conn", "TGT", "--tgt-object", target_object, "--mode", "full-refresh",
+            str(binary), "run", "--src-conn", "SRC",
+            "--src-stream", f"{source.schema}.{data.TABLE}", "--tgt-conn", "TGT",
+            "--tgt-object", target_object, "--mode", "full-refresh",
         ]  # fmt: skip
         measured = run_measured(command, env=env, timeout=3600)
         return measured, {}
@@ -321,60 +363,3 @@ def _run_sling(ctx: BenchContext, contender: Any, config: PeerConfig, source: st
 
 def _target_name(target: str) -> str:
     return {"postgres": "PostgreSQL", "duckdb": "DuckDB"}[target]
-
-
-def summarize(report: Report, rows: int) -> None:
-    """Notes: each peer's fastest configuration, and billing-sync against them."""
-    done = [row for row in report.rows if row.get("seconds") and row.get("status") == "ok"]
-
-    def fastest(contender: str, target: str) -> Row | None:
-        found = [r for r in done if r["contender"] == contender and r["target"] == target]
-        return min(found, key=lambda r: r["seconds"]) if found else None
-
-    ours = next((r for r in done if r["contender"] == "billing-sync"), None)
-    summary: dict[str, Any] = {}
-    for peer in ("dlt", "Sling"):
-        best = {t: fastest(peer, t) for t in ("PostgreSQL", "DuckDB")}
-        for target, row in best.items():
-            if row is not None:
-                report.notes.append(
-                    f"{peer}'s fastest configuration to {target} here: {row['configuration']} "
-                    f"({row['seconds']:.2f} s)."
-                )
-                summary[f"{peer}_{target}_fastest"] = row["configuration"]
-        if ours and best["PostgreSQL"] and best["DuckDB"]:
-            both = best["PostgreSQL"]["seconds"] + best["DuckDB"]["seconds"]
-            ratio = both / ours["seconds"]
-            summary[f"speedup_vs_{peer}"] = round(ratio, 2)
-            report.notes.append(
-                f"billing-sync writes both targets in one pass: {ours['seconds']:.2f} s against "
-                f"{both:.2f} s for {peer}'s fastest PostgreSQL plus DuckDB runs: "
-                f"{ratio:.2f}x {'faster' if ratio >= 1 else 'slower'}."
-            )
-    floor = fastest("floor: COPY binary", "PostgreSQL")
-    if ours and floor:
-        summary["ratio_to_copy_floor"] = round(ours["seconds"] / floor["seconds"], 2)
-        report.notes.append(
-            f"billing-sync takes {ours['seconds'] / floor['seconds']:.1f}x the PostgreSQL COPY "
-            f"floor ({floor['seconds']:.2f} s), and writes DuckDB too."
-        )
-    wrong = [r for r in report.rows if r.get("status") == "wrong output"]
-    for row in wrong:
-        report.notes.append(f"{row['contender']} ({row['configuration']}): {row['output']}")
-    if ours and ours.get("worker", {}).get("stages"):
-        report.notes.append(
-            "billing-sync's time by stage: " + stage_summary(ours["worker"]["stages"])
-        )
-    report.details["summary"] = summary
-    report.details["rows"] = rows
-
-
-def stage_summary(stages: dict[str, float], *, top: int = 8) -> str:
-    """The largest stages of a load, e.g. ``warehouse COPY 3.1 s, normalize 1.2 s``;
-    background stages overlap the others.
-
-    >>> stage_summary({"a": 1.0, "b (background)": 2.5, "c": 0.001})
-    'b (background) 2.50 s, a 1.00 s'
-    """
-    largest = sorted(stages.items(), key=lambda item: -item[1])[:top]
-    return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in largest if seconds >= 0.01)

@@ -460,7 +460,7 @@ def run_tail(ctx: BenchContext) -> list[Report]:
     rows, details = tail_run(ctx, data, driver, rates=options.rates,
                              seconds=options.tail_seconds, label="defaults")  # fmt: skip
     details = {**details, "first_load": data.first_load, "settings": settings}
-    if "mariadb" in options.tail_source_engines:
+    if "mariadb" in options.source_engines:
         # The same scenario with the biller on MariaDB, after the PostgreSQL leg (one
         # pipeline at a time on 2 cores), its rows beside the PostgreSQL rows.
         maria = prepare_mariadb_data(ctx, "tail", accounts=options.tail_accounts,
@@ -476,7 +476,7 @@ def run_tail(ctx: BenchContext) -> list[Report]:
         "tail",
         f"Tail through the Dagster daemon and sensors ({options.tail_accounts:,} accounts, "
         f"{options.tail_seconds:.0f} s window per rate, engine defaults; source"
-        f" {' and '.join(options.tail_source_engines)})",
+        f" {' and '.join(options.source_engines)})",
         TAIL_COLUMNS,
         rows,
         details=details,

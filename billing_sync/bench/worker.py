@@ -31,6 +31,8 @@ def _settings(args: Args) -> Any:
         warehouse_url=args["warehouse"],
         cache_path=Path(args["cache"]),
         capture=args.get("capture", {}),
+        # a source outside the repo's catalog schemas (the snapshot's MariaDB database)
+        catalog_dir=Path(args["catalog_dir"]) if args.get("catalog_dir") else None,
     )
 
 
@@ -175,7 +177,8 @@ def copy_floor(args: Args) -> Args:
 
 
 def arrow_duckdb_floor(args: Args) -> Args:
-    """ConnectorX streaming Arrow batches straight into a DuckDB table."""
+    """ConnectorX streaming Arrow batches straight into a DuckDB table (``args["quote"]``:
+    the source engine's identifier quote, default PostgreSQL's)."""
     # why: a worker imports only its task's stack: the parent measures its CPU and peak RSS
     import connectorx as cx
     import duckdb
@@ -183,7 +186,8 @@ def arrow_duckdb_floor(args: Args) -> Args:
     from billing_sync.bench.data import source_tables
 
     table = source_tables()[args["table"]]
-    names = ", ".join(f'"{name}"' for name in table.column_names)
+    quote = args.get("quote", '"')
+    names = ", ".join(f"{quote}{name}{quote}" for name in table.column_names)
     casts = ", ".join(
         f'CAST("{name}" AS DECIMAL(12,2)) AS "{name}"' if "numeric" in kind else f'"{name}"'
         for name, kind in table.columns
@@ -193,7 +197,7 @@ def arrow_duckdb_floor(args: Args) -> Args:
     started = time.perf_counter()
     reader = cx.read_sql(
         args["cx_url"],
-        f'SELECT {names} FROM "{args["schema"]}"."{table.name}"',
+        f"SELECT {names} FROM {quote}{args['schema']}{quote}.{quote}{table.name}{quote}",
         return_type="arrow_stream",
         batch_size=100_000,
     )

@@ -51,6 +51,42 @@ def test_snapshot_at_a_tiny_size(bench_env: None, tmp_path: Path) -> None:
     assert saved["machine"]["cores"] and saved["rows"][0]["seconds"] > 0
 
 
+def test_snapshot_from_mariadb_beside_postgresql_at_a_tiny_size(
+    bench_env: None, mysql_server: URL, tmp_path: Path
+) -> None:
+    """``bench snapshot --source-engine mariadb``: the same rows on MariaDB, read by
+    billing-sync (PyMySQL into Arrow), dlt with both backends, Sling and the ConnectorX
+    floor into the same targets, beside the PostgreSQL leg in one report."""
+    options = BenchOptions.for_run(
+        quick=True,
+        tiny=True,
+        source_engines=("postgresql", "mariadb"),
+        mariadb_url=mysql_server.render_as_string(hide_password=False),
+    )
+    (snapshot,) = run_bench(["snapshot"], options, state_dir=tmp_path)
+    maria = {(r["contender"], r["target"], r["configuration"]): r
+             for r in snapshot.rows if r["source"] == "MariaDB"}  # fmt: skip
+    assert set(maria) == {
+        ("billing-sync", "PostgreSQL + DuckDB", "engine defaults, one pass"),
+        ("floor: ConnectorX -> Arrow", "DuckDB", "streamed Arrow batches"),
+        ("dlt", "PostgreSQL", "connectorx, parquet via ADBC"),
+        ("dlt", "PostgreSQL", "pyarrow, parquet via ADBC"),
+        ("dlt", "DuckDB", "connectorx"),
+        ("dlt", "DuckDB", "pyarrow"),
+        ("Sling", "PostgreSQL", "full-refresh"),
+        ("Sling", "DuckDB", "copy_method csv_files"),
+    }, snapshot.text()
+    not_ok = [f"{' / '.join(name)}: {r['output']}" for name, r in maria.items()
+              if r["status"] != "ok"]  # fmt: skip
+    assert not not_ok, not_ok
+    ours = maria[("billing-sync", "PostgreSQL + DuckDB", "engine defaults, one pass")]
+    assert all(c["empty_strings"] > 0 and c["nulls"] > 0 for c in ours["checks"]), ours
+    assert any(r["source"] == "PostgreSQL" and r["status"] == "ok" for r in snapshot.rows)
+    saved = _report(tmp_path, "snapshot")
+    assert {row["source"] for row in saved["rows"]} == {"PostgreSQL", "MariaDB"}
+    assert saved["details"]["summary"]["mariadb_speedup_vs_dlt"] > 0, saved["details"]
+
+
 def test_tail_through_dagster_at_a_tiny_size(bench_env: None, tmp_path: Path) -> None:
     """The Dagster daemon, its sensors and runs, the markers, then the engine-loop profile
     (the driver the scale scenario uses too)."""
@@ -78,7 +114,7 @@ def test_tail_from_mariadb_beside_postgresql_at_a_tiny_size(
         quick=True,
         tiny=True,
         tail_seconds=5.0,
-        tail_source_engines=("postgresql", "mariadb"),
+        source_engines=("postgresql", "mariadb"),
         mariadb_url=mysql_server.render_as_string(hide_password=False),
     )
     reports = {r.scenario: r for r in run_bench(["tail"], options, state_dir=tmp_path)}

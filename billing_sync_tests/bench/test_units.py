@@ -6,9 +6,15 @@ import json
 from pathlib import Path
 
 from billing_sync.bench.context import BenchOptions
-from billing_sync.bench.data import expected_counts, socket_netloc_url
-from billing_sync.bench.peers import dlt_destination_url, sling_environment, sling_url
+from billing_sync.bench.data import expected_counts, native_mysql_url, socket_netloc_url
+from billing_sync.bench.peers import (
+    DLT_MYSQL_CONFIGS,
+    dlt_destination_url,
+    sling_environment,
+    sling_url,
+)
 from billing_sync.bench.report import Column, Report, format_table, percentile, write_json
+from billing_sync.bench.snapshot_summary import summarize
 
 
 def test_socket_urls_for_each_peer() -> None:
@@ -20,6 +26,37 @@ def test_socket_urls_for_each_peer() -> None:
     assert socket_netloc_url(tcp) == tcp
     assert dlt_destination_url(tcp) == tcp
     assert sling_url(tcp) == tcp + "?sslmode=disable"
+
+
+def test_mysql_urls_for_connectorx_and_sling() -> None:
+    url = "mysql+pymysql://root:pw@127.0.0.1:3306/bench_snapshot_icoms"
+    assert native_mysql_url(url) == "mysql://root:pw@127.0.0.1:3306/bench_snapshot_icoms"
+    assert sling_url(url) == native_mysql_url(url)
+    # dlt's fastest backend on MySQL is measured, not assumed: both run, --quick too
+    assert {(c.target, c.options["backend"]) for c in DLT_MYSQL_CONFIGS if c.quick} == {
+        (target, backend) for target in ("postgres", "duckdb")
+        for backend in ("connectorx", "pyarrow")
+    }  # fmt: skip
+
+
+def test_snapshot_notes_per_source_with_prefixed_summary_keys() -> None:
+    report = Report("snapshot", "S", [])
+    for source, ours, dlt_pg, dlt_duck in (("PostgreSQL", 2.0, 1.0, 2.0),
+                                           ("MariaDB", 8.0, 1.0, 1.0)):  # fmt: skip
+        for contender, target, configuration, seconds in (
+            ("billing-sync", "PostgreSQL + DuckDB", "one pass", ours),
+            ("dlt", "PostgreSQL", "connectorx", dlt_pg),
+            ("dlt", "DuckDB", "pyarrow", dlt_duck + 1),
+            ("dlt", "DuckDB", "connectorx", dlt_duck),
+        ):
+            report.rows.append({"source": source, "contender": contender, "target": target,
+                                "configuration": configuration, "seconds": seconds,
+                                "status": "ok"})  # fmt: skip
+    summarize(report, 10)
+    summary = report.details["summary"]
+    assert summary["speedup_vs_dlt"] == 1.5 and summary["mariadb_speedup_vs_dlt"] == 0.25
+    assert summary["mariadb_dlt_DuckDB_fastest"] == "connectorx"
+    assert any(note.startswith("MariaDB: billing-sync writes both") for note in report.notes)
 
 
 def test_sling_duckdb_environment_makes_install_json_a_no_op(tmp_path: Path) -> None:

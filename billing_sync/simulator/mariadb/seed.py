@@ -18,7 +18,8 @@ INSERT_ROWS = 2_000
 """Rows per ``executemany`` call (PyMySQL folds them into one multi-row INSERT)."""
 
 
-def _insert(cur: Any, schema: str, name: str, rows: list[tuple[Any, ...]]) -> None:
+def insert_rows(cur: Any, schema: str, name: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` (values in the order of the table's columns) into ``schema.name``."""
     columns = TABLES[name].column_names
     text = (
         f"INSERT INTO {quote(schema)}.{quote(name)} ({', '.join(quote(c) for c in columns)})"
@@ -54,7 +55,7 @@ def fill(
         for chunk in icoms_seed.generate(random.Random(rng_seed), end, accounts):
             for name, rows in chunk.items():
                 rows.sort(key=icoms_seed.change_key)
-                _insert(cur, schema, name, rows)
+                insert_rows(cur, schema, name, rows)
                 counts[name] += len(rows)
         for name in TABLES:
             cur.execute(f"ANALYZE TABLE {quote(schema)}.{quote(name)}")
@@ -94,4 +95,4 @@ def seed_if_empty(
     return fill(conn, accounts=accounts, rng_seed=seed, schema=schema, as_of=as_of)
 
 
-__all__ = ["INSERT_ROWS", "fill", "seed", "seed_if_empty"]
+__all__ = ["INSERT_ROWS", "fill", "insert_rows", "seed", "seed_if_empty"]
