@@ -5,13 +5,14 @@ changes an entity is logged as its own materialization (DESIGN §8).
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import dagster as dg
 from pydantic import Field
 
 from billing_sync.config import SourceCatalog
+from billing_sync.defs.event_writer import EventWriter
 from billing_sync.defs.keys import SYNC_RUN_BUDGET_SECONDS, cache_key, source_key, warehouse_key
 from billing_sync.defs.metadata import materializations
 from billing_sync.defs.observe import freshness_evaluation
@@ -30,6 +31,8 @@ from billing_sync.engine.monitor import entity_freshness
 from billing_sync.shards import Shard
 from billing_sync.tier_failures import TablesFailed
 from billing_sync.validate.report import BatchValidationError
+
+DagsterEvent = dg.AssetMaterialization | dg.AssetObservation | dg.AssetCheckEvaluation
 
 
 class SyncRunConfig(dg.Config):
@@ -137,29 +140,30 @@ def _sync_tier_asset(shard: Shard, specs: list[dg.AssetSpec]) -> dg.AssetsDefini
         tier_settings = billing_sync.settings().tier(tier)
         tally = RunTally(entities)
 
-        reporting = [0.0]  # seconds the loop spent logging to Dagster, between batches
+        reporting = [0.0]  # seconds the loop spent building Dagster's events, between batches
 
         def report(results: list[TableBatch]) -> None:
             began = time.perf_counter()
             try:
-                log_batch(results)
+                writer.submit(batch_events(results))
             finally:
                 reporting[0] += time.perf_counter() - began
 
-        def log_batch(results: list[TableBatch]) -> None:
+        def batch_events(results: list[TableBatch]) -> list[DagsterEvent]:
+            events: list[DagsterEvent] = []
             loaded = set()
             for batch in results:
                 for event in materializations(batch):
-                    context.log_event(event)
+                    events.append(event)
                     if event.asset_key.path[0] == "warehouse":
                         loaded.add(batch.entity)
                 if (evaluation := batch_evaluation(batch)) is not None:
-                    context.log_event(evaluation)
+                    events.append(evaluation)
                 tally.add(batch)
                 if batch.cache_error:
                     context.log.warning(batch.cache_error)
             for found in engine.shadow.disagreements():
-                context.log_event(disagreement_evaluation(found))
+                events.append(disagreement_evaluation(found))
                 tally.disagree(found)
             # The UI's check list shows a check's latest evaluation only if it comes after
             # the asset's latest materialization (or in the same run): evaluate freshness
@@ -167,13 +171,16 @@ def _sync_tier_asset(shard: Shard, specs: list[dg.AssetSpec]) -> dg.AssetsDefini
             if loaded:
                 for figures in entity_freshness(engine):
                     if figures.entity in loaded:
-                        context.log_event(freshness_evaluation(figures))
+                        events.append(freshness_evaluation(figures))
+            return events
 
         started = time.monotonic()
         # A tier of one shard keeps the whole engine (every catalog), as before shards.
         only = shard.entities if shard.count > 1 else None
         shard_engine = billing_sync.engine(run_id=context.run_id, entities=only)
-        with shard_engine as engine, failed_batches(context):
+        writer = EventWriter(context.log_event)  # written off the loop (event_writer)
+        # The writer closes first: its events are written before a failure's evaluation.
+        with shard_engine as engine, failed_batches(context), writer:
             engine.setup()
             # The 3-4 s GX import and this tier's suites, off the freshness path: batches
             # validate with the same suites in Polars until it is done.
@@ -198,7 +205,7 @@ def _sync_tier_asset(shard: Shard, specs: list[dg.AssetSpec]) -> dg.AssetsDefini
                         ),
                         probe_interval=tier_settings.probe_interval_seconds,
                         on_batch=report,
-                        on_failure=lambda failed: report_failures(context, failed),
+                        on_failure=lambda failed: report_failures(context, failed, writer.submit),
                         should_stop=lambda: (
                             engine.settings.pause_file.exists()
                             or time.monotonic() - started > SYNC_RUN_BUDGET_SECONDS
@@ -210,7 +217,9 @@ def _sync_tier_asset(shard: Shard, specs: list[dg.AssetSpec]) -> dg.AssetsDefini
             engine.shadow.join()  # the background GX checks of the last batches
             report([])
         context.log.info(
-            f"{tier}: {done} micro-batches; logging them to Dagster took {reporting[0]:.1f} s"
+            f"{tier}: {done} micro-batches; their {writer.events} Dagster events took"
+            f" {reporting[0]:.1f} s to build in the loop and {writer.seconds:.1f} s to write"
+            " beside it"
         )
         # Every batch was logged as its own materialization above (the asset specs are
         # skippable); the run ends with its validation summary per entity.
@@ -219,13 +228,18 @@ def _sync_tier_asset(shard: Shard, specs: list[dg.AssetSpec]) -> dg.AssetsDefini
     return sync_tier
 
 
-def report_failures(context: dg.AssetExecutionContext, failed: TablesFailed) -> None:
+def report_failures(
+    context: dg.AssetExecutionContext,
+    failed: TablesFailed,
+    submit: Callable[[list[DagsterEvent]], None],
+) -> None:
     """Tables that failed in a micro-batch (the others committed): each named in the run's
-    log at once, a batch that failed validation as an ERROR check evaluation too."""
+    log at once, a batch that failed validation as an ERROR check evaluation too (after
+    the events of the batches before it: ``submit`` queues it behind them)."""
     for table, error in failed.failures.items():
         context.log.error(f"{table} failed; the tier's other tables went on: {error}")
         if isinstance(error, BatchValidationError):
-            context.log_event(failed_batch_evaluation(error))
+            submit([failed_batch_evaluation(error)])
 
 
 @contextmanager
