@@ -178,9 +178,13 @@ def _sync_tier_asset(shard: Shard, specs: list[dg.AssetSpec]) -> dg.AssetsDefini
         # A tier of one shard keeps the whole engine (every catalog), as before shards.
         only = shard.entities if shard.count > 1 else None
         shard_engine = billing_sync.engine(run_id=context.run_id, entities=only)
-        writer = EventWriter(context.log_event)  # written off the loop (event_writer)
-        # The writer closes first: its events are written before a failure's evaluation.
-        with shard_engine as engine, failed_batches(context), writer:
+        # Events are written off the loop (event_writer); the writer closes first, so its
+        # events are written before a failure's evaluation.
+        with (
+            shard_engine as engine,
+            failed_batches(context),
+            EventWriter(context.log_event) as writer,
+        ):
             engine.setup()
             # The 3-4 s GX import and this tier's suites, off the freshness path: batches
             # validate with the same suites in Polars until it is done.

@@ -8,21 +8,26 @@ no longer has, within the same per-run cap as the parity check.
 
 One run compares every minute for half an hour (the sync runs' budget), like a tier's
 long-lived sync run: a run launched for each minute's compare cost a process start and
-Dagster's imports, 3-5 CPU seconds a minute on the machine the tail shares (with it, the
-peers' bench measured priority p95 1.17 s; without it 0.65 s, on an idle 2-core machine).
-A round that fails (a warehouse restart cut its connections) is retried the next minute
-with new connections; three in a row fail the run. A round the delete cap refuses fails the
-run at once (recorded for the alerts, as before). The sensor starts a run when none is in
-flight, unless billing-sync is paused.
+Dagster's imports every minute on the machine the tail shares (its CPU not measured on its
+own; with it the peers' bench measured priority p95 1.17 s, without it 0.65 s, on an idle
+2-core machine).
+The run keeps its engine (connections, setup) from round to round. A round that fails (a
+warehouse restart cut its connections) is retried the next minute with a new engine; three
+in a row fail the run. A round the delete cap refuses fails the run at once (recorded for
+the alerts, as before). The sensor starts a run when none is in flight, unless
+billing-sync is paused.
 """
 
+import contextlib
 import time
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
 from billing_sync.defs.keys import SYNC_RUN_BUDGET_SECONDS
 from billing_sync.defs.resources import BillingSyncResource
+from billing_sync.engine.sync import SyncEngine
 from billing_sync.reconcile.deletes import KeyCompare, flag_deletes_by_keys
 from billing_sync.secrets import mask_error
 
@@ -53,30 +58,45 @@ def flag_priority_deletes(
     started = time.monotonic()
     pause_file = billing_sync.settings().pause_file
     done = failed_in_a_row = 0
-    while True:
-        round_began = time.monotonic()
-        try:
-            with billing_sync.engine(run_id=context.run_id) as engine:
-                engine.setup()
+    engine: SyncEngine | None = None  # kept from round to round
+    with contextlib.ExitStack() as opened:
+        while True:
+            round_began = time.monotonic()
+            try:
+                if engine is None:
+                    engine = opened.enter_context(billing_sync.engine(run_id=context.run_id))
+                    engine.setup()
                 compared = flag_deletes_by_keys(engine, tiers=DELETE_TIERS)
-        except Exception as error:  # a database gone away: the next round reconnects
-            failed_in_a_row += 1
-            if failed_in_a_row >= FAILED_ROUNDS_TO_FAIL:
-                raise
-            context.log.warning(f"key compare failed, retried in a minute: {mask_error(error)}")
-        else:
-            failed_in_a_row = 0
-            _report(context, compared)
-        done += 1
-        if config.rounds is not None and done >= config.rounds:
-            return
-        next_round = round_began + config.interval_seconds
-        if next_round - started > SYNC_RUN_BUDGET_SECONDS:
-            return  # the sensor starts the next run
-        while time.monotonic() < next_round:
-            if pause_file.exists():
+            except Exception as error:  # a database gone away: the next round reconnects
+                opened.close()
+                engine = None
+                failed_in_a_row += 1
+                if failed_in_a_row >= FAILED_ROUNDS_TO_FAIL:
+                    raise
+                context.log.warning(f"key compare failed, retried in a minute: {mask_error(error)}")
+            else:
+                failed_in_a_row = 0
+                _report(context, compared)
+            done += 1
+            if not _wait_for_next_round(config, done, round_began, started, pause_file):
                 return
-            time.sleep(min(1.0, max(0.0, next_round - time.monotonic())))
+
+
+def _wait_for_next_round(
+    config: DeletesRunConfig, done: int, round_began: float, started: float, pause_file: Path
+) -> bool:
+    """Sleep until the next round is due; False when the run ends instead (its rounds or
+    budget used, or billing-sync paused: the sensor starts the next run)."""
+    if config.rounds is not None and done >= config.rounds:
+        return False
+    next_round = round_began + config.interval_seconds
+    if next_round - started > SYNC_RUN_BUDGET_SECONDS:
+        return False
+    while time.monotonic() < next_round:
+        if pause_file.exists():
+            return False
+        time.sleep(min(1.0, max(0.0, next_round - time.monotonic())))
+    return True
 
 
 def _report(context: dg.OpExecutionContext, compared: list[KeyCompare]) -> None:
